@@ -1,0 +1,65 @@
+"""All of the signal core at once: what a line carries, as one event stream.
+
+`callgate decode`, the bench and (later) the engine's on-hook listener run
+the DTMF receiver, the caller ID receivers (FSK and DTMF-signalled) and the
+call-progress detector side by side over the same frames.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .callerid import CallerIdReceiver, DtmfCallerIdDecoder
+from .dtmf import DtmfReceiver
+from .events import Event
+from .tones import CallProgressDetector, load_toneplan
+
+
+class LineDecoder:
+    """DTMF, caller ID and call-progress tones over one stream of frames."""
+
+    def __init__(self, toneplan: str = "us", dtmf: bool = True,
+                 callerid: bool = True, tones: bool = True) -> None:
+        self.dtmf = DtmfReceiver() if dtmf else None
+        self.dtmf_callerid = DtmfCallerIdDecoder() if dtmf and callerid else None
+        self.fsk_callerid = CallerIdReceiver() if callerid else None
+        self.tones = CallProgressDetector(load_toneplan(toneplan)) if tones else None
+
+    def feed(self, frame: np.ndarray) -> list[Event]:
+        """Events completed by this frame, in onset order."""
+        events: list[Event] = []
+        if self.dtmf is not None:
+            digits = self.dtmf.feed(frame)
+            events += digits
+            if self.dtmf_callerid is not None:
+                events += self.dtmf_callerid.feed(digits)
+        for det in self._others():
+            events += det.feed(frame)
+        return sorted(events, key=lambda e: e.sample)
+
+    def flush(self) -> list[Event]:
+        """End of stream: whatever the detectors still hold."""
+        events: list[Event] = []
+        if self.dtmf is not None:
+            digits = self.dtmf.flush()
+            events += digits
+            if self.dtmf_callerid is not None:
+                events += self.dtmf_callerid.feed(digits)
+                events += self.dtmf_callerid.flush()
+        for det in self._others():
+            events += det.flush()
+        return sorted(events, key=lambda e: e.sample)
+
+    def _others(self):
+        return [d for d in (self.fsk_callerid, self.tones) if d is not None]
+
+
+def decode(samples: np.ndarray, toneplan: str = "us", frame: int = 1000) -> list[Event]:
+    """Decode a whole recording (int16, 8 kHz) in frames; events in onset order."""
+    line = LineDecoder(toneplan)
+    events: list[Event] = []
+    for start in range(0, len(samples), frame):
+        events.extend(line.feed(samples[start:start + frame]))
+    events.extend(line.flush())
+    events.sort(key=lambda e: e.sample)
+    return events
