@@ -15,7 +15,8 @@ fi
 STAMP="$VENV/.callgate-installed"
 EXTRAS="${CALLGATE_EXTRAS:-}"
 HASH="$(cat "$ROOT/setup.cfg" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
-read -r OLD_HASH OLD_EXTRAS < "$STAMP" 2>/dev/null || true
+OLD_HASH="" OLD_EXTRAS=""
+[ -f "$STAMP" ] && read -r OLD_HASH OLD_EXTRAS < "$STAMP"
 if [ "${OLD_HASH:-}" = "$HASH" ] && { [ -z "$EXTRAS" ] || [[ ",${OLD_EXTRAS:-}," == *",$EXTRAS,"* ]]; }; then
     :
 else
