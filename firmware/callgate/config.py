@@ -1,0 +1,92 @@
+"""Configuration: one TOML file, checked at start, errors that name the key.
+
+Each part of the firmware reads its own table through `Table`, which knows
+its dotted path, so a wrong value is reported as e.g.
+``line.modem.port: expected a string, got 5`` and never as a traceback.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+_MISSING = object()
+
+
+class ConfigError(Exception):
+    """A bad or missing setting; str() is one line that names the key."""
+
+
+class Table:
+    """A TOML table with its dotted path, and typed getters that name bad keys."""
+
+    def __init__(self, data: dict | None = None, path: str = "") -> None:
+        self.data = dict(data or {})
+        self.path = path
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def sub(self, name: str) -> "Table":
+        """The sub-table `name` (empty if absent)."""
+        value = self.data.get(name, {})
+        self.used.add(name)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self.key(name)}: expected a table, got {value!r}")
+        return Table(value, self.key(name))
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = _MISSING) -> Any:
+        """The value of `name`, which must be of `kind`; `default` when absent."""
+        self.used.add(name)
+        if name not in self.data:
+            if default is _MISSING:
+                raise ConfigError(f"{self.key(name)}: missing")
+            return default
+        value = self.data[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in kinds:
+            raise ConfigError(f"{self.key(name)}: expected {_names(kinds)}, got {value!r}")
+        if not isinstance(value, kinds):
+            raise ConfigError(f"{self.key(name)}: expected {_names(kinds)}, got {value!r}")
+        return value
+
+    def number(self, name: str, default: Any = _MISSING, low: float | None = None,
+               high: float | None = None) -> float:
+        """A number within [low, high]."""
+        value = self.get(name, float, default)
+        if value is not None and ((low is not None and value < low)
+                                  or (high is not None and value > high)):
+            raise ConfigError(f"{self.key(name)}: {value} is outside {low}..{high}")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...] | list[str], default: Any = _MISSING) -> str:
+        value = self.get(name, str, default)
+        if value not in choices:
+            raise ConfigError(f"{self.key(name)}: {value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def unknown(self) -> list[str]:
+        """Keys present in the file that nobody asked for (likely typos)."""
+        return [self.key(k) for k in self.data if k not in self.used]
+
+
+def _names(kinds: tuple[type, ...]) -> str:
+    words = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             list: "a list", dict: "a table"}
+    return " or ".join(words.get(k, k.__name__) for k in kinds)
+
+
+def load(path: str | Path) -> Table:
+    """Read a TOML config file; ConfigError (one line) if it cannot be read or parsed."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return Table(tomllib.load(f))
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
