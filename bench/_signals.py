@@ -75,3 +75,31 @@ def busy_line(seconds: float = 60.0, seed: int = 7) -> tuple[np.ndarray, dict]:
              "dtmf_onsets": [o for o in onsets if o + 480 <= n],
              "cid_ends": [e for e in cid_ends if e <= n]}
     return audio, truth
+
+
+def typical_call(seconds: float = 60.0, seed: int = 11) -> np.ndarray:
+    """What a line carries in an ordinary call: mostly quiet, prompts, a few keys.
+
+    Ring silence, one caller ID burst, our prompts echoed back at -10 dB,
+    the caller keying an identifier and a PIN, some speech, line noise, then
+    quiet until the exchange's busy tone.
+    """
+    rng = np.random.default_rng(seed)
+    plan = load_toneplan("us")
+    talk = speech(12.0)
+    parts = [np.zeros(2 * RATE),
+             callerid_tx(build_mdmf(number="2015550123", name="JANE SMITH", datetime="11231000"),
+                         BELL202, level_dbm0=-13.5),
+             np.zeros(3 * RATE), talk[: 6 * RATE] * 0.3, np.zeros(RATE),
+             dtmf_tx("12345678#", level_dbm0=-10.0, on_ms=90, off_ms=200), np.zeros(RATE),
+             talk[6 * RATE:] * 0.3, np.zeros(RATE), dtmf_tx("4271", level_dbm0=-10.0),
+             np.zeros(8 * RATE), talk * 0.5]
+    x = np.concatenate([np.asarray(p, np.float64) for p in parts])
+    rest = int(seconds * RATE) - len(x)
+    if rest > 0:
+        tail = np.zeros(rest)
+        busy = plan_tone_tx(plan, "busy", min(5.0, rest / RATE), level_dbm0=-20.0)
+        tail[-len(busy):] = busy
+        x = np.concatenate((x, tail))
+    x = x[: int(seconds * RATE)] + rng.normal(0, dbm0_to_rms(-60.0), int(seconds * RATE))
+    return np.clip(np.round(x), -32768, 32767).astype(np.int16)

@@ -3,6 +3,12 @@
 `callgate decode`, the bench and (later) the engine's on-hook listener run
 the DTMF receiver, the caller ID receivers (FSK and DTMF-signalled) and the
 call-progress detector side by side over the same frames.
+
+Only DTMF needs an answer within a frame (a key stops a prompt), so it sees
+every frame as it comes. Caller ID and call-progress tones tolerate a tenth of
+a second more, so they are fed in blocks of at least `SLOW_BLOCK` samples:
+with 20 ms frames this cuts the fixed cost per call of their NumPy work by
+five. Event sample stamps do not change; only when an event is returned does.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ from .dtmf import DtmfReceiver
 from .events import Event
 from .tones import CallProgressDetector, load_toneplan
 
+SLOW_BLOCK = 800
+"""Samples (100 ms) gathered before the caller ID and tone detectors run."""
+
 
 class LineDecoder:
     """DTMF, caller ID and call-progress tones over one stream of frames."""
@@ -24,6 +33,8 @@ class LineDecoder:
         self.dtmf_callerid = DtmfCallerIdDecoder() if dtmf and callerid else None
         self.fsk_callerid = CallerIdReceiver() if callerid else None
         self.tones = CallProgressDetector(load_toneplan(toneplan)) if tones else None
+        self._pending: list[np.ndarray] = []
+        self._pending_size = 0
 
     def feed(self, frame: np.ndarray) -> list[Event]:
         """Events completed by this frame, in onset order."""
@@ -33,9 +44,19 @@ class LineDecoder:
             events += digits
             if self.dtmf_callerid is not None:
                 events += self.dtmf_callerid.feed(digits)
-        for det in self._others():
-            events += det.feed(frame)
+        self._pending.append(np.array(frame))  # a copy: the caller may reuse its buffer
+        self._pending_size += len(frame)
+        if self._pending_size >= SLOW_BLOCK:
+            events += self._feed_slow()
         return sorted(events, key=lambda e: e.sample)
+
+    def _feed_slow(self) -> list[Event]:
+        block = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+        self._pending, self._pending_size = [], 0
+        events: list[Event] = []
+        for det in self._others():
+            events += det.feed(block)
+        return events
 
     def flush(self) -> list[Event]:
         """End of stream: whatever the detectors still hold."""
@@ -46,6 +67,8 @@ class LineDecoder:
             if self.dtmf_callerid is not None:
                 events += self.dtmf_callerid.feed(digits)
                 events += self.dtmf_callerid.flush()
+        if self._pending_size:
+            events += self._feed_slow()
         for det in self._others():
             events += det.flush()
         return sorted(events, key=lambda e: e.sample)
