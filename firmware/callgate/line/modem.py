@@ -1,0 +1,662 @@
+"""The `modem` line backend: a USB voice modem (ITU-T V.253) over pyserial.
+
+How a call looks to the modem (profiles in modem_profiles.py, protocol in v253.py):
+
+- init (at open and after a recovery): end any voice data state the modem was
+  left in, ATZ, ATE0, ATV1, ATI0/ATI3 to pick the profile ("auto"), then the
+  voice set-up: +FCLASS=8, +VCID=1 (formatted caller ID), the profile's
+  set-up, +VSM (u-law or 8-bit linear at 8 kHz), +VLS on hook. The voice
+  set-up, +VCID=1 included, is sent again after every call.
+- on hook: RING lines become RingStart (a modem gives no ring stop), the
+  DATE/TIME/NMBR/NAME lines between rings a CallerIdEvent (format "MODEM").
+  There is no audio path on hook, so read() returns silent frames at the
+  wall-clock rate.
+- off hook: +VLS (line) then +VTR (full duplex) or +VRX (half duplex). read()
+  then blocks for one frame of the modem's audio: the modem is the clock.
+  Half duplex: writing non-silent audio switches to +VTX (receive abort
+  <DLE>!, then +VTX); 300 ms of written silence switches back to +VRX.
+- flash(ms): leave the data state, S29 (10 ms units), ATD!; (or +VLS on hook,
+  wait, off hook), back to the data state, then FlashDone.
+- <DLE> events off hook: busy, dial tone, ringback, silence/quiet, fax and data
+  tones -> LineTone; 'l' (loop current interruption) -> LoopCurrent(False),
+  whose return no modem reports, so LoopCurrent(True) comes at the next off
+  hook; 'L' -> PolarityReversal where a part reports it; local/extension phone
+  -> ParallelHandset. DTMF reports are counted and dropped: the engine decodes
+  keys from the audio itself, and a keyed digit is never logged.
+- faults: no answer to a command (on hook, an "AT" every 30 s of quiet checks
+  that it still answers), no audio for a second, or the USB device gone
+  (SerialException/OSError) -> LineFault; frames go on as silence; the port
+  is re-opened with back-off (0.5 s doubling to 30 s) and re-initialised;
+  LineRestored once it answers again (on hook: the call in progress is lost).
+
+Commands are run as a queue of steps serviced from read(), so the sample
+clock keeps running (silent frames) while the modem thinks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import serial
+
+from ..config import ConfigError, Table
+from ..dsp.callerid import CallerIdEvent
+from . import modem_audio, v253
+from .base import (Capabilities, FlashDone, Frame, Line, LineError, LineFault, LineRestored,
+                   LineTone, LoopCurrent, ParallelHandset, PolarityReversal, RingStart)
+from .modem_profiles import PROFILES, ModemProfile, identify
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.005                 # longest a single port read blocks
+CALLERID_QUIET_MS = 300        # caller ID block complete after this long without a new line
+TX_HOLD_MS = 300               # half duplex: written silence this long ends a transmit
+SILENT_LEVEL = 64              # |sample| at or below this counts as silence when writing
+BAUD_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800)
+try:
+    import termios                     # pyserial lets termios.error through from tcsetattr
+    _SERIAL_ERRORS: tuple = (serial.SerialException, OSError, termios.error)
+except ImportError:                    # not POSIX
+    _SERIAL_ERRORS = (serial.SerialException, OSError)
+
+
+@dataclass
+class _Step:
+    """One command to the modem and what to do with its answer."""
+
+    what: str                                   # for messages, e.g. "AT+VLS=1"
+    send: bytes | Callable[[], bytes | None] | None = None   # None: nothing to send
+    ok: frozenset = frozenset({"OK"})
+    timeout: float | None = None                # None: the line's command timeout
+    data: bool = False                          # its CONNECT opens a data state
+    text_after: bool = False                    # we end a transmit: the modem is text again
+    optional: bool = False                      # ERROR is not a fault
+    wait: float | None = None                   # a pause, no command (flash timed by us)
+    listen: bool = False                        # send nothing, wait for the modem's answer
+    timeout_ok: bool = False                    # no answer is an answer (best-effort steps)
+    then: Callable[[str, list[str]], None] | None = None
+    lines: list[str] = field(default_factory=list)
+    started: float = 0.0
+
+
+class ModemLine(Line):
+    """A phone line on a V.253 voice modem (see the module docstring)."""
+
+    capabilities = Capabilities(loop_current=True, full_duplex=True, paced=True)
+
+    def __init__(self, port: str = "/dev/ttyACM0", baud: int = 115200, profile: str = "auto",
+                 fmt: str = "ulaw", flash_ms: float = 600.0, duplex: str = "auto", *,
+                 pace: bool = True, command_timeout: float = 3.0, audio_timeout: float = 1.0,
+                 backoff: tuple[float, float] = (0.5, 30.0), keepalive: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 serial_factory: Callable[[str, int], serial.SerialBase] | None = None) -> None:
+        super().__init__()
+        if fmt not in modem_audio.FORMATS:
+            raise ValueError(f"format {fmt!r}")
+        self.port = port
+        self.baud = baud
+        self.profile_name = profile
+        self.fmt = fmt
+        self.flash_ms = flash_ms
+        self.duplex = duplex
+        self.pace = pace
+        self.command_timeout = command_timeout
+        self.audio_timeout = audio_timeout
+        self.backoff = backoff
+        self.keepalive = keepalive
+        self.clock = clock
+        self._factory = serial_factory or _open_serial
+        self.profile: ModemProfile | None = PROFILES.get(profile)
+        self._port: serial.SerialBase | None = None
+        self._stream = v253.ModemStream()
+        self._state = "closed"          # closed | ready | fault | restoring
+        self._opening = False           # open() in progress: a fault raises LineError
+        self._data: str | None = None   # modem data state: rx | tx | duplex | None (command)
+        self._script: deque[_Step] = deque()
+        self._step: _Step | None = None
+        self._events: list = []
+        self._rx = bytearray()
+        self._tx_backlog: list[np.ndarray] = []
+        self._tx_wanted = False
+        self._quiet_frames = 0
+        self._callerid = v253.ModemCallerId()
+        self._loop_broken = False
+        self._next_tick: float | None = None
+        self._last_heard = 0.0
+        self._retry_at = 0.0
+        self._backoff_s = backoff[0]
+        self.reopen_attempts: list[float] = []   # clock() of each re-open attempt (for status)
+        self.dtmf_reports = 0           # modem DTMF reports seen (ignored: we decode the audio)
+        self.underruns = 0
+        self.overruns = 0
+        self._ati: dict[str, str] = {}
+        self._set_capabilities()
+
+    # ------------------------------------------------------------ configuration
+    @classmethod
+    def from_config(cls, table: Table) -> "ModemLine":
+        """Build from [line.modem]: port, baud, profile, format, flash_ms, duplex."""
+        port = table.get("port", str, "/dev/ttyACM0")
+        baud = table.get("baud", int, 115200)
+        if baud not in BAUD_RATES:
+            raise ConfigError(f"{table.key('baud')}: {baud} is not one of "
+                              f"{', '.join(map(str, BAUD_RATES))}")
+        profile = table.choice("profile", ("auto", *PROFILES), "auto")
+        fmt = table.choice("format", modem_audio.FORMATS, "ulaw")
+        flash_ms = table.number("flash_ms", 600.0, low=50, high=2550)
+        duplex = table.choice("duplex", ("auto", "full", "half"), "auto")
+        unknown = table.unknown()
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown setting (known: port, baud, profile, "
+                              "format, flash_ms, duplex)")
+        return cls(port, baud, profile, fmt, flash_ms, duplex)
+
+    @property
+    def full_duplex(self) -> bool:
+        if self.duplex != "auto":
+            return self.duplex == "full"
+        return self.profile.full_duplex if self.profile else True
+
+    def _set_capabilities(self) -> None:
+        self.capabilities = Capabilities(loop_current=True, polarity=False, parallel_handset=False,
+                                         full_duplex=self.full_duplex, onhook_audio=False,
+                                         paced=self.pace)
+
+    # ------------------------------------------------------------ lifecycle
+    def open(self) -> None:
+        """Open the port, identify the modem and initialise it; LineError if it cannot be."""
+        if self._state != "closed":
+            return
+        try:
+            self._port = self._factory(self.port, self.baud)
+        except _SERIAL_ERRORS as err:
+            raise LineError(self._open_error(err)) from None
+        self._stream = v253.ModemStream()
+        self._state = "ready"
+        self._opening = True
+        try:
+            self._queue(*self._init_steps(identify_modem=self.profile is None))
+            while self._step is not None or self._script:
+                self._service()
+                self._pump(block=True)
+        except BaseException:
+            self._close_port()
+            self._state = "closed"
+            raise
+        finally:
+            self._opening = False
+        self._events.clear()     # nothing happened on the line yet
+        self._last_heard = self.clock()
+        log.info("modem on %s: %s, %s, %s duplex", self.port, self.profile.title, self.fmt,
+                 "full" if self.full_duplex else "half")
+
+    def close(self) -> None:
+        """Go on hook (best effort) and release the port. Safe to call twice."""
+        if self._port is not None and self._state == "ready":
+            try:
+                if self._data is not None:
+                    self._port.write(self._end_code(self._data))
+                    time.sleep(0.05)
+                if self.profile is not None:
+                    self._port.write(v253.command(f"AT+VLS={self.profile.vls_on_hook}"))
+                self._port.flush()
+            except _SERIAL_ERRORS:
+                pass
+        self._close_port()
+        self._state = "closed"
+        self._off_hook = False
+        self._data = None
+        self._script.clear()
+        self._step = None
+
+    def _open_error(self, err: Exception) -> str:
+        if "://" not in self.port and not os.path.exists(self.port):
+            return (f"modem port {self.port} does not exist (is the modem plugged in? "
+                    "set line.modem.port)")
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        return f"modem port {self.port}: cannot open it ({reason})"
+
+    def _close_port(self) -> None:
+        port, self._port = self._port, None
+        if port is not None:
+            try:
+                port.close()
+            except _SERIAL_ERRORS:
+                pass
+
+    # ------------------------------------------------------------ audio
+    def read(self) -> Frame:
+        if self._state == "closed":
+            raise LineError(f"modem line on {self.port} read before open()")
+        n = self.frame_samples
+        samples = None
+        if self._streaming():
+            samples = self._read_audio(n)
+        else:
+            self._wait_frame()
+        self._check_callerid()
+        if samples is None:
+            samples = np.zeros(n, dtype=np.int16)
+        events, self._events = self._events, []
+        frame = Frame(self._sample, samples, events)
+        self._sample += n
+        return frame
+
+    def write(self, samples: np.ndarray) -> None:
+        if self._state != "ready" or not self._off_hook:
+            return
+        pcm = np.asarray(samples, dtype=np.int16)
+        idle = self._step is None and not self._script
+        if self.full_duplex:
+            if self._data == "duplex" and idle:
+                self._send_audio(pcm)
+            return
+        loud = bool(len(pcm)) and int(np.max(np.abs(pcm.astype(np.int32)))) > SILENT_LEVEL
+        if self._data == "tx" and idle:
+            self._send_audio(pcm)
+            self._quiet_frames = 0 if loud else self._quiet_frames + 1
+            if self._quiet_frames * self.frame_samples >= TX_HOLD_MS * self.rate // 1000:
+                self._quiet_frames = 0
+                self._queue(self._end_data_step(), *self._enter_data_steps("rx"))
+        elif self._tx_wanted or loud:
+            if len(self._tx_backlog) < 100:          # 2 s of prompt while the modem switches
+                self._tx_backlog.append(pcm)
+            if not self._tx_wanted:
+                self._tx_wanted = True
+                self._queue(self._end_data_step(), *self._enter_data_steps("tx"))
+
+    # ------------------------------------------------------------ controls
+    def off_hook(self) -> None:
+        if self._off_hook:
+            return
+        self._off_hook = True
+        if self._state != "ready":
+            log.warning("modem on %s: cannot go off hook while the modem is not answering",
+                        self.port)
+            self._off_hook = False
+            return
+        self._finish_callerid()
+        if self._loop_broken:
+            self._loop_broken = False
+            self._events.append(LoopCurrent(self._sample, present=True))
+        vls = f"AT+VLS={self.profile.vls_off_hook}"
+        self._queue(_Step(vls, v253.command(vls), ok=frozenset({"OK", "VCON"})),
+                    *self._enter_data_steps())
+
+    def on_hook(self) -> None:
+        if not self._off_hook:
+            return
+        self._off_hook = False
+        self._tx_backlog.clear()
+        self._tx_wanted = False
+        if self._state != "ready":
+            return
+        self._queue(self._end_data_step(), *self._init_steps(reset=False))
+
+    def flash(self, ms: float) -> None:
+        if self._state != "ready" or not self._off_hook:
+            log.warning("modem on %s: flash asked while on hook or not answering; ignored",
+                        self.port)
+            return
+        self._tx_backlog.clear()
+        self._tx_wanted = False
+        steps = [self._end_data_step()]
+        if self.profile.flash == "dial":
+            units = max(1, min(255, round(ms / 10)))
+            steps += [_Step(f"ATS29={units}", v253.command(f"ATS29={units}")),
+                      _Step("ATD!;", v253.command("ATD!;"), ok=frozenset({"OK", "VCON"}),
+                            timeout=ms / 1000 + self.command_timeout)]
+        else:
+            on, off = (f"AT+VLS={self.profile.vls_on_hook}", f"AT+VLS={self.profile.vls_off_hook}")
+            steps += [_Step(on, v253.command(on)), _Step("flash", wait=ms / 1000),
+                      _Step(off, v253.command(off), ok=frozenset({"OK", "VCON"}))]
+        steps += self._enter_data_steps()
+        steps.append(_Step("flash done", then=lambda r, l: self._events.append(
+            FlashDone(self._sample))))
+        self._queue(*steps)
+
+    # ------------------------------------------------------------ scripts
+    def _init_steps(self, identify_modem: bool = False, reset: bool = True) -> list[_Step]:
+        steps = []
+        if reset:
+            # a modem left in a voice data state takes "ATZ" for audio: end any data
+            # state first (harmless garbage in command state: it answers ERROR or nothing)
+            abort = v253.RECEIVE_ABORT + v253.DUPLEX_ABORT + v253.END_TRANSMIT + b"\r"
+            steps += [_Step("data state abort", abort, ok=v253.FINAL_RESULTS, timeout=0.3,
+                            timeout_ok=True),
+                      _Step("ATZ", v253.command("ATZ")), _Step("ATE0", v253.command("ATE0")),
+                      _Step("ATV1", v253.command("ATV1"))]
+        if identify_modem:
+            steps += [_Step("ATI0", v253.command("ATI0"), then=self._got_ati("0")),
+                      _Step("ATI3", v253.command("ATI3"), then=self._got_ati("3")),
+                      _Step("identify", then=lambda r, l: self._identify())]
+        steps.append(_Step("init", then=lambda r, l: self._queue_front(
+            *[_Step(c, v253.command(c), optional=c.startswith(("AT+VSD", "AT+VIT")))
+              for c in self.profile.init_commands(self.fmt)])))
+        return steps
+
+    def _got_ati(self, which: str) -> Callable[[str, list[str]], None]:
+        def store(result: str, lines: list[str]) -> None:
+            self._ati[which] = " ".join(lines)
+        return store
+
+    def _identify(self) -> None:
+        ati0, ati3 = self._ati.get("0", ""), self._ati.get("3", "")
+        profile = identify(ati0, ati3)
+        if profile is None:
+            self._fault(f"not a supported voice modem (ATI0 {ati0!r}, ATI3 {ati3!r}); "
+                        f"set line.modem.profile to one of {', '.join(PROFILES)}")
+            return
+        self.profile = profile
+        self._set_capabilities()
+
+    def _enter_data_steps(self, mode: str | None = None) -> list[_Step]:
+        mode = mode or ("duplex" if self.full_duplex else "rx")
+        cmd = {"duplex": "AT+VTR", "rx": "AT+VRX", "tx": "AT+VTX"}[mode]
+        return [_Step(cmd, v253.command(cmd), ok=v253.DATA_RESULTS, data=True,
+                      then=lambda r, l: self._entered(mode))]
+
+    def _entered(self, mode: str) -> None:
+        self._data = mode
+        self._rx.clear()
+        self._quiet_frames = 0
+        if mode == "tx":
+            self._tx_wanted = False
+            backlog, self._tx_backlog = self._tx_backlog, []
+            for pcm in backlog:
+                self._send_audio(pcm)
+
+    def _end_data_step(self) -> _Step:
+        step = _Step("end of voice data")
+
+        def code() -> bytes | None:
+            if self._data is None:
+                return None
+            step.text_after = self._data == "tx"
+            return self._end_code(self._data)
+
+        def ended(result: str, lines: list[str]) -> None:
+            self._data = None
+            self._rx.clear()
+
+        step.send, step.then = code, ended
+        return step
+
+    @staticmethod
+    def _end_code(mode: str) -> bytes:
+        return {"tx": v253.END_TRANSMIT, "rx": v253.RECEIVE_ABORT,
+                "duplex": v253.DUPLEX_ABORT}[mode]
+
+    def _queue(self, *steps: _Step) -> None:
+        self._script.extend(steps)
+        self._service()
+
+    def _queue_front(self, *steps: _Step) -> None:
+        self._script.extendleft(reversed(steps))
+
+    # ------------------------------------------------------------ the service loop
+    def _streaming(self) -> bool:
+        return (self._state == "ready" and self._data in ("rx", "duplex")
+                and self._step is None and not self._script)
+
+    def _read_audio(self, n: int) -> np.ndarray | None:
+        """One frame of the modem's audio; the modem's sample clock paces us."""
+        deadline = self.clock() + self.audio_timeout
+        while len(self._rx) < n and self._streaming():
+            self._pump(block=True)
+            self._service()
+            if self.clock() > deadline:
+                self._fault("the modem stopped sending audio")
+                break
+        self._next_tick = self.clock() + n / self.rate
+        if len(self._rx) < n:
+            return None
+        samples = modem_audio.decode(bytes(self._rx[:n]), self.fmt)
+        del self._rx[:n]
+        return samples
+
+    def _wait_frame(self) -> None:
+        """No audio from the modem: serve it until the next frame is due on the wall clock."""
+        now = self.clock()
+        if self._next_tick is None or self._next_tick < now - 1.0:
+            self._next_tick = now       # never run more than a second behind
+        deadline = self._next_tick if self.pace else now
+        self._next_tick += self.frame_samples / self.rate
+        while True:
+            self._service()
+            if self._port is not None:
+                self._pump(block=self.clock() < deadline)
+            elif self.clock() < deadline:
+                time.sleep(min(POLL_S, max(0.0, deadline - self.clock())))
+            if self.clock() >= deadline:
+                break
+
+    def _pump(self, block: bool) -> None:
+        """Read what the modem has sent and act on it."""
+        port = self._port
+        if port is None:
+            return
+        try:
+            waiting = port.in_waiting
+            if waiting or block:
+                chunk = port.read(waiting or 1)
+            else:
+                chunk = b""
+        except _SERIAL_ERRORS as err:
+            self._fault(f"modem port {self.port} failed ({_one_line(err)})")
+            return
+        if chunk:
+            self._last_heard = self.clock()
+            for item in self._stream.feed(chunk):
+                self._handle(item)
+
+    def _service(self) -> None:
+        """Start the next command, notice timeouts, re-open after a fault."""
+        if self._state == "fault":
+            if self.clock() >= self._retry_at:
+                self._reopen()
+            return
+        while self._step is None and self._script and self._state in ("ready", "restoring"):
+            self._start(self._script.popleft())
+        step = self._step
+        if step is None:
+            if (self._state == "ready" and self._data is None and not self._off_hook
+                    and self.clock() - self._last_heard > self.keepalive):
+                self._last_heard = self.clock()     # on hook and quiet: is it still there?
+                self._queue(_Step("AT", v253.command("AT")))
+            return
+        elapsed = self.clock() - step.started
+        if step.wait is not None:
+            if elapsed >= step.wait:
+                self._complete("OK")
+        elif elapsed > (step.timeout or self.command_timeout):
+            if step.timeout_ok:
+                self._complete("OK")
+            else:
+                self._fault(f"the modem did not answer {step.what}")
+
+    def _start(self, step: _Step) -> None:
+        send = step.send() if callable(step.send) else step.send
+        step.started = self.clock()
+        self._step = step
+        if send is None:
+            if step.wait is None and not step.listen:
+                self._complete("OK")
+            return
+        if step.data:
+            self._stream.arm_data()
+        try:
+            self._port.write(send)
+        except _SERIAL_ERRORS as err:
+            self._fault(f"modem port {self.port} failed ({_one_line(err)})")
+            return
+        if step.text_after:
+            self._stream.to_text()
+
+    def _complete(self, result: str) -> None:
+        step, self._step = self._step, None
+        if result in step.ok or (step.optional and result == "ERROR"):
+            if step.then is not None:
+                step.then(result, step.lines)
+            return
+        self._fault(f"the modem answered {result} to {step.what}")
+
+    def _handle(self, item: v253.Item) -> None:
+        if item.kind == "audio":
+            if self._data in ("rx", "duplex"):
+                self._rx += item.data
+                if len(self._rx) > self.rate:          # a second behind: drop the oldest
+                    del self._rx[: len(self._rx) - self.rate]
+                    self.overruns += 1
+        elif item.kind == "line":
+            self._line(item.text)
+        elif item.kind == "dle":
+            self._dle(item.text)
+        elif item.kind == "end":
+            if self._step is not None and self._step.what == "end of voice data":
+                return
+            if self._data is not None:
+                log.warning("modem on %s left the voice data state by itself", self.port)
+                self._data = None
+                self._rx.clear()
+                if self._off_hook and self._state == "ready":
+                    # its OK follows the <DLE><ETX>: take it before asking for data again
+                    self._queue_front(*self._enter_data_steps())
+                    self._queue_front(_Step("modem ended voice data", listen=True,
+                                            timeout_ok=True, timeout=0.5))
+                    self._service()
+        elif item.kind == "packet":
+            for raw in item.data.replace(b"\r", b"\n").split(b"\n"):
+                field_ = v253.callerid_field(raw.decode("latin-1").strip())
+                if field_:
+                    self._callerid.add(*field_, self._sample)
+
+    def _line(self, text: str) -> None:
+        step = self._step
+        if step is not None and step.wait is None and text in v253.FINAL_RESULTS:
+            self._complete(text)
+            return
+        if text.upper().startswith("AT"):
+            return                                      # our command echoed (before ATE0)
+        if text == "RING":
+            self._ring()
+            return
+        field_ = v253.callerid_field(text)
+        if field_ is not None:
+            self._callerid.add(*field_, self._sample)
+        elif step is not None:
+            step.lines.append(text)
+        elif self._callerid.pending and "=" in text:
+            self._callerid.garbled(text, self._sample)
+        else:
+            log.debug("modem on %s said %r", self.port, text[:40])
+
+    def _dle(self, code: str) -> None:
+        if code in v253.DTMF_CODES:
+            # the engine decodes keys from the audio itself; never log the digit
+            self.dtmf_reports += 1
+            return
+        kind = v253.DLE_EVENTS.get(code)
+        now = self._sample
+        if kind == "ring":
+            self._ring()
+        elif kind in v253.LINE_TONES:
+            if self._off_hook:
+                self._events.append(LineTone(now, tone=kind))
+        elif kind == "loop_break":
+            if self._off_hook and not self._loop_broken:
+                self._loop_broken = True
+                self._events.append(LoopCurrent(now, present=False))
+        elif kind == "reversal":
+            self._events.append(PolarityReversal(now))
+        elif kind in ("local_on_hook", "local_off_hook", "extension_on_hook",
+                      "extension_off_hook"):
+            self._events.append(ParallelHandset(now, off_hook=kind.endswith("off_hook")))
+        elif kind == "underrun":
+            self.underruns += 1
+        elif kind == "overrun":
+            self.overruns += 1
+        else:
+            log.debug("modem on %s: event <DLE>%r", self.port, code)
+
+    def _ring(self) -> None:
+        if self._off_hook:
+            return
+        self._finish_callerid()
+        self._events.append(RingStart(self._sample))
+
+    def _check_callerid(self) -> None:
+        cid = self._callerid
+        if cid.pending and self._sample - cid.last >= CALLERID_QUIET_MS * self.rate // 1000:
+            self._finish_callerid()
+
+    def _finish_callerid(self) -> None:
+        event = self._callerid.finish()
+        if isinstance(event, CallerIdEvent):
+            self._events.append(event)
+
+    def _send_audio(self, pcm: np.ndarray) -> None:
+        try:
+            self._port.write(v253.shield(modem_audio.encode(pcm, self.fmt)))
+        except _SERIAL_ERRORS as err:
+            self._fault(f"modem port {self.port} failed ({_one_line(err)})")
+
+    # ------------------------------------------------------------ faults and recovery
+    def _fault(self, reason: str) -> None:
+        if self._opening:
+            self._close_port()
+            self._state = "closed"
+            raise LineError(f"modem on {self.port}: {reason}")
+        if self._state == "ready":
+            log.warning("modem on %s: %s; frames continue as silence, re-opening", self.port,
+                        reason)
+            self._events.append(LineFault(self._sample, reason=reason))
+            self._backoff_s = self.backoff[0]
+        self._close_port()
+        self._state = "fault"
+        self._off_hook = False
+        self._data = None
+        self._script.clear()
+        self._step = None
+        self._rx.clear()
+        self._tx_backlog.clear()
+        self._tx_wanted = False
+        self._callerid = v253.ModemCallerId()
+        self._retry_at = self.clock() + self._backoff_s
+        self._backoff_s = min(self._backoff_s * 2, self.backoff[1])
+
+    def _reopen(self) -> None:
+        self.reopen_attempts.append(self.clock())
+        try:
+            self._port = self._factory(self.port, self.baud)
+        except _SERIAL_ERRORS:
+            self._retry_at = self.clock() + self._backoff_s
+            self._backoff_s = min(self._backoff_s * 2, self.backoff[1])
+            return
+        self._stream = v253.ModemStream()
+        self._state = "restoring"
+        self._script.extend(self._init_steps(identify_modem=self.profile is None))
+        self._script.append(_Step("restored", then=lambda r, l: self._restored()))
+
+    def _restored(self) -> None:
+        log.warning("modem on %s answers again", self.port)
+        self._state = "ready"
+        self._backoff_s = self.backoff[0]
+        self._events.append(LineRestored(self._sample))
+
+
+def _open_serial(port: str, baud: int) -> serial.SerialBase:
+    """The real port: 8N1, no flow control (V.253 voice data is DLE-framed, not XON/XOFF)."""
+    return serial.serial_for_url(port, baudrate=baud, timeout=POLL_S, write_timeout=2.0,
+                                 exclusive=True)
+
+
+def _one_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

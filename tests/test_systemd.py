@@ -1,0 +1,186 @@
+"""The systemd unit and the sd_notify client, against a real datagram socket."""
+
+import configparser
+import os
+import re
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from callgate import sdnotify
+from callgate.sdnotify import Watchdog, notify
+
+ROOT = Path(__file__).resolve().parent.parent
+UNIT = ROOT / "systemd" / "callgate.service"
+
+
+# ---------------------------------------------------------------- sd_notify
+
+
+@pytest.fixture
+def listener(tmp_path):
+    """A unix datagram socket as systemd binds it; yields (NOTIFY_SOCKET value, socket)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = tmp_path / "notify"
+    sock.bind(str(path))
+    sock.settimeout(2.0)
+    yield str(path), sock
+    sock.close()
+
+
+def test_notify_sends_each_state_as_one_datagram(listener):
+    name, sock = listener
+    env = {"NOTIFY_SOCKET": name}
+    assert notify("READY=1", env)
+    assert sock.recv(4096) == b"READY=1"
+    assert sdnotify.ready("line open", env)
+    assert sock.recv(4096) == b"READY=1\nSTATUS=line open"
+    assert sdnotify.status("two\nlines", env)
+    assert sock.recv(4096) == b"STATUS=two lines"
+    assert sdnotify.stopping(env)
+    assert sock.recv(4096) == b"STOPPING=1"
+
+
+def test_notify_abstract_namespace():
+    name = f"callgate-test-{os.getpid()}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + name)
+    sock.settimeout(2.0)
+    try:
+        assert notify("WATCHDOG=1", {"NOTIFY_SOCKET": "@" + name})
+        assert sock.recv(4096) == b"WATCHDOG=1"
+    finally:
+        sock.close()
+
+
+def test_notify_is_a_quiet_no_op_without_systemd(tmp_path):
+    assert notify("READY=1", {}) is False
+    assert notify("READY=1", {"NOTIFY_SOCKET": ""}) is False
+    assert notify("READY=1", {"NOTIFY_SOCKET": "vsock:2:1234"}) is False
+    # a socket that went away (systemd restarted) must not raise into the engine
+    assert notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "gone")}) is False
+    assert Watchdog({}).enabled is False and Watchdog({}).due(0.0) is False
+
+
+def test_watchdog_pings_every_half_of_watchdog_usec(listener):
+    name, sock = listener
+    dog = Watchdog({"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "10000000"})
+    assert dog.enabled and dog.interval == 5.0
+    assert dog.due(100.0)                       # first call: ping at once
+    assert dog.ping(100.0)
+    assert sock.recv(4096) == b"WATCHDOG=1"
+    assert not dog.due(104.9)
+    assert dog.due(105.0)
+    assert dog.feed(103.0) is False
+    assert dog.feed(105.5) is True
+    assert sock.recv(4096) == b"WATCHDOG=1"
+    assert not dog.due(110.4) and dog.due(110.5)
+
+
+@pytest.mark.parametrize("env", [
+    {"WATCHDOG_USEC": "10000000"},                                     # no socket
+    {"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "0"},
+    {"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "soon"},
+    {"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "1"},  # not us
+])
+def test_watchdog_off_unless_it_is_meant_for_us(env):
+    dog = Watchdog(env)
+    assert not dog.enabled and not dog.due(1e9) and dog.ping(1e9) is False
+
+
+def test_watchdog_for_our_pid():
+    env = {"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "3000000", "WATCHDOG_PID": str(os.getpid())}
+    assert Watchdog(env).interval == 1.5
+
+
+# ---------------------------------------------------------------- the unit file
+
+
+def unit_sections():
+    """The unit read like an INI file; repeated keys (DeviceAllow=) are listed separately."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None)   # repeats: last wins
+    parser.optionxform = str                    # systemd keys are case-sensitive
+    text = UNIT.read_text()
+    parser.read_string(text)
+    return parser, re.findall(r"^DeviceAllow=(.+)$", text, re.M)
+
+
+def test_unit_has_the_keys_the_appliance_relies_on():
+    unit, device_allow = unit_sections()
+    svc = unit["Service"]
+    assert svc["Type"] == "notify"
+    assert re.fullmatch(r"\d+s", svc["WatchdogSec"]) and int(svc["WatchdogSec"][:-1]) >= 5
+    assert svc["Restart"] == "on-failure"
+    assert svc["NoNewPrivileges"] == "yes"
+    assert svc["ProtectSystem"] == "strict"
+    assert svc["PrivateTmp"] == "yes"
+    assert svc["StateDirectory"] == "callgate" and svc["ConfigurationDirectory"] == "callgate"
+    assert set(svc["SupplementaryGroups"].split()) >= {"dialout", "gpio", "audio"}
+    assert svc.get("PrivateDevices", "no") == "no"     # it would hide the line's devices
+    assert svc["DevicePolicy"] == "closed"
+    assert {d.split()[0] for d in device_allow} >= {"char-ttyACM", "char-gpiochip", "char-alsa"}
+    assert all(d.split()[1] == "rw" for d in device_allow)
+    exec_start = svc["ExecStart"].split()
+    assert exec_start[0] == "/opt/callgate/.venv/bin/callgate" and exec_start[1] == "run"
+    assert exec_start[2:] == ["--config", "/etc/callgate/callgate.toml"]
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def analyze():
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.skip("systemd-analyze is not installed (Debian package: systemd)")
+    return tool
+
+
+def verify(tool, unit_path):
+    proc = subprocess.run([tool, "verify", "--man=no", str(unit_path)], capture_output=True,
+                          text=True, timeout=60)
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    return proc.returncode, lines
+
+
+def test_systemd_analyze_verify_finds_nothing_but_the_missing_binary(tmp_path):
+    tool = analyze()
+    rc, lines = verify(tool, UNIT)
+    # on a build machine the venv is not installed; that must be the only complaint
+    other = [ln for ln in lines if "/opt/callgate/.venv/bin/callgate" not in ln]
+    assert other == [], lines
+    # with ExecStart pointing at a program that exists, the unit is clean
+    copy = tmp_path / "callgate.service"
+    copy.write_text(re.sub(r"^ExecStart=\S+", f"ExecStart={shutil.which('true')}",
+                           UNIT.read_text(), flags=re.M))
+    rc, lines = verify(tool, copy)
+    assert rc == 0 and lines == []
+
+
+def test_verify_would_catch_a_broken_unit(tmp_path):
+    """The check above is worth something: a typo and a bad value are reported."""
+    tool = analyze()
+    text = re.sub(r"^ExecStart=\S+", f"ExecStart={shutil.which('true')}", UNIT.read_text(),
+                  flags=re.M)
+    text = text.replace("NoNewPrivileges=yes", "NoNewPrivilges=yes")
+    text = text.replace("WatchdogSec=10s", "WatchdogSec=tenseconds")
+    copy = tmp_path / "callgate.service"
+    copy.write_text(text)
+    _, lines = verify(tool, copy)
+    joined = "\n".join(lines)
+    assert "NoNewPrivilges" in joined and "tenseconds" in joined
+
+
+def test_unit_hardening_exposure_is_low(tmp_path):
+    tool = analyze()
+    copy = tmp_path / "callgate.service"
+    copy.write_text(re.sub(r"^ExecStart=\S+", f"ExecStart={shutil.which('true')}",
+                           UNIT.read_text(), flags=re.M))
+    proc = subprocess.run([tool, "security", "--offline=true", "--no-pager", str(copy)],
+                          capture_output=True, text=True, timeout=60)
+    found = re.search(r"Overall exposure level for callgate.service: ([\d.]+)", proc.stdout)
+    if proc.returncode != 0 and found is None:
+        pytest.skip(f"systemd-analyze security --offline is not supported here: "
+                    f"{proc.stderr.strip().splitlines()[:1]}")
+    assert found, proc.stdout[-500:]
+    assert float(found.group(1)) <= 3.0
