@@ -39,6 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     dec.add_argument("--toneplan", default="us",
                      help="tone plan: us, uk, etsi or a TOML file (default: us)")
     dec.set_defaults(func=cmd_decode)
+
+    run = sub.add_parser("run", help="answer and run calls on the configured line",
+                         description="Run the engine on the line backend of the config "
+                                     "([line] backend, default: the simulated exchange) "
+                                     "and print one line per call. Keyed digits are never "
+                                     "printed, only how many were keyed.")
+    run.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    run.add_argument("--calls", type=int, metavar="N", help="stop after N calls")
+    run.add_argument("--json", action="store_true", help="one JSON object per call")
+    run.set_defaults(func=cmd_run)
+    _directory_parser(sub)
     return parser
 
 
@@ -68,10 +79,256 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Build line, handler and engine from the config; run until the line ends."""
+    import logging
+    import signal
+
+    from .config import ConfigError, Table, load
+    from .engine import Engine, EngineConfig, ScriptedHandler
+    from .line import LineError, make_line
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="callgate run: %(message)s")
+    if args.calls is not None and args.calls < 1:
+        print("callgate run: --calls must be 1 or more", file=sys.stderr)
+        return 2
+    try:
+        table = load(args.config) if args.config else Table({})
+        engine_table = table.sub("engine")
+        cfg = EngineConfig.from_table(engine_table)
+        handler = ScriptedHandler.from_config(engine_table.sub("script"))
+        line = make_line(table.sub("line"))
+    except ConfigError as err:
+        print(f"callgate run: {err}", file=sys.stderr)
+        return 2
+    except LineError as err:
+        print(f"callgate run: {err}", file=sys.stderr)
+        return 1
+
+    def show(call) -> None:
+        record = call.summary(line.rate)
+        print(json.dumps(record) if args.json else _call_text(record), flush=True)
+
+    notify = _systemd_notifier()
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        engine = Engine(line, handler, cfg, on_call=show, watchdog=notify)
+        with line:
+            if notify:
+                notify("READY=1")
+            engine.run(max_calls=args.calls)
+    except ConfigError as err:
+        print(f"callgate run: {err}", file=sys.stderr)
+        return 2
+    except LineError as err:
+        print(f"callgate run: {err}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM (systemd stop): unwind so the line is put back on hook."""
+    raise KeyboardInterrupt
+
+
+def _systemd_notifier():
+    """sd_notify over $NOTIFY_SOCKET (Type=notify, watchdog), or None outside systemd."""
+    import os
+    import socket
+
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return None
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+    def notify(message: str = "WATCHDOG=1") -> None:
+        try:
+            sock.sendto(message.encode(), path)
+        except OSError:
+            pass
+
+    return notify
+
+
+def _call_text(r: dict) -> str:
+    """One line per call for people: who, what happened, how many keys (never which)."""
+    cid = r["callerid"]
+    who = "no caller ID"
+    if cid:
+        who = " ".join(x for x in (cid["number"] or f"withheld ({cid['number_absent']})",
+                                   cid["name"]) if x)
+    elif r["callerid_error"]:
+        who = f"caller ID unreadable ({r['callerid_error']})"
+    parts = [f"call {r['call']}", f"t={r['start']:.1f}s", f"rings={r['rings']}", who]
+    if r["answered"] is not None:
+        parts.append(f"keys={r['keys']}")
+    if r["transfer"]:
+        t = r["transfer"]
+        parts.append(f"transfer {t['extension']} {t['mode']} {t['outcome']}")
+    if r["callwaiting"]:
+        parts.append(f"call waiting {','.join(str(n) for n in r['callwaiting'])}")
+    end = r["end_reason"] + (f" ({r['hangup']})" if r["hangup"] else "")
+    parts.append(f"end={end}")
+    if r["handler_error"]:
+        parts.append(f"handler error {r['handler_error']}")
+    return "  ".join(parts)
+
+
 def _text(record: dict) -> str:
     rest = " ".join(f"{k}={v}" for k, v in record.items()
                     if k not in ("file", "t", "event") and v is not None)
     return f"{record['file']}\t{record['t']:9.3f}\t{record['event']:<9}{rest}"
+
+
+def _directory_parser(sub) -> None:
+    """`callgate directory ACTION`: manage the embedded customer directory."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", metavar="PATH",
+                        help="directory file (default: [crm] directory in the config, "
+                             "else /var/lib/callgate/directory.sqlite)")
+    common.add_argument("--config", metavar="FILE",
+                        help="TOML configuration ([crm] directory, default_country)")
+    top = sub.add_parser("directory", help="the embedded customer directory",
+                         description="Manage the customer directory the appliance uses when "
+                                     "no CRM is configured. Secrets are only ever stored as "
+                                     "salted scrypt hashes and are never exported or printed.")
+    top.set_defaults(func=lambda args: (top.print_help(sys.stderr), 2)[1])
+    acts = top.add_subparsers(metavar="ACTION")
+
+    imp = acts.add_parser("import", parents=[common], help="import customers from CSV",
+                          description="Columns: id (digits), name, phones (';'-separated), "
+                                      "pin and secret:KIND (hashed on import), identifiers "
+                                      "('kind:value;...'); any other column is an identifier "
+                                      "kind (e.g. account). All rows or none are imported.")
+    imp.add_argument("csv", metavar="CSV")
+    imp.add_argument("--replace", action="store_true",
+                     help="replace customers that already exist (their secrets are kept "
+                          "unless the row gives new ones)")
+    imp.set_defaults(func=cmd_directory, action="import")
+
+    exp = acts.add_parser("export", parents=[common], help="export customers as CSV "
+                          "(never secrets)")
+    exp.add_argument("--output", "-o", metavar="FILE", help="write here (0600) instead of stdout")
+    exp.set_defaults(func=cmd_directory, action="export")
+
+    add = acts.add_parser("add", parents=[common], help="add one customer")
+    add.add_argument("id", metavar="ID", help="the customer's numeric identifier")
+    add.add_argument("--name")
+    add.add_argument("--phone", action="append", default=[], metavar="NUMBER")
+    add.add_argument("--identifier", action="append", default=[], metavar="KIND:VALUE")
+    add.set_defaults(func=cmd_directory, action="add")
+
+    rem = acts.add_parser("remove", parents=[common], help="remove one customer")
+    rem.add_argument("id", metavar="ID")
+    rem.set_defaults(func=cmd_directory, action="remove")
+
+    lst = acts.add_parser("list", parents=[common], help="list customers (ids masked)")
+    lst.set_defaults(func=cmd_directory, action="list")
+
+    sec = acts.add_parser("set-secret", parents=[common],
+                          help="set a customer's secret (read from stdin or a prompt)",
+                          description="The secret is read from standard input (one line) or, "
+                                      "on a terminal, asked for twice without echo; never "
+                                      "taken from the command line.")
+    sec.add_argument("id", metavar="ID")
+    sec.add_argument("--kind", default="pin", help="pin, last_digits, dob, ... (default: pin)")
+    sec.set_defaults(func=cmd_directory, action="set-secret")
+
+
+def directory_settings(db: str | None, config: str | None) -> tuple[str, str]:
+    """(path, default_country): --db, else [crm] directory, else the default path."""
+    from .config import Table, load
+    from .crm.directory import DEFAULT_PATH
+
+    crm = (load(config) if config else Table({})).sub("crm")
+    path = db or crm.get("directory", str, str(DEFAULT_PATH))
+    return path, crm.get("default_country", str, "US")
+
+
+def cmd_directory(args: argparse.Namespace) -> int:
+    from .config import ConfigError
+    from .crm.directory import Directory, DirectoryError
+    from .store.records import mask
+
+    me = f"callgate directory {args.action}"
+    try:
+        path, country = directory_settings(args.db, args.config)
+    except ConfigError as err:
+        print(f"{me}: {err}", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "set-secret":
+            secret = _read_secret(args.kind)
+            if secret is None:
+                print(f"{me}: the two entries differ", file=sys.stderr)
+                return 1
+        with Directory(path, default_country=country) as directory:
+            if args.action == "import":
+                n = directory.import_csv(args.csv, replace=args.replace)
+                print(f"imported {n} customer{'s' * (n != 1)} into {path}")
+            elif args.action == "export":
+                if args.output:
+                    import os
+                    fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    with open(fd, "w", newline="", encoding="utf-8") as f:
+                        n = directory.export_csv(f)
+                    print(f"exported {n} customer{'s' * (n != 1)} to {args.output}",
+                          file=sys.stderr)
+                else:
+                    directory.export_csv(sys.stdout)
+            elif args.action == "add":
+                ids = []
+                for item in args.identifier:
+                    kind, sep, value = item.partition(":")
+                    if not sep:
+                        print(f"{me}: --identifier takes KIND:VALUE", file=sys.stderr)
+                        return 2
+                    ids.append((kind, value))
+                directory.add(args.id, args.name, args.phone, ids)
+                print(f"added customer {mask(args.id)}")
+            elif args.action == "remove":
+                if not directory.remove(args.id):
+                    print(f"{me}: no customer {mask(args.id)}", file=sys.stderr)
+                    return 1
+                print(f"removed customer {mask(args.id)}")
+            elif args.action == "list":
+                for c in directory.customers():
+                    phones = ",".join(mask(p) for p in c["phones"]) or "-"
+                    ids = ",".join(sorted(c["identifiers"])) or "-"
+                    print("\t".join((mask(c["id"]), c["name"] or "-", f"phones={phones}",
+                                     f"identifiers={ids}",
+                                     f"secrets={','.join(c['secrets']) or '-'}")))
+            elif args.action == "set-secret":
+                directory.set_secret(args.id, args.kind, secret)
+                print(f"{args.kind} set for customer {mask(args.id)}")
+    except (DirectoryError, OSError) as err:
+        text = str(err) if isinstance(err, DirectoryError) else \
+            f"{getattr(err, 'filename', '') or ''}: {err.strerror or err}"
+        print(f"{me}: {text}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _read_secret(kind: str) -> str | None:
+    """One line from stdin, or asked twice without echo on a terminal (None if they differ)."""
+    if sys.stdin is not None and not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass(f"new {kind}: ")
+    again = getpass.getpass(f"{kind} again: ")
+    return first if _same_secret(first, again) else None
+
+
+def _same_secret(a: str, b: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(a.encode(), b.encode())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,67 @@
+"""What every customer back end answers, whatever it talks to.
+
+The flow codes against `Backend` only. Back-end trouble (a timeout, a 5xx, bad
+JSON, a TLS failure, an open circuit) never raises: it comes back as status
+"error" with a one-line reason that holds no keyed digit and no secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+LOOKUP_STATUSES = ("hit", "miss", "ambiguous", "error")
+VERDICT_STATUSES = ("verified", "rejected", "error")
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: str                    # the business's unique identifier
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Lookup:
+    status: str                # "hit" | "miss" | "ambiguous" | "error"
+    customers: tuple[Customer, ...] = ()
+    latency_ms: float = 0.0
+    error: str | None = None   # one line, never the keyed digits or a secret
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str                # "verified" | "rejected" | "error"
+    assurance: str = "high"    # "low" when we could only fetch and compared locally
+    latency_ms: float = 0.0
+    error: str | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    def lookup_phone(self, e164: str) -> Lookup: ...
+
+    def lookup_identifier(self, kind: str, digits: str) -> Lookup: ...
+
+    def verify(self, customer: Customer, kind: str, secret: str) -> Verdict: ...
+
+    def close(self) -> None: ...
+
+
+def lookup_of(customers: list[Customer] | tuple[Customer, ...], latency_ms: float) -> Lookup:
+    """hit / miss / ambiguous from the customers found (duplicates by id counted once)."""
+    seen: dict[str, Customer] = {}
+    for c in customers:
+        seen.setdefault(c.id, c)
+    found = tuple(seen.values())
+    status = "miss" if not found else "hit" if len(found) == 1 else "ambiguous"
+    return Lookup(status, found, latency_ms)
+
+
+def mask(identifier: str, keep: int = 2) -> str:
+    """`******23`: what a log may show of a keyed identifier."""
+    identifier = str(identifier)
+    if len(identifier) <= keep:
+        return "*" * len(identifier)
+    return "*" * (len(identifier) - keep) + identifier[-keep:]

@@ -1,0 +1,409 @@
+"""Call records and verification-failure counters in one SQLite file.
+
+Written step by step: every `start`, `update` and `event` is its own
+transaction, committed before the call returns, so a power cut or a kill -9
+loses at most the step that was being written. The web app (issue 5) and the
+reports read the same file from another process; WAL lets them read while the
+engine writes.
+
+Durability: journal_mode=WAL with synchronous=FULL. In WAL mode NORMAL already
+survives a crash of the process (kill -9), but on a power cut it may drop the
+last commits; the promise here is "a power cut loses at most the step in
+progress", so every commit is synced (FULL). A call writes a handful of
+steps, so the cost is a handful of fsyncs per call.
+
+Privacy: no keyed digit is ever stored. Identifiers and the caller's number go
+into records only masked (`mask`, last 2 digits). The attempt counter has to
+match the same customer and number across calls, so it keeps a keyed digest
+(HMAC-SHA256 with a random key made when the file is created) instead of the
+identifier: the counter table alone, a report or a copy of it, never shows one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+class StoreError(Exception):
+    """The record file cannot be opened or used; str() is one line."""
+
+
+# name -> SQL type; the order is the column order of the calls table.
+CALL_COLUMNS: dict[str, str] = {
+    "call_id": "TEXT PRIMARY KEY",
+    "line": "TEXT",
+    "service": "TEXT",
+    "started": "REAL NOT NULL",       # unix seconds
+    "ended": "REAL",                  # unix seconds
+    "ani_masked": "TEXT",
+    "lookup": "TEXT",                 # hit | miss | ambiguous | error | withheld | disabled
+    "identified_by": "TEXT",          # number | keyed | NULL
+    "customer_id_masked": "TEXT",
+    "customer_name": "TEXT",
+    "id_attempts": "INTEGER",
+    "opted_out": "TEXT",              # the step the caller opted out at, or NULL
+    "verify_kind": "TEXT",
+    "verify_result": "TEXT",          # verified | failed | locked | error | skipped
+    "verify_attempts": "INTEGER",
+    "assurance": "TEXT",
+    "status": "TEXT",                 # verified | identified | not_identified
+    "reason": "TEXT",                 # locked | opted_out | backend_down | NULL
+    "auth_ms": "INTEGER",
+    "transfer_target": "TEXT",
+    "transfer_mode": "TEXT",
+    "transfer_result": "TEXT",
+    "hangup_step": "TEXT",
+    "backend_ms_total": "REAL",
+    "backend_errors": "INTEGER",
+}
+UPDATABLE = frozenset(CALL_COLUMNS) - {"call_id"}
+_MASKED = ("ani_masked", "customer_id_masked")
+# detail keys that would only ever hold what the caller keyed
+_SECRET_KEYS = frozenset({"digits", "keyed", "pin", "secret", "password"})
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    cols = ",\n  ".join(f"{name} {kind}" for name, kind in CALL_COLUMNS.items())
+    db.execute(f"CREATE TABLE calls (\n  {cols}\n)")
+    db.execute("CREATE INDEX calls_started ON calls(started)")
+    db.execute("CREATE INDEX calls_service ON calls(service, started)")
+    db.execute("CREATE INDEX calls_status ON calls(status, started)")
+    db.execute("""CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id TEXT NOT NULL REFERENCES calls(call_id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        step TEXT NOT NULL,
+        detail TEXT NOT NULL)""")
+    db.execute("CREATE INDEX events_call ON events(call_id, id)")
+    db.execute("""CREATE TABLE verify_failures (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        customer_key BLOB NOT NULL,
+        number_key BLOB,
+        customer_masked TEXT,
+        at REAL NOT NULL)""")
+    db.execute("CREATE INDEX failures_customer ON verify_failures(customer_key, at)")
+    db.execute("CREATE INDEX failures_number ON verify_failures(number_key, at)")
+    db.execute("CREATE INDEX failures_at ON verify_failures(at)")
+    db.execute("""CREATE TABLE verify_successes (
+        customer_key BLOB PRIMARY KEY,
+        at REAL NOT NULL)""")
+    db.execute("CREATE TABLE store_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+    db.execute("INSERT INTO store_meta VALUES ('digest_key', ?)", (secrets.token_bytes(32),))
+
+
+# MIGRATIONS[i] takes the schema from version i to i + 1. Add, never edit.
+MIGRATIONS = [_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def open_db(path: str | Path, migrations: list, what: str,
+            synchronous: str = "FULL") -> sqlite3.Connection:
+    """Open (creating 0600, parent 0700) a SQLite file in WAL mode and migrate its schema.
+
+    Shared with the customer directory. Raises StoreError with one line.
+    """
+    path = Path(path)
+    try:
+        if not path.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # create the file ourselves so it is 0600 from its first byte; SQLite
+            # gives the -wal and -shm files the same mode as the database
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        elif path.stat().st_mode & 0o077:
+            try:
+                os.chmod(path, 0o600)
+            except PermissionError:
+                pass
+        db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+    except (OSError, sqlite3.Error) as err:
+        raise StoreError(f"{path}: cannot open {what} ({_why(err)})") from None
+    try:
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise StoreError(f"{path}: cannot switch {what} to WAL mode (got {mode})")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute("PRAGMA foreign_keys=ON")
+        _migrate(db, migrations, path, what)
+    except sqlite3.Error as err:
+        db.close()
+        raise StoreError(f"{path}: cannot use {what} ({_why(err)})") from None
+    except StoreError:
+        db.close()
+        raise
+    return db
+
+
+def _migrate(db: sqlite3.Connection, migrations: list, path: Path, what: str) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = db.execute("SELECT version FROM schema_version").fetchone()
+        version = row[0] if row else 0
+        if version > len(migrations):
+            raise StoreError(f"{path}: {what} schema version {version} is newer than this "
+                             f"firmware knows ({len(migrations)})")
+        for step in migrations[version:]:
+            step(db)
+        if row is None:
+            db.execute("INSERT INTO schema_version VALUES (?)", (len(migrations),))
+        elif version != len(migrations):
+            db.execute("UPDATE schema_version SET version = ?", (len(migrations),))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _why(err: BaseException) -> str:
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def mask(identifier: str | None, keep: int = 2) -> str | None:
+    """'12345678' -> '******78': the last `keep` characters, the rest as '*'.
+
+    Short values show less (never more than len - 4 characters), so a 4-digit
+    identifier is masked completely. None stays None.
+    """
+    if identifier is None:
+        return None
+    text = "".join(str(identifier).split())
+    shown = max(0, min(keep, len(text) - 4))
+    return "*" * (len(text) - shown) + (text[-shown:] if shown else "")
+
+
+def time_to_authenticate(started: float, at: float) -> int:
+    """Milliseconds from the start of the call to the verdict (never negative)."""
+    return max(0, round((at - started) * 1000))
+
+
+class CallStore:
+    """One row per call plus a step-by-step trail of events."""
+
+    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
+        self.path = Path(path)
+        self.db = open_db(self.path, MIGRATIONS, "the call records", synchronous.upper())
+        self.lock = threading.RLock()
+
+    # -- writing: each method is one committed transaction --------------------------
+
+    def start(self, call_id: str, line: str, service: str, started: float,
+              ani_masked: str | None) -> None:
+        _check_masked("ani_masked", ani_masked)
+        self._write("INSERT INTO calls (call_id, line, service, started, ani_masked) "
+                    "VALUES (?, ?, ?, ?, ?)", (call_id, line, service, float(started), ani_masked))
+
+    def update(self, call_id: str, **fields: Any) -> None:
+        if not fields:
+            return
+        bad = sorted(set(fields) - UPDATABLE)
+        if bad:
+            raise ValueError(f"not a call record field: {', '.join(bad)}")
+        for name in _MASKED:
+            if name in fields:
+                _check_masked(name, fields[name])
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        self._write(f"UPDATE calls SET {sets} WHERE call_id = ?",
+                    (*fields.values(), call_id), must_match=call_id)
+
+    def event(self, call_id: str, step: str, detail: dict | None = None,
+              at: float | None = None) -> None:
+        detail = dict(detail or {})
+        leaked = sorted(k for k, v in detail.items()
+                        if k.lower() in _SECRET_KEYS and isinstance(v, str))
+        if leaked:
+            raise ValueError(f"event detail must not hold keyed digits: {', '.join(leaked)}")
+        self._write("INSERT INTO events (call_id, at, step, detail) VALUES (?, ?, ?, ?)",
+                    (call_id, time.time() if at is None else float(at), step,
+                     json.dumps(detail, sort_keys=True)))
+
+    def add_backend(self, call_id: str, ms: float, error: bool = False) -> None:
+        """Add one back-end request's latency (and error) to the call's totals."""
+        self._write("UPDATE calls SET backend_ms_total = COALESCE(backend_ms_total, 0) + ?, "
+                    "backend_errors = COALESCE(backend_errors, 0) + ? WHERE call_id = ?",
+                    (float(ms), 1 if error else 0, call_id), must_match=call_id)
+
+    def authenticated(self, call_id: str, at: float) -> int:
+        """Set auth_ms from the call's start to `at` (the verdict); returns it."""
+        with self.lock:
+            row = self.db.execute("SELECT started FROM calls WHERE call_id = ?",
+                                  (call_id,)).fetchone()
+            if row is None:
+                raise KeyError(call_id)
+            ms = time_to_authenticate(row[0], at)
+            self.update(call_id, auth_ms=ms)
+            return ms
+
+    def _write(self, sql: str, params: tuple, must_match: str | None = None) -> None:
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self.db.execute(sql, params)
+                if must_match is not None and cur.rowcount == 0:
+                    raise KeyError(must_match)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    # -- reading --------------------------------------------------------------------
+
+    def get(self, call_id: str) -> dict | None:
+        with self.lock:
+            cur = self.db.execute("SELECT * FROM calls WHERE call_id = ?", (call_id,))
+            row = cur.fetchone()
+            return _row(cur, row) if row else None
+
+    def events(self, call_id: str) -> list[dict]:
+        """The trail of one call, oldest first; detail decoded from JSON."""
+        with self.lock:
+            rows = self.db.execute("SELECT at, step, detail FROM events WHERE call_id = ? "
+                                   "ORDER BY id", (call_id,)).fetchall()
+        return [{"at": at, "step": step, "detail": json.loads(detail)}
+                for at, step, detail in rows]
+
+    def recent(self, limit: int = 50, since: float | None = None, until: float | None = None,
+               **filters: Any) -> list[dict]:
+        """Newest calls first; `filters` match columns exactly (service=..., status=...);
+        `since`/`until` bound `started` (unix seconds, until exclusive)."""
+        bad = sorted(set(filters) - set(CALL_COLUMNS))
+        if bad:
+            raise ValueError(f"not a call record field: {', '.join(bad)}")
+        where, params = [], []
+        for name, value in filters.items():
+            if value is None:
+                where.append(f"{name} IS NULL")
+            else:
+                where.append(f"{name} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("started >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("started < ?")
+            params.append(until)
+        sql = "SELECT * FROM calls" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY started DESC, rowid DESC LIMIT ?"
+        with self.lock:
+            cur = self.db.execute(sql, (*params, int(limit)))
+            return [_row(cur, r) for r in cur.fetchall()]
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    def __enter__(self) -> "CallStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AttemptCounter:
+    """Verification failures across calls, per customer and per calling number.
+
+    Policy: a success does NOT clear the count. The counter exists to stop
+    guessing; if the genuine customer's success wiped it, an attacker would get
+    a fresh set of guesses after every genuine call. Failures simply age out of
+    the window (24 h by default); the success is recorded (`last_success`) for
+    reports, and `clear` is the deliberate unlock for an administrator or agent.
+    """
+
+    KEEP_S = 30 * 86400   # failures older than this are deleted on the next write
+
+    def __init__(self, store: "CallStore | str | Path") -> None:
+        if isinstance(store, CallStore):
+            self.db, self.lock, self._own = store.db, store.lock, False
+        else:
+            self.db = open_db(Path(store), MIGRATIONS, "the call records")
+            self.lock, self._own = threading.RLock(), True
+        with self.lock:
+            self._key = self.db.execute(
+                "SELECT value FROM store_meta WHERE key = 'digest_key'").fetchone()[0]
+
+    def _digest(self, kind: str, value: str | None) -> bytes | None:
+        if value is None or value == "":
+            return None
+        return hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).digest()
+
+    def failure(self, customer_id: str, calling_number: str | None,
+                at: float | None = None) -> None:
+        at = time.time() if at is None else float(at)
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("INSERT INTO verify_failures (customer_key, number_key, "
+                                "customer_masked, at) VALUES (?, ?, ?, ?)",
+                                (self._digest("customer", customer_id),
+                                 self._digest("number", calling_number), mask(customer_id), at))
+                self.db.execute("DELETE FROM verify_failures WHERE at < ?", (at - self.KEEP_S,))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def recent_failures(self, customer_id: str, calling_number: str | None,
+                        window_s: float = 86400, at: float | None = None) -> int:
+        """Failures in (at - window_s, at]: the larger of the customer's count (from any
+        number) and the calling number's count (against any customer)."""
+        at = time.time() if at is None else float(at)
+        low = at - window_s
+        with self.lock:
+            by_customer = self.db.execute(
+                "SELECT COUNT(*) FROM verify_failures WHERE customer_key = ? AND at > ? "
+                "AND at <= ?", (self._digest("customer", customer_id), low, at)).fetchone()[0]
+            number = self._digest("number", calling_number)
+            by_number = 0
+            if number is not None:
+                by_number = self.db.execute(
+                    "SELECT COUNT(*) FROM verify_failures WHERE number_key = ? AND at > ? "
+                    "AND at <= ?", (number, low, at)).fetchone()[0]
+        return max(by_customer, by_number)
+
+    def success(self, customer_id: str, at: float | None = None) -> None:
+        """Record a verification success (does not clear failures; see the class doc)."""
+        at = time.time() if at is None else float(at)
+        with self.lock:
+            self.db.execute("INSERT INTO verify_successes VALUES (?, ?) ON CONFLICT(customer_key)"
+                            " DO UPDATE SET at = excluded.at",
+                            (self._digest("customer", customer_id), at))
+
+    def last_success(self, customer_id: str) -> float | None:
+        with self.lock:
+            row = self.db.execute("SELECT at FROM verify_successes WHERE customer_key = ?",
+                                  (self._digest("customer", customer_id),)).fetchone()
+        return row[0] if row else None
+
+    def clear(self, customer_id: str) -> int:
+        """Unlock a customer on purpose (an agent checked them): delete their failures."""
+        with self.lock:
+            cur = self.db.execute("DELETE FROM verify_failures WHERE customer_key = ?",
+                                  (self._digest("customer", customer_id),))
+        return cur.rowcount
+
+    def close(self) -> None:
+        if self._own:
+            with self.lock:
+                self.db.close()
+
+
+def _check_masked(name: str, value: Any) -> None:
+    """A last guard: a 'masked' field with more than 4 digits is a full number."""
+    if value is not None and sum(ch.isdigit() for ch in str(value)) > 4:
+        raise ValueError(f"{name} must be masked (use store.mask)")
+
+
+def _row(cur: sqlite3.Cursor, row: tuple) -> dict:
+    return {d[0]: v for d, v in zip(cur.description, row)}
