@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import namedtuple
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -384,3 +385,20 @@ def test_dtmf_digits_helper_round_trip(style):
         ev = only(decode_digits(digits_at(heard)))
         assert ev.number == kwargs.get("number") and ev.number_absent == kwargs.get("absent")
         assert ev.checksum_ok
+
+
+def test_bytes_with_no_mark_run_in_the_buffer_do_not_crash():
+    """Regression: on-hook DTMF caller ID once made the FSK receiver index an empty array.
+
+    The fixture is the engine's on-hook audio that raised IndexError in
+    FskDemodulator._bytes; it holds no FSK message, so nothing may come out,
+    and any frame split must agree.
+    """
+    from callgate.wav import read_wav
+    audio = read_wav(Path(__file__).parent / "fixtures" / "fsk-no-mark-run.wav")
+    framed = CallerIdReceiver()
+    events = [e for s in range(0, len(audio), 160) for e in framed.feed(audio[s:s + 160])]
+    events += framed.flush()
+    whole = CallerIdReceiver()
+    assert events == whole.feed(audio) + whole.flush()
+    assert not [e for e in events if e.checksum_ok]

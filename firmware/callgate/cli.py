@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="one JSON object per call")
     run.set_defaults(func=cmd_run)
     _directory_parser(sub)
+    _check_config_parser(sub)
     return parser
 
 
@@ -329,6 +330,94 @@ def _same_secret(a: str, b: str) -> bool:
     import hmac
 
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+def _check_config_parser(sub) -> None:
+    """`callgate check-config FILE`: validate a whole configuration without running it."""
+    chk = sub.add_parser("check-config", help="validate a configuration file",
+                         description="Check every table of a TOML configuration ([engine], "
+                                     "[line], [crm], the service lines) and that every prompt "
+                                     "the service lines play exists as "
+                                     "prompts_wav/<language>/<name>.wav. Prints one line "
+                                     "naming the first bad key, unknown key or missing prompt "
+                                     "and exits non-zero; exits 0 when the file is fine.")
+    chk.add_argument("file", metavar="FILE")
+    chk.set_defaults(func=cmd_check_config)
+
+
+CONFIG_TABLES = ("engine", "line", "crm", "service", "store", "web")
+
+
+def check_config(path: str) -> list[str]:
+    """Validate the file at `path`; ConfigError (one line naming the key) if anything is
+    wrong. Returns the names of the service lines. Opens no line and no back end."""
+    from pathlib import Path
+
+    from .config import ConfigError, load
+    from .engine import EngineConfig
+    from .engine.prompts import default_prompt_root
+    from .flow import load_services
+    from .line import LineError, make_line
+
+    table = load(path)
+    for key in table.data:
+        if key not in CONFIG_TABLES:
+            raise ConfigError(f"{key}: unknown key (known: {', '.join(CONFIG_TABLES)})")
+    engine = EngineConfig.from_table(table.sub("engine"))
+    try:
+        make_line(table.sub("line"))
+    except (LineError, ValueError, OSError) as err:
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"line: {text}") from None
+    crm = table.sub("crm")
+    country = _check_crm(crm)
+    services = load_services(table, country)
+    root = Path(engine.prompts) if engine.prompts else default_prompt_root()
+    folder = root / engine.language
+    key = "engine.prompts" if engine.prompts else "engine.language"
+    if not folder.is_dir():
+        raise ConfigError(f"{key}: no prompt folder {folder}")
+    for policy in services:
+        for name in policy.prompt_names():
+            if not (folder / f"{name}.wav").is_file():
+                role = next((r for r, v in policy.prompts.items() if v == name), name)
+                raise ConfigError(f"service.{policy.name}.prompts.{role}: no prompt "
+                                  f"{folder / (name + '.wav')}")
+    return [p.name for p in services]
+
+
+def _check_crm(crm) -> str:
+    """Check [crm] without opening a directory file or a connection; its default country."""
+    from .config import ConfigError
+    from .crm import KINDS, make_backend
+
+    kind = crm.choice("kind", KINDS, "directory")
+    country = crm.get("default_country", str, "US")
+    if len(country) != 2 or not country.isalpha():
+        raise ConfigError(f"{crm.key('default_country')}: {country!r} is not a two-letter "
+                          "country code")
+    if kind == "directory":
+        crm.get("directory", str, "")
+    else:
+        backend = make_backend(crm)
+        backend.close()
+    unknown = crm.unknown()
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown key")
+    return country.upper()
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .config import ConfigError
+
+    try:
+        names = check_config(args.file)
+    except ConfigError as err:
+        print(f"callgate check-config: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: ok ({len(names)} service line{'s' * (len(names) != 1)}: "
+          f"{', '.join(names)})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -408,7 +408,10 @@ class FskDemodulator:
         values = (v[:, 1:9] > 0).astype(np.int64) @ (1 << np.arange(8))
         framing = v[:, 9] > 0
         j = np.searchsorted(ups, c) - 1
-        run_from = np.where(j >= 0, base + ups[np.maximum(j, 0)], self._run_from)
+        if ups.size:
+            run_from = np.where(j >= 0, base + ups[np.maximum(j, 0)], self._run_from)
+        else:  # no mark began in the buffer: every byte's mark run began before it
+            run_from = np.full(c.shape, self._run_from)
         run_from = np.maximum(run_from, self._onset)  # a mark cannot start before the carrier
         # whole samples first, in exact integers, so any frame split gives the same figures
         whole = np.floor(c)

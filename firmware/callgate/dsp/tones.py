@@ -53,7 +53,8 @@ HEAD_BLOCKS = 10
 
 _BLOCK_MS = 1000 * BLOCK // RATE
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_TOP_KEYS = {"name", "description", "tolerance", "frequency_tolerance", "min_ms", "tones"}
+_TOP_KEYS = {"name", "description", "tolerance", "frequency_tolerance", "min_ms", "tones",
+             "ring"}
 _TONE_KEYS = {"frequencies", "cadence_ms", "tolerance", "frequency_tolerance", "min_ms",
               "confirm"}
 
@@ -92,6 +93,8 @@ class TonePlan:
     name: str
     description: str
     tones: tuple[Tone, ...]
+    ring_cadence_ms: tuple[int, ...] = ()
+    """Ringing voltage bursts (on, off, ...) of the plan's [ring] table; () if it has none."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -173,7 +176,25 @@ def _plan_from_dict(data: dict, origin: str) -> TonePlan:
     tones = tuple(_tone_from_dict(tone_name, spec, defaults, bad)
                   for tone_name, spec in tones_table.items())
     _check_continuous_vs_bursts(tones, bad)
-    return TonePlan(name, description, tones)
+    return TonePlan(name, description, tones, _ring_cadence(data.get("ring"), bad))
+
+
+def _ring_cadence(ring, bad) -> tuple[int, ...]:
+    """The optional [ring] table: the cadence of the ringing voltage, not a tone."""
+    if ring is None:
+        return ()
+    if not isinstance(ring, dict):
+        raise bad("ring", "must be a table with cadence_ms")
+    for key in ring:
+        if key != "cadence_ms":
+            raise bad(f"ring.{key}", "unknown key")
+    cadence = ring.get("cadence_ms")
+    if not isinstance(cadence, list) or not cadence or len(cadence) % 2:
+        raise bad("ring.cadence_ms", "must be a list of on, off durations in ms (an even count)")
+    for d in cadence:
+        if not _is_number(d) or not 50 <= d <= 60000:
+            raise bad("ring.cadence_ms", f"{d!r} is not a duration between 50 and 60000 ms")
+    return tuple(int(round(d)) for d in cadence)
 
 
 def _tone_from_dict(tone_name: str, spec, defaults: dict, bad) -> Tone:

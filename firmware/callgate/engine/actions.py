@@ -1,0 +1,253 @@
+"""The contract between the engine and whatever runs a call (the call handler).
+
+The engine owns the line and the clock; the handler owns the decisions. The
+handler never touches the line: it answers each event with a list of actions,
+and the engine carries them out in order, reporting back with events. So a
+flow can be tested with no line at all, and the engine with a scripted flow.
+
+    handler.start(call)     -> [Action]   the call was answered
+    handler.on_event(event) -> [Action]   something the handler asked for finished,
+                                          or the caller hung up
+    handler.end(call)       -> None       the call is over, whatever happened (also
+                                          for calls abandoned before answer, where
+                                          call.answered_at is None)
+
+Actions run one after another: a Play finishes (or is barged into) before the
+next action starts, a Collect ends with Digits, a Transfer with a
+TransferResult. Work is started as soon as it is reached and does not hold the
+queue: its WorkDone comes back whenever the work is done. Actions returned
+for an event are queued after those still pending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Protocol, Union
+
+import numpy as np
+
+from ..dsp.callerid import CallerIdEvent
+
+# ----------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class Play:
+    """Play a prompt: a name in the prompt set, or int16 audio at 8 kHz.
+
+    With `barge_in` a key pressed during the prompt stops it (and any queued
+    barge-in prompts after it, up to the next non-Play action); the key is
+    kept as type-ahead for the next Collect.
+    """
+
+    prompt: Union[str, np.ndarray]
+    barge_in: bool = True
+
+    @property
+    def label(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else f"<audio {len(self.prompt)}>"
+
+
+@dataclass(frozen=True)
+class Collect:
+    """Collect keyed digits; ends with a Digits event.
+
+    `first_timeout_ms` runs from the start of collection until the first key;
+    `inter_timeout_ms` from each key to the next. The `terminator` ends the
+    entry (it is not part of the digits); `clear` throws away what was keyed
+    so far and starts the entry again. `max_digits` ends it at once.
+    Entries shorter than `min_digits` are reported with `complete` False.
+    """
+
+    min_digits: int = 1
+    max_digits: int = 16
+    first_timeout_ms: int = 5000
+    inter_timeout_ms: int = 3000
+    terminator: str = "#"
+    clear: str = "*"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_digits <= self.max_digits or self.max_digits < 1:
+            raise ValueError(f"Collect: need 0 <= min_digits <= max_digits, max_digits >= 1 "
+                             f"(got {self.min_digits}, {self.max_digits})")
+        if self.first_timeout_ms <= 0 or self.inter_timeout_ms <= 0:
+            raise ValueError("Collect: timeouts must be > 0 ms")
+        for key in (self.terminator, self.clear):
+            if len(key) > 1 or (key and key not in "0123456789*#ABCD"):
+                raise ValueError(f"Collect: {key!r} is not one DTMF key")
+
+
+TRANSFER_MODES = ("blind", "supervised")
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Hook-flash transfer to `extension`.
+
+    blind: flash, wait for recall dial tone, dial, hang up (the exchange
+    connects the caller to the ringing extension). supervised: flash, dial,
+    listen: answer -> TransferResult("answered") and, once the actions given
+    for it are done, we hang up; busy / no answer / unknown extension ->
+    flash back to the caller and report it, the call goes on.
+    """
+
+    extension: str
+    mode: str = "blind"
+    recall_timeout_ms: int = 3000
+    answer_timeout_ms: int = 20000
+
+    def __post_init__(self) -> None:
+        if self.mode not in TRANSFER_MODES:
+            raise ValueError(f"Transfer: mode must be blind or supervised, got {self.mode!r}")
+        if not self.extension or any(c not in "0123456789*#ABCD" for c in self.extension):
+            raise ValueError("Transfer: extension must be DTMF digits")
+
+
+@dataclass(frozen=True)
+class Work:
+    """Work that leaves the loop (a CRM request); WorkDone(tag, ...) comes back.
+
+    On a paced (hardware) line `fn` runs in a worker thread. On the sample
+    clock (sim, replay) it runs at once and its reply is delivered
+    `simulated_latency_ms` later on that clock, so runs stay deterministic.
+    """
+
+    tag: str
+    fn: Callable[[], Any]
+    simulated_latency_ms: int = 0
+
+
+@dataclass(frozen=True)
+class HangUp:
+    """Go on hook: the call ends."""
+
+
+Action = Union[Play, Collect, Transfer, Work, HangUp]
+
+# ----------------------------------------------------------------- events to the handler
+
+
+@dataclass(frozen=True)
+class HandlerEvent:
+    """Base of what the engine tells the handler; `sample` is the line's clock."""
+
+    sample: int
+    kind: ClassVar[str] = "event"
+
+
+@dataclass(frozen=True)
+class PromptDone(HandlerEvent):
+    prompt: str = ""                 # the prompt's name (or "<audio n>")
+    interrupted: bool = False        # barged into by a key
+    kind: ClassVar[str] = "prompt_done"
+
+
+DIGIT_REASONS = ("terminator", "max", "timeout", "no_input")
+
+
+@dataclass(frozen=True)
+class Digits(HandlerEvent):
+    digits: str = field(default="", repr=False)    # keyed: never logged (repr hides it)
+    reason: str = "no_input"
+    complete: bool = True            # at least min_digits
+    kind: ClassVar[str] = "digits"
+
+
+TRANSFER_OUTCOMES = ("completed", "answered", "busy", "no_answer", "no_recall", "failed")
+
+
+@dataclass(frozen=True)
+class TransferResult(HandlerEvent):
+    extension: str = ""
+    outcome: str = "failed"
+    kind: ClassVar[str] = "transfer_result"
+
+
+@dataclass(frozen=True)
+class WorkDone(HandlerEvent):
+    tag: str = ""
+    result: Any = field(default=None, repr=False)
+    error: str | None = None         # one line: the exception's type (never its message)
+    kind: ClassVar[str] = "work_done"
+
+
+HANGUP_SIGNALS = ("cpc", "polarity", "busy", "reorder", "dial", "silence", "fault")
+
+
+@dataclass(frozen=True)
+class CallerHungUp(HandlerEvent):
+    how: str = "cpc"
+    kind: ClassVar[str] = "caller_hung_up"
+
+
+# ----------------------------------------------------------------- the call
+
+
+@dataclass
+class TransferInfo:
+    extension: str
+    mode: str
+    outcome: str | None = None
+
+
+@dataclass
+class CallInfo:
+    """One call, from its first ring to the line being back on hook.
+
+    `end_reason`: "abandoned" (rang, never answered), "caller" (the caller hung
+    up; `hangup_how` says which signal told us), "hangup" (the handler hung
+    up), "transferred", "error" (the handler failed and the call was sent
+    on or hung up safely), "fault" (the line failed), "line_ended".
+    `keys` counts the digits keyed during the call; the digits themselves
+    stay with the handler.
+    """
+
+    call_id: int
+    line: str
+    started_at: int
+    answered_at: int | None = None
+    ended_at: int | None = None
+    rings: int = 0
+    callerid: CallerIdEvent | None = None
+    callerid_error: str | None = None
+    callwaiting: list[CallerIdEvent] = field(default_factory=list)
+    end_reason: str | None = None
+    hangup_how: str | None = None
+    transfer: TransferInfo | None = None
+    keys: int = 0
+    handler_error: str | None = None
+    barge_ins: list[tuple[int, int]] = field(default_factory=list)  # (key onset, audio stopped)
+
+    def summary(self, rate: int = 8000) -> dict:
+        """What `callgate run` prints: no keyed digit, only their count."""
+        cid = self.callerid
+        return {
+            "call": self.call_id,
+            "line": self.line,
+            "start": round(self.started_at / rate, 3),
+            "answered": None if self.answered_at is None else round(self.answered_at / rate, 3),
+            "end": None if self.ended_at is None else round(self.ended_at / rate, 3),
+            "rings": self.rings,
+            "callerid": None if cid is None else {
+                "number": cid.number, "name": cid.name, "number_absent": cid.number_absent,
+                "name_absent": cid.name_absent, "format": cid.format},
+            "callerid_error": self.callerid_error,
+            "callwaiting": [c.number or c.number_absent for c in self.callwaiting],
+            "keys": self.keys,
+            "transfer": None if self.transfer is None else {
+                "extension": self.transfer.extension, "mode": self.transfer.mode,
+                "outcome": self.transfer.outcome},
+            "end_reason": self.end_reason,
+            "hangup": self.hangup_how,
+            "handler_error": self.handler_error,
+        }
+
+
+class Handler(Protocol):
+    """What runs a call: events in, actions out, no I/O and no clock of its own."""
+
+    def start(self, call: CallInfo) -> list[Action]: ...
+
+    def on_event(self, event: HandlerEvent) -> list[Action]: ...
+
+    def end(self, call: CallInfo) -> None: ...

@@ -1,0 +1,274 @@
+"""The policy of one service line: what the ID&V flow asks, how often, and where calls go.
+
+One TOML file holds several service lines, either as an array of tables
+
+    [[service]]
+    name = "support"
+
+or as named tables (`[service.support]`). Every key is read through
+`config.Table`, so a bad or unknown key is one ConfigError line that names it
+(`service.support.security.retries: 0 is outside 1..10`).
+
+Choices written down here (the issue leaves them open):
+
+- `retries` is the number of tries in all: with 3 the caller is asked at
+  most three times; no input and wrong input both use up a try.
+- The opt-out key defaults to "*". An entry whose first key is the opt-out
+  key is an opt-out (a digit opt-out key only counts as the whole entry).
+  When the opt-out key is "*", "*" no longer clears an entry.
+- `[service.transfer] agent` is where every outcome goes unless the outcome
+  has its own extension (verified, identified, not_identified, opted_out,
+  locked, backend_down).
+- Every prompt is named in `[service.prompts]` (a name in prompts_wav/<lang>/);
+  an empty string switches an optional prompt off. Greeting by name is a
+  generic "welcome back": speaking names is out of scope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import ConfigError, Table
+
+DTMF = "0123456789*#ABCD"
+OUTCOMES = ("verified", "identified", "not_identified", "opted_out", "locked", "backend_down")
+IDENTIFIER_KINDS = ("customer_id", "account", "tracking", "phone")
+SECURITY_KINDS = ("pin", "last_digits", "dob", "postcode", "passcode")
+
+# role -> (default prompt name, required)
+PROMPT_ROLES: dict[str, tuple[str, bool]] = {
+    "greeting": ("welcome", False),
+    "identifier": ("enter_identifier", True),
+    "opt_out_hint": ("opt_out_hint", False),
+    "security": ("enter_pin", True),
+    "no_input": ("no_input", True),
+    "invalid": ("invalid", True),            # too short, too long, not digits
+    "no_match": ("no_match", True),          # the identifier is not known
+    "wrong_secret": ("wrong_pin", True),     # the secret did not verify
+    "one_moment": ("one_moment", True),
+    "welcome_back": ("welcome_back", False),
+    "verified": ("verified_transfer", False),
+    "opted_out": ("opted_out", False),
+    "locked": ("locked", False),
+    "backend_down": ("backend_down", False),
+    "transferring": ("transferring", True),
+    "agent_busy": ("agent_busy", True),
+    "goodbye": ("goodbye", True),
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """How one keyed entry is collected and how often it may be tried."""
+
+    kind: str
+    min_digits: int
+    max_digits: int
+    terminator: str = "#"
+    first_timeout_ms: int = 6000
+    inter_timeout_ms: int = 3000
+    retries: int = 3
+
+
+@dataclass(frozen=True)
+class Security:
+    enabled: bool = True
+    entry: Entry = field(default_factory=lambda: Entry("pin", 4, 4))
+    lockout_limit: int = 5             # failures in the window (per customer, per number)
+    lockout_window_s: float = 86400.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One service line's ID&V policy."""
+
+    name: str
+    lines: tuple[str, ...] = ()
+    number_lookup: bool = True
+    default_country: str = "US"
+    identifier: Entry = field(default_factory=lambda: Entry("customer_id", 4, 16))
+    security: Security = field(default_factory=Security)
+    opt_out_key: str = "*"
+    transfer_mode: str = "blind"
+    agent: str = "200"
+    extensions: dict = field(default_factory=dict)     # outcome -> extension (overrides)
+    greet_by_name: bool = False
+    prompts: dict = field(default_factory=lambda: {r: d for r, (d, _) in PROMPT_ROLES.items()})
+    hold_ms: int = 300                 # silence before "one moment" (a fast back end skips it)
+    backend_timeout_ms: int = 5000     # the flow's own limit on waiting for the back end
+    simulated_latency_ms: int = 40     # back-end latency modelled on the sample clock
+
+    def extension(self, outcome: str) -> str:
+        return self.extensions.get(outcome) or self.agent
+
+    def prompt(self, role: str) -> str | None:
+        return self.prompts.get(role) or None
+
+    def prompt_names(self) -> list[str]:
+        """Every prompt this policy may play (what check-config and the engine need)."""
+        names = {v for v in self.prompts.values() if v}
+        if not self.greet_by_name:
+            names.discard(self.prompts.get("welcome_back") or "")
+        return sorted(names)
+
+
+def _dtmf(table: Table, name: str, default: str, allow_empty: bool = False,
+          one_key: bool = False) -> str:
+    value = table.get(name, str, default)
+    if not value and allow_empty:
+        return ""
+    if not value or any(c not in DTMF for c in value) or (one_key and len(value) != 1):
+        what = "one DTMF key" if one_key else "DTMF digits"
+        raise ConfigError(f"{table.key(name)}: {value!r} is not {what}")
+    return value
+
+
+def _int(table: Table, name: str, default: int, low: int, high: int) -> int:
+    value = table.get(name, int, default)
+    if not low <= value <= high:
+        raise ConfigError(f"{table.key(name)}: {value} is outside {low}..{high}")
+    return value
+
+
+def _no_unknown(table: Table) -> None:
+    unknown = table.unknown()
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown key")
+
+
+def _entry(table: Table, kind_default: str, kinds: tuple[str, ...], lo: int, hi: int,
+           opt_out_key: str) -> Entry:
+    kind = table.get("kind", str, kind_default)
+    if kind not in kinds:
+        raise ConfigError(f"{table.key('kind')}: {kind!r} is not one of {', '.join(kinds)}")
+    low = _int(table, "min_digits", lo, 1, 32)
+    high = _int(table, "max_digits", hi, 1, 32)
+    if low > high:
+        raise ConfigError(f"{table.key('min_digits')}: {low} is more than max_digits ({high})")
+    term = _dtmf(table, "terminator", "#", allow_empty=True, one_key=True)
+    if term and term == opt_out_key:
+        raise ConfigError(f"{table.key('terminator')}: {term!r} is also the opt-out key")
+    if term and term in "0123456789":
+        raise ConfigError(f"{table.key('terminator')}: {term!r} is a digit of the entry")
+    return Entry(kind, low, high, term,
+                 _int(table, "first_timeout_ms", 6000, 1000, 60000),
+                 _int(table, "inter_timeout_ms", 3000, 500, 30000),
+                 _int(table, "retries", 3, 1, 10))
+
+
+def policy_from_table(table: Table, name: str, default_country: str = "US") -> Policy:
+    """One service line from its table; ConfigError names any bad or unknown key."""
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise ConfigError(f"{table.key('name')}: {name!r} must be letters, digits, - and _")
+    lines = table.get("lines", list, [])
+    if not all(isinstance(x, str) and x for x in lines):
+        raise ConfigError(f"{table.key('lines')}: expected a list of line names")
+    opt_out = _dtmf(table, "opt_out_key", "*", allow_empty=True, one_key=True)
+    country = table.get("default_country", str, default_country)
+    if len(country) != 2 or not country.isalpha():
+        raise ConfigError(f"{table.key('default_country')}: {country!r} is not a two-letter "
+                          "country code")
+    number_lookup = table.get("number_lookup", bool, True)
+    greet = table.get("greet_by_name", bool, False)
+
+    it = table.sub("identifier")
+    ident = _entry(it, "customer_id", IDENTIFIER_KINDS, 4, 16, opt_out)
+    _no_unknown(it)
+    st = table.sub("security")
+    enabled = st.get("enabled", bool, True)
+    entry = _entry(st, "pin", SECURITY_KINDS, 4, 4, opt_out)
+    limit = _int(st, "lockout_limit", 5, 1, 100)
+    window_h = st.number("lockout_window_h", 24.0, 0.1, 24 * 30)
+    _no_unknown(st)
+    security = Security(enabled, entry, limit, window_h * 3600.0)
+
+    tt = table.sub("transfer")
+    mode = tt.choice("mode", ("blind", "supervised"), "blind")
+    agent = _dtmf(tt, "agent", "200")
+    extensions = {o: _dtmf(tt, o, "", allow_empty=True) for o in OUTCOMES}
+    _no_unknown(tt)
+
+    pt = table.sub("prompts")
+    prompts = {}
+    for role, (default, required) in PROMPT_ROLES.items():
+        value = pt.get(role, str, default)
+        if value and not all(c.isalnum() or c in "-_" for c in value):
+            raise ConfigError(f"{pt.key(role)}: {value!r} is not a prompt name "
+                              "(letters, digits, - and _)")
+        if required and not value:
+            raise ConfigError(f"{pt.key(role)}: this prompt cannot be switched off")
+        prompts[role] = value
+    _no_unknown(pt)
+    if greet and not prompts["welcome_back"]:
+        raise ConfigError(f"{table.key('greet_by_name')}: needs prompts.welcome_back")
+
+    policy = Policy(
+        name=name, lines=tuple(lines), number_lookup=number_lookup, default_country=country,
+        identifier=ident, security=security, opt_out_key=opt_out, transfer_mode=mode,
+        agent=agent, extensions={k: v for k, v in extensions.items() if v},
+        greet_by_name=greet, prompts=prompts,
+        hold_ms=_int(table, "hold_ms", 300, 0, 5000),
+        backend_timeout_ms=_int(table, "backend_timeout_ms", 5000, 500, 60000),
+        simulated_latency_ms=_int(table, "simulated_latency_ms", 40, 0, 60000),
+    )
+    table.used.add("name")
+    _no_unknown(table)
+    return policy
+
+
+def load_services(table: Table, default_country: str = "US") -> list[Policy]:
+    """Every service line of the `service` value (array of tables or named tables).
+
+    No `service` at all gives one service line "default" with every default.
+    """
+    raw = table.data.get("service")
+    table.used.add("service")
+    if raw is None:
+        return [Policy("default", default_country=default_country)]
+    out: list[Policy] = []
+    if isinstance(raw, list):
+        for i, item in enumerate(raw):
+            where = f"{table.key('service')}[{i}]"
+            if not isinstance(item, dict):
+                raise ConfigError(f"{where}: expected a table")
+            sub = Table(item, where)
+            name = sub.get("name", str)
+            out.append(policy_from_table(Table(item, f"{table.key('service')}.{name}"), name,
+                                         default_country))
+    elif isinstance(raw, dict):
+        svc = table.sub("service")
+        for name, item in raw.items():
+            if not isinstance(item, dict):
+                raise ConfigError(f"{svc.key(name)}: expected a table ([service.{name}])")
+            sub = svc.sub(name)
+            if "name" in item and item["name"] != name:
+                raise ConfigError(f"{sub.key('name')}: {item['name']!r} differs from the "
+                                  f"table name {name!r}")
+            out.append(policy_from_table(sub, name, default_country))
+    else:
+        raise ConfigError(f"{table.key('service')}: expected [[service]] or [service.NAME] tables")
+    if not out:
+        raise ConfigError(f"{table.key('service')}: no service line")
+    names = [p.name for p in out]
+    for n in names:
+        if names.count(n) > 1:
+            raise ConfigError(f"{table.key('service')}.{n}: service line defined twice")
+    seen: dict[str, str] = {}
+    for p in out:
+        for line in p.lines:
+            if line in seen:
+                raise ConfigError(f"{table.key('service')}.{p.name}.lines: line {line!r} is "
+                                  f"already served by {seen[line]!r}")
+            seen[line] = p.name
+    return out
+
+
+def service_for_line(services: list[Policy], line: str) -> Policy:
+    """The service line that lists `line`, else the first one without `lines`, else the first."""
+    for p in services:
+        if line in p.lines:
+            return p
+    for p in services:
+        if not p.lines:
+            return p
+    return services[0]
