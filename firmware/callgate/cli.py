@@ -98,8 +98,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         table = load(args.config) if args.config else Table({})
         engine_table = table.sub("engine")
         cfg = EngineConfig.from_table(engine_table)
-        handler = ScriptedHandler.from_config(engine_table.sub("script"))
         line = make_line(table.sub("line"))
+        if "service" in table.data or "crm" in table.data:
+            handler = _idv_flow(table)
+        else:
+            handler = ScriptedHandler.from_config(engine_table.sub("script"))
     except ConfigError as err:
         print(f"callgate run: {err}", file=sys.stderr)
         return 2
@@ -128,6 +131,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _idv_flow(table):
+    """The ID&V flow of the config's service line, on its back end, writing call records.
+
+    [crm] picks the back end (default: the embedded directory at [crm] directory);
+    [store] path is the call-record database.
+    """
+    from .config import ConfigError
+    from .crm import make_backend
+    from .flow import IdvFlow, load_services, service_for_line
+    from .store.records import CallStore, StoreError
+
+    crm = table.sub("crm")
+    backend = make_backend(crm, crm.get("directory", str, None))
+    store_path = table.sub("store").get("path", str, "/var/lib/callgate/calls.sqlite")
+    try:
+        store = CallStore(store_path)
+    except (StoreError, OSError) as err:
+        raise ConfigError(f"store.path: {err}") from None
+    services = load_services(table, crm.get("default_country", str, "US"))
+    return IdvFlow(service_for_line(services, "line"), backend, store)
 
 
 def _terminate(signum, frame) -> None:
