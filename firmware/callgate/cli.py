@@ -94,6 +94,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.calls is not None and args.calls < 1:
         print("callgate run: --calls must be 1 or more", file=sys.stderr)
         return 2
+    line = None
+
+    def show(call) -> None:
+        record = call.summary(line.rate)
+        print(json.dumps(record) if args.json else _call_text(record), flush=True)
+
+    notify = _systemd_notifier()
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         table = load(args.config) if args.config else Table({})
         engine_table = table.sub("engine")
@@ -103,20 +111,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             handler = _idv_flow(table)
         else:
             handler = ScriptedHandler.from_config(engine_table.sub("script"))
-    except ConfigError as err:
-        print(f"callgate run: {err}", file=sys.stderr)
-        return 2
-    except LineError as err:
-        print(f"callgate run: {err}", file=sys.stderr)
-        return 1
-
-    def show(call) -> None:
-        record = call.summary(line.rate)
-        print(json.dumps(record) if args.json else _call_text(record), flush=True)
-
-    notify = _systemd_notifier()
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
         engine = Engine(line, handler, cfg, on_call=show, watchdog=notify)
         with line:
             if notify:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from ..store.records import mask  # noqa: F401  (one masking rule for logs and records)
+
 LOOKUP_STATUSES = ("hit", "miss", "ambiguous", "error")
 VERDICT_STATUSES = ("verified", "rejected", "error")
 
@@ -59,9 +61,3 @@ def lookup_of(customers: list[Customer] | tuple[Customer, ...], latency_ms: floa
     return Lookup(status, found, latency_ms)
 
 
-def mask(identifier: str, keep: int = 2) -> str:
-    """`******23`: what a log may show of a keyed identifier."""
-    identifier = str(identifier)
-    if len(identifier) <= keep:
-        return "*" * len(identifier)
-    return "*" * (len(identifier) - keep) + identifier[-keep:]
