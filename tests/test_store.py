@@ -267,3 +267,21 @@ def test_no_keyed_digits_in_the_file_after_a_flow(tmp_path):
     raw += db_bytes(path)                                # and after the checkpoint
     for secret in (pin, wrong_pin, customer_id, ani):
         assert secret.encode() not in raw, secret
+
+
+def test_line_status_keeps_since_while_the_state_holds(tmp_path):
+    from callgate.store.records import CallStore
+
+    with CallStore(tmp_path / "c.sqlite", synchronous="NORMAL") as store:
+        store.set_line_status("line", "ringing", at=100.0)
+        store.set_line_status("line", "ringing", at=103.0)
+        store.set_line_status("line", "in_flow", "identifier", "c1", at=105.0)
+        (row,) = store.line_status()
+        assert (row["state"], row["step"], row["call_id"], row["since"], row["updated"]) == \
+            ("in_flow", "identifier", "c1", 105.0, 105.0)
+        store.set_line_status("line", "in_flow", "identifier", "c1", at=107.0)
+        assert store.line_status()[0]["since"] == 105.0
+        store.set_line_status("line", "in_flow", "security", "c1", at=109.0)
+        assert store.line_status()[0]["since"] == 109.0
+        with pytest.raises(ValueError, match="line state 'busy'"):
+            store.set_line_status("line", "busy")

@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     _directory_parser(sub)
     _check_config_parser(sub)
+    # subcommands whose code lives beside the layer they drive (one line each)
     return parser
 
 

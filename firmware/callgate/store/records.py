@@ -100,8 +100,20 @@ def _v1(db: sqlite3.Connection) -> None:
     db.execute("INSERT INTO store_meta VALUES ('digest_key', ?)", (secrets.token_bytes(32),))
 
 
+def _v2(db: sqlite3.Connection) -> None:
+    """Each line's live state, for the supervisor's status page (one row per line)."""
+    db.execute("""CREATE TABLE line_status (
+        line TEXT PRIMARY KEY,
+        state TEXT NOT NULL,          -- idle | ringing | in_flow | transferring | down
+        step TEXT,                    -- the flow's step while in_flow
+        call_id TEXT,
+        since REAL NOT NULL,          -- unix seconds the state began
+        updated REAL NOT NULL)""")
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1. Add, never edit.
-MIGRATIONS = [_v1]
+MIGRATIONS = [_v1, _v2]
+LINE_STATES = ("idle", "ringing", "in_flow", "transferring", "down")
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -258,7 +270,26 @@ class CallStore:
                 self.db.execute("ROLLBACK")
                 raise
 
+    def set_line_status(self, line: str, state: str, step: str | None = None,
+                        call_id: str | None = None, at: float | None = None) -> None:
+        """Publish a line's state; `since` moves only when the state or step changes."""
+        if state not in LINE_STATES:
+            raise ValueError(f"line state {state!r} is not one of {', '.join(LINE_STATES)}")
+        at = time.time() if at is None else float(at)
+        self._write("INSERT INTO line_status (line, state, step, call_id, since, updated) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(line) DO UPDATE SET "
+                    "since = CASE WHEN state = excluded.state AND step IS excluded.step "
+                    "THEN since ELSE excluded.since END, state = excluded.state, "
+                    "step = excluded.step, call_id = excluded.call_id, "
+                    "updated = excluded.updated", (line, state, step, call_id, at, at))
+
     # -- reading --------------------------------------------------------------------
+
+    def line_status(self) -> list[dict]:
+        """Every line's last published state, by line name."""
+        with self.lock:
+            cur = self.db.execute("SELECT * FROM line_status ORDER BY line")
+            return [_row(cur, r) for r in cur.fetchall()]
 
     def get(self, call_id: str) -> dict | None:
         with self.lock:
