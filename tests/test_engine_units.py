@@ -266,6 +266,17 @@ def test_work_on_the_sample_clock_and_errors_without_their_message():
     assert done[0].result == {"ok": 1} and done[0].sample == 1000 + 700 * MS
 
 
+def test_work_with_measured_latency_replies_after_the_wall_time_it_took():
+    import time
+
+    w = WorkRunner(paced=False)
+    w.start(Work("slow", lambda: time.sleep(0.25) or "late", simulated_latency_ms=None), 0)
+    assert w.poll(200 * MS) == []                      # it took at least 250 ms
+    assert w.poll(240 * MS) == []
+    got = w.poll(60_000 * MS)
+    assert got[0].result == "late" and got[0].sample >= 250 * MS
+
+
 def test_work_in_a_thread_on_a_paced_line():
     w = WorkRunner(paced=True)
     w.start(Work("crm", lambda: 42), 0)

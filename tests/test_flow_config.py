@@ -102,3 +102,16 @@ def test_default_prompt_set_has_every_flow_prompt(tmp_path, capsys):
 def test_unreadable_file(tmp_path, capsys):
     code = main(["check-config", str(tmp_path / "none.toml")])
     assert code == 2 and "cannot read" in capsys.readouterr().err
+
+
+def test_simulated_latency_takes_milliseconds_or_measured():
+    from callgate.config import ConfigError, Table
+    from callgate.flow import policy_from_table
+
+    assert policy_from_table(Table({}, "service.s"), "s").simulated_latency_ms == 40
+    assert policy_from_table(Table({"simulated_latency_ms": 250}, "service.s"),
+                             "s").simulated_latency_ms == 250
+    assert policy_from_table(Table({"simulated_latency_ms": "measured"}, "service.s"),
+                             "s").simulated_latency_ms is None
+    with pytest.raises(ConfigError, match="simulated_latency_ms"):
+        policy_from_table(Table({"simulated_latency_ms": "slow"}, "service.s"), "s")

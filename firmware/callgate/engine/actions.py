@@ -109,12 +109,14 @@ class Work:
 
     On a paced (hardware) line `fn` runs in a worker thread. On the sample
     clock (sim, replay) it runs at once and its reply is delivered
-    `simulated_latency_ms` later on that clock, so runs stay deterministic.
+    `simulated_latency_ms` later on that clock, so runs stay deterministic;
+    None delivers it after the wall time `fn` really took (a simulation
+    against a real server, slow or not, hears what a caller would).
     """
 
     tag: str
     fn: Callable[[], Any]
-    simulated_latency_ms: int = 0
+    simulated_latency_ms: int | None = 0
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ latency, counted in samples, so a simulated call is deterministic.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from .actions import Work, WorkDone
@@ -38,11 +39,15 @@ class WorkRunner:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="callgate-work")
             self._running.append((work, self._pool.submit(work.fn)))
             return
+        began = time.monotonic()
         try:
             result, error = work.fn(), None
         except Exception as err:           # noqa: BLE001 - the flow decides what a failure means
             result, error = None, _error_line(err)
-        due = now + max(0, work.simulated_latency_ms) * self.rate // 1000
+        latency_ms = work.simulated_latency_ms
+        if latency_ms is None:
+            latency_ms = round((time.monotonic() - began) * 1000)
+        due = now + max(0, latency_ms) * self.rate // 1000
         self._timed.append((due, WorkDone(due, work.tag, result, error)))
 
     def poll(self, now: int) -> list[WorkDone]:

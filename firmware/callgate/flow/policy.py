@@ -96,7 +96,7 @@ class Policy:
     prompts: dict = field(default_factory=lambda: {r: d for r, (d, _) in PROMPT_ROLES.items()})
     hold_ms: int = 300                 # silence before "one moment" (a fast back end skips it)
     backend_timeout_ms: int = 5000     # the flow's own limit on waiting for the back end
-    simulated_latency_ms: int = 40     # back-end latency modelled on the sample clock
+    simulated_latency_ms: int | None = 40   # back-end latency on the sample clock; None: measured
 
     def extension(self, outcome: str) -> str:
         return self.extensions.get(outcome) or self.agent
@@ -156,6 +156,14 @@ def _entry(table: Table, kind_default: str, kinds: tuple[str, ...], lo: int, hi:
                  _int(table, "retries", 3, 1, 10))
 
 
+def _latency(table: Table) -> int | None:
+    """`simulated_latency_ms`: milliseconds, or "measured" (the wall time the request took)."""
+    if table.data.get("simulated_latency_ms") == "measured":
+        table.get("simulated_latency_ms", str)
+        return None
+    return _int(table, "simulated_latency_ms", 40, 0, 60000)
+
+
 def policy_from_table(table: Table, name: str, default_country: str = "US") -> Policy:
     """One service line from its table; ConfigError names any bad or unknown key."""
     if not name or not all(c.isalnum() or c in "-_" for c in name):
@@ -209,7 +217,7 @@ def policy_from_table(table: Table, name: str, default_country: str = "US") -> P
         greet_by_name=greet, prompts=prompts,
         hold_ms=_int(table, "hold_ms", 300, 0, 5000),
         backend_timeout_ms=_int(table, "backend_timeout_ms", 5000, 500, 60000),
-        simulated_latency_ms=_int(table, "simulated_latency_ms", 40, 0, 60000),
+        simulated_latency_ms=_latency(table),
     )
     table.used.add("name")
     _no_unknown(table)
