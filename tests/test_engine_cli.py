@@ -43,9 +43,10 @@ def test_run_default_sim_scenario_prints_one_line_per_call():
     res = callgate("run")
     assert res.returncode == 0, res.stderr
     (line,) = res.stdout.splitlines()
-    assert line.startswith("call 1") and "2015550123 JANE SMITH" in line
+    assert line.startswith("call 1") and "********23 JANE SMITH" in line
     assert "keys=5" in line and "transfer 201 blind completed" in line
     assert "4271" not in res.stdout + res.stderr          # what was keyed is never shown
+    assert "5550123" not in res.stdout + res.stderr       # nor the full calling number
 
 
 def test_run_json_from_config(tmp_path: Path):
@@ -57,7 +58,7 @@ def test_run_json_from_config(tmp_path: Path):
     assert [c["call"] for c in calls] == [1, 2, 3]
     assert calls[0]["transfer"] == {"extension": "202", "mode": "supervised",
                                     "outcome": "answered"}
-    assert calls[0]["keys"] == 5 and calls[0]["callerid"]["number"] == "2015550123"
+    assert calls[0]["keys"] == 5 and calls[0]["callerid"]["number"] == "********23"
     assert calls[1]["callerid"]["number_absent"] == "P"
     assert (calls[1]["end_reason"], calls[1]["hangup"]) == ("caller", "busy")
     assert calls[2]["callerid"] is None and calls[2]["transfer"]["outcome"] == "busy"

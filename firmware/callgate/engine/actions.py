@@ -221,7 +221,10 @@ class CallInfo:
     barge_ins: list[tuple[int, int]] = field(default_factory=list)  # (key onset, audio stopped)
 
     def summary(self, rate: int = 8000) -> dict:
-        """What `callgate run` prints: no keyed digit, only their count."""
+        """What `callgate run` prints (under systemd: the journal). No keyed digit, only
+        their count; calling numbers masked as in the call records."""
+        from ..store.records import mask
+
         cid = self.callerid
         return {
             "call": self.call_id,
@@ -231,10 +234,10 @@ class CallInfo:
             "end": None if self.ended_at is None else round(self.ended_at / rate, 3),
             "rings": self.rings,
             "callerid": None if cid is None else {
-                "number": cid.number, "name": cid.name, "number_absent": cid.number_absent,
+                "number": mask(cid.number), "name": cid.name, "number_absent": cid.number_absent,
                 "name_absent": cid.name_absent, "format": cid.format},
             "callerid_error": self.callerid_error,
-            "callwaiting": [c.number or c.number_absent for c in self.callwaiting],
+            "callwaiting": [mask(c.number) or c.number_absent for c in self.callwaiting],
             "keys": self.keys,
             "transfer": None if self.transfer is None else {
                 "extension": self.transfer.extension, "mode": self.transfer.mode,
