@@ -120,7 +120,7 @@ class HttpsServer:
     """`with HttpsServer(tmp_path) as srv:` then point a connector at `srv.url`."""
 
     def __init__(self, directory: Path, ca: trustme.CA | None = None,
-                 handler: Callable[[Request], Reply] = _not_found) -> None:
+                 handler: Callable[[Request], Reply] = _not_found, port: int = 0) -> None:
         self.ca = ca or trustme.CA()
         self.handler = handler
         self.requests: list[Request] = []
@@ -129,7 +129,7 @@ class HttpsServer:
         self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(self.context)
         self.ca_path = Path(directory) / f"ca-{id(self)}.pem"
         self.ca.cert_pem.write_to_path(str(self.ca_path))
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", port), _Handler)   # port 0: any free one
         self._server.owner = self
         self.port = self._server.server_address[1]
         self.url = f"https://127.0.0.1:{self.port}"

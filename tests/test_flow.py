@@ -657,3 +657,33 @@ def test_end_to_end_through_the_engine_and_the_sim_line(directory, store, tmp_pa
     store.db.execute("PRAGMA wal_checkpoint(FULL)")
     blob = b"".join(p.read_bytes() for p in tmp_path.glob("calls.sqlite*"))
     assert JANE_PIN.encode() not in blob and JANE_PIN not in caplog.text
+
+
+def test_a_terminator_after_a_full_length_entry_does_not_cost_the_next_try(directory, store):
+    """A 4-digit PIN ends on its 4th key; the '#' the caller adds out of habit must not
+    end the next entry empty (heard as 'no input', a try lost). Through the real engine."""
+    from callgate.engine import Engine, EngineConfig
+    from callgate.line.sim import Agent, CallerIdSpec, Press, SimCall, SimLine
+
+    flow = make(directory, store)
+    calls = [SimCall(callerid=CallerIdSpec(number=JANE_PHONE, name="JANE SMITH"),
+                     script=[Press("1111#", when="prompt_end", after_ms=500),
+                             Press(JANE_PIN + "#", when="prompt_end", after_ms=500)],
+                     agents={ext: Agent() for ext in EXT.values()})]
+    line = SimLine(calls, max_seconds=600)
+    Engine(line, flow, EngineConfig()).run()
+    r = store.recent()[0]
+    assert (r["verify_attempts"], r["verify_result"], r["status"]) == (2, "verified", "verified")
+    assert [e["detail"].get("problem") for e in store.events(r["call_id"])
+            if e["step"] == "verify"].count("no_input") == 0
+
+
+def test_a_reply_later_than_the_limit_is_a_timeout_even_while_one_moment_plays(directory,
+                                                                               store):
+    """The limit is the flow's, not 'whenever the hold prompts are over': a reply 1.7 s
+    after a 1.5 s limit, arriving while 'one moment' (1.0-2.0 s here) plays, is too late."""
+    flow = make(directory, store, backend_timeout_ms=1500, hold_ms=100)
+    run = Run(flow, cid(JANE_PHONE), latency_ms=1700).go()
+    r = record(store, flow)
+    assert (r["status"], r["reason"], r["lookup"]) == ("not_identified", "backend_down", "error")
+    assert "one_moment" in run.prompts and len(run.transfers) == 1

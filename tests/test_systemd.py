@@ -184,3 +184,29 @@ def test_unit_hardening_exposure_is_low(tmp_path):
                     f"{proc.stderr.strip().splitlines()[:1]}")
     assert found, proc.stdout[-500:]
     assert float(found.group(1)) <= 3.0
+
+
+# ---------------------------------------------------------------- the web app's unit
+
+WEB_UNIT = ROOT / "systemd" / "callgate-web.service"
+
+
+def test_the_web_unit_verifies_clean_and_is_hardened(tmp_path):
+    """systemd/callgate-web.service: `callgate web` as the callgate user, no devices."""
+    tool = analyze()
+    text = WEB_UNIT.read_text()
+    assert re.search(r"^ExecStart=/opt/callgate/\.venv/bin/callgate web --config "
+                     r"/etc/callgate/callgate\.toml$", text, re.M)
+    for line in ("Type=notify", "User=callgate", "StateDirectory=callgate",
+                 "PrivateDevices=yes", "NoNewPrivileges=yes", "ProtectSystem=strict"):
+        assert re.search(rf"^{line}$", text, re.M), line
+    copy = tmp_path / "callgate-web.service"
+    copy.write_text(re.sub(r"^ExecStart=\S+", f"ExecStart={shutil.which('true')}", text,
+                           flags=re.M))
+    rc, lines = verify(tool, copy)
+    assert rc == 0 and lines == []
+    proc = subprocess.run([tool, "security", "--offline=true", "--no-pager", str(copy)],
+                          capture_output=True, text=True, timeout=60)
+    found = re.search(r"Overall exposure level for callgate-web.service: ([\d.]+)", proc.stdout)
+    assert found, proc.stdout[-500:] + proc.stderr[-500:]
+    assert float(found.group(1)) <= 2.0

@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     _directory_parser(sub)
     _check_config_parser(sub)
     # subcommands whose code lives beside the layer they drive (one line each)
+    from .crm.outbox_cli import add_parser as _outbox; _outbox(sub)
+    from .web.cli import add_parser as _web; _web(sub)
+    from .scenario.cli import add_parser as _simulate; _simulate(sub)
+    from .prompts_tool import add_parser as _prompts; _prompts(sub)
+    from .report.cli import add_parser as _report; _report(sub)
     return parser
 
 
@@ -96,10 +101,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("callgate run: --calls must be 1 or more", file=sys.stderr)
         return 2
     line = None
+    worker = None
 
     def show(call) -> None:
         record = call.summary(line.rate)
         print(json.dumps(record) if args.json else _call_text(record), flush=True)
+        if worker is not None:
+            worker.wake()                # its outcome is in the outbox: send it now
 
     notify = _systemd_notifier()
     previous = signal.signal(signal.SIGTERM, _terminate)
@@ -108,15 +116,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         engine_table = table.sub("engine")
         cfg = EngineConfig.from_table(engine_table)
         line = make_line(table.sub("line"))
+        writeback = _writeback(table)
         if "service" in table.data or "crm" in table.data:
-            handler = _idv_flow(table)
+            handler = _idv_flow(table, writeback)
+        elif writeback is not None:
+            raise ConfigError("writeback: the write-back needs the ID&V flow "
+                              "([[service]] or [crm])")
         else:
             handler = ScriptedHandler.from_config(engine_table.sub("script"))
+        if writeback is not None:
+            worker = _delivery_worker(handler.record.store.path, writeback)
         engine = Engine(line, handler, cfg, on_call=show, watchdog=notify)
         with line:
             if notify:
                 notify("READY=1")
-            engine.run(max_calls=args.calls)
+            try:
+                engine.run(max_calls=args.calls)
+            finally:
+                if hasattr(handler, "line_down"):    # live status: nobody answers it now
+                    handler.line_down(engine.name, "callgate stopped")
     except ConfigError as err:
         print(f"callgate run: {err}", file=sys.stderr)
         return 2
@@ -124,11 +142,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"callgate run: {err}", file=sys.stderr)
         return 1
     finally:
+        if worker is not None:
+            worker.stop()                # what is due gets a few seconds; the rest waits
         signal.signal(signal.SIGTERM, previous)
     return 0
 
 
-def _idv_flow(table):
+def _writeback(table):
+    """[writeback] settings, or None when the table is absent or switched off."""
+    from .crm.writeback import load_writeback
+
+    return load_writeback(table.sub("writeback"))
+
+
+def _delivery_worker(store_path, settings):
+    """The write-back delivery thread on its own connection to the call-record file."""
+    from .config import ConfigError
+    from .crm.writeback import DeliveryWorker
+    from .store.records import StoreError
+
+    try:
+        return DeliveryWorker(store_path, settings).start()
+    except (StoreError, OSError) as err:
+        raise ConfigError(f"store.path: {err}") from None
+
+
+def _idv_flow(table, writeback=None):
     """The ID&V flow of the config's service line, on its back end, writing call records.
 
     [crm] picks the back end (default: the embedded directory at [crm] directory);
@@ -147,7 +186,8 @@ def _idv_flow(table):
     except (StoreError, OSError) as err:
         raise ConfigError(f"store.path: {err}") from None
     services = load_services(table, crm.get("default_country", str, "US"))
-    return IdvFlow(service_for_line(services, "line"), backend, store)
+    return IdvFlow(service_for_line(services, "line"), backend, store,
+                   writeback_max_age_s=writeback.max_age_s if writeback else None)
 
 
 def _terminate(signum, frame) -> None:
@@ -365,7 +405,7 @@ def _check_config_parser(sub) -> None:
     chk.set_defaults(func=cmd_check_config)
 
 
-CONFIG_TABLES = ("engine", "line", "crm", "service", "store", "web")
+CONFIG_TABLES = ("engine", "line", "crm", "service", "store", "web", "writeback")
 
 
 def check_config(path: str) -> list[str]:
@@ -391,6 +431,8 @@ def check_config(path: str) -> list[str]:
         raise ConfigError(f"line: {text}") from None
     crm = table.sub("crm")
     country = _check_crm(crm)
+    from .web.settings import WebSettings; WebSettings.from_table(table)   # [web]
+    _writeback(table)                                                       # [writeback]
     services = load_services(table, country)
     root = Path(engine.prompts) if engine.prompts else default_prompt_root()
     folder = root / engine.language

@@ -8,6 +8,7 @@ channel; other rates are resampled with a polyphase filter.
 from __future__ import annotations
 
 import struct
+import warnings
 import wave
 from fractions import Fraction
 from pathlib import Path
@@ -25,6 +26,13 @@ class WavError(Exception):
 
 def read_wav(path: str | Path, rate: int = RATE) -> np.ndarray:
     """Return the first channel of `path` as int16 samples at `rate` Hz."""
+    samples, src_rate = read_source(path)
+    return to_int16(resample(samples, src_rate, rate))
+
+
+def read_source(path: str | Path) -> tuple[np.ndarray, int]:
+    """Float samples in [-1, 1) of the first channel at the file's own rate: for tools
+    that must see a recording as it is (clipping is flat tops before resampling)."""
     path = Path(path)
     try:
         samples, src_rate = _read_pcm(path)
@@ -36,7 +44,7 @@ def read_wav(path: str | Path, rate: int = RATE) -> np.ndarray:
         raise WavError(f"{path}: permission denied") from None
     if src_rate <= 0:
         raise WavError(f"{path}: invalid sample rate {src_rate}")
-    return to_int16(resample(samples, src_rate, rate))
+    return samples, src_rate
 
 
 def _read_pcm(path: Path) -> tuple[np.ndarray, int]:
@@ -44,13 +52,18 @@ def _read_pcm(path: Path) -> tuple[np.ndarray, int]:
     try:
         with wave.open(str(path), "rb") as w:
             return _from_wave(w), w.getframerate()
-    except (wave.Error, EOFError, ValueError, struct.error):
+    except (wave.Error, EOFError, ValueError, struct.error, RuntimeError):
         pass
     try:
-        src_rate, data = wavfile.read(str(path), mmap=False)
-    except (ValueError, EOFError, OSError, struct.error, MemoryError) as err:
+        with warnings.catch_warnings():     # "chunk not understood": the error says it all
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+            src_rate, data = wavfile.read(str(path), mmap=False)
+    except (ValueError, EOFError, OSError, struct.error, MemoryError, RuntimeError,
+            UnboundLocalError) as err:       # SciPy's own error for a file with no fmt chunk
         if isinstance(err, (FileNotFoundError, IsADirectoryError, PermissionError)):
             raise
+        if isinstance(err, UnboundLocalError):
+            raise WavError(f"{path}: not a readable WAV file (no format chunk)") from None
         raise WavError(f"{path}: not a readable WAV file ({_first_line(err)})") from None
     return _normalise(data), int(src_rate)
 

@@ -14,6 +14,13 @@ told (`end`), and the engine ready for the next ring. A handler that raises
 never drops the caller: the engine logs one line (the exception's type and
 where, never its message, which may hold keyed digits) and sends the call to
 the configured fallback extension, or hangs up if there is none.
+
+Optional handler hooks, called only if the handler has them (a handler
+without them needs nothing): `use_prompts(prompts)` once the prompt set is
+loaded, `ringing(call)` at the first ring of a call, `line_up(line)` when the
+engine starts on the line and when a failed line works again,
+`line_down(line, reason)` on a line fault. They feed the live line status;
+a hook that raises costs one log line, never the call.
 """
 
 from __future__ import annotations
@@ -158,6 +165,7 @@ class Engine:
         missing = [p for p in need if p not in self.prompts]
         if missing:
             raise ConfigError(f"prompts: {self.prompts.folder} has no {missing[0]}.wav")
+        self._tell("use_prompts", self.prompts)
         caps = line.capabilities
         self.caps = caps
         self.rings = RingCounter(ring_cadence(self.plan.name), self.rate, cfg.min_ring_ms,
@@ -192,6 +200,7 @@ class Engine:
     def run(self, max_calls: int | None = None) -> int:
         """Run until the line ends (or `max_calls` calls are over); the number of calls."""
         self.line.listen_callerid(True)
+        self._tell("line_up", self.name)
         try:
             while self.step():
                 if max_calls is not None and self.calls >= max_calls and self.call is None:
@@ -251,8 +260,10 @@ class Engine:
                 self.cid.line_event(ev)
             elif isinstance(ev, LineFault):
                 log.warning("%s: line fault (%s)", self.name, ev.reason or "no reason given")
+                self._tell("line_down", self.name, ev.reason)
             elif isinstance(ev, LineRestored):
                 log.info("%s: line restored", self.name)
+                self._tell("line_up", self.name)
         if self.caps.onhook_audio:
             self.cid.feed(frame.start, frame.samples)
         for got in self.rings.poll(now):
@@ -261,6 +272,7 @@ class Engine:
                     self.calls += 1
                     self.call = CallInfo(self.calls, self.name, got.sample)
                     self.state = RINGING
+                    self._tell("ringing", self.call)
                 self.call.rings = got.number
                 if self._answer_now(got):
                     self._answer(now)
@@ -309,6 +321,7 @@ class Engine:
         self.collector: Collector | None = None
         self.transfer: TransferJob | None = None
         self.typeahead: deque[tuple[str, int]] = deque(maxlen=32)
+        self.swallow: tuple[str, int] | None = None   # (terminator, until sample)
         self.handler_ok = True
         self.agent = False              # supervised transfer answered: we talk to the agent
         self._ending = False
@@ -334,6 +347,10 @@ class Engine:
             elif isinstance(ev, LineTone) and job is not None:
                 job.tone(ev.tone, now)
             else:
+                if isinstance(ev, LineFault):
+                    self._tell("line_down", self.name, ev.reason)
+                elif isinstance(ev, LineRestored):
+                    self._tell("line_up", self.name)
                 hang = hang or self.hangup.line_event(ev)
         digits, tones = self._detect(frame, xf, energy)
         if job is not None:
@@ -401,6 +418,8 @@ class Engine:
 
     def _key(self, digit: str, sample: int, now: int) -> None:
         self.call.keys += 1
+        if self._swallowed(digit, sample):
+            return
         if (isinstance(self.current, Play) and self.current.barge_in
                 and self.player.playing):
             self._barge_in(sample, now)
@@ -422,13 +441,30 @@ class Engine:
         for play in stopped:
             self._deliver(PromptDone(now, play.label, interrupted=True))
 
+    def _swallowed(self, digit: str, sample: int) -> bool:
+        """The terminator a caller adds out of habit after an entry that was already
+        complete at its maximum length: it belongs to that entry, not to the next one
+        (where it would end the entry empty and cost the caller a try)."""
+        swallow, self.swallow = self.swallow, None
+        return swallow is not None and digit == swallow[0] and sample <= swallow[1]
+
     def _collected(self, digits: Digits) -> None:
+        spec = self.collector.spec if self.collector is not None else None
+        if spec is not None and spec.terminator and digits.reason == "max":
+            self.swallow = (spec.terminator,
+                            digits.sample + spec.inter_timeout_ms * self.rate // 1000)
         self.collector = None
         self.current = None
         self._deliver(digits)
 
     def _timers(self, now: int) -> None:
         call = self.call
+        # replies first: a prompt that ends in the same frame then finds the handler's next
+        # actions queued, instead of the handler filling the gap for one more frame
+        for reply in self.work.poll(now):
+            self._deliver(reply)
+            if self.call is None:
+                return
         if isinstance(self.current, Play) and self.player.finished:
             play = self.current
             self.player.stop()
@@ -438,10 +474,6 @@ class Engine:
             done = self.collector.poll(now)
             if done is not None:
                 self._collected(done)
-        for reply in self.work.poll(now):
-            self._deliver(reply)
-            if self.call is None:
-                return
         if self.transfer is not None:
             self.transfer.poll(now)
             if self.transfer.done:
@@ -506,6 +538,8 @@ class Engine:
                 self.collector = Collector(action, now, self.rate)
                 while self.typeahead and self.collector is not None:
                     digit, sample = self.typeahead.popleft()
+                    if self._swallowed(digit, sample):
+                        continue
                     done = self.collector.key(digit, sample)
                     if done is not None:
                         self._collected(done)
@@ -526,6 +560,16 @@ class Engine:
                 return
 
     # ------------------------------------------------------------------ the handler
+
+    def _tell(self, hook: str, *args) -> None:
+        """An optional handler hook (see the module docstring); never fails the engine."""
+        fn = getattr(self.handler, hook, None)
+        if not callable(fn):
+            return
+        try:
+            fn(*args)
+        except Exception as err:        # noqa: BLE001 - status is never worth a call
+            log.error("%s: handler hook %s failed (%s)", self.name, hook, _where(err))
 
     def _deliver(self, event: HandlerEvent) -> None:
         if self.call is None:

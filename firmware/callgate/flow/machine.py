@@ -22,6 +22,19 @@ Security rules kept here:
   calling number); past the limit the caller is sent to an agent as locked;
 - keyed digits live only in the closure of one Work; they are never logged,
   recorded or put in an exception (identifiers are recorded masked).
+
+Beyond the contract, three optional parts (all off unless configured):
+- the line's live state (idle / ringing / in_flow at `step` / transferring /
+  down) goes to the store through `LineStatus`, fed by the engine's optional
+  hooks (`ringing`, `line_up`, `line_down`) and by the flow's own steps;
+- the agent whisper ([service.whisper]): when the agent answers a supervised
+  transfer they hear the outcome and, if the policy says so, the customer's
+  id digit by digit, before we hang up and the exchange joins the call. The
+  digits are played as one piece of audio (`use_prompts` gives the flow the
+  engine's prompt set), in equal slots, so no prompt name, label or event
+  ever spells the id out;
+- the write-back: at the end of a call its outcome is queued in the store's
+  outbox (`writeback_max_age_s`), delivered by crm/writeback.py.
 """
 
 from __future__ import annotations
@@ -40,11 +53,15 @@ from ..engine.actions import (CallerHungUp, CallInfo, Collect, Digits, HangUp, P
 from ..store.records import CallStore, mask
 from .outcome import Outcome, outcome_for
 from .policy import Entry, Policy
-from .record import CallRecord
+from .record import CallRecord, LineStatus
 
 log = logging.getLogger("callgate.flow")
 
-HOLD_CHUNK_MS = 200            # silence played while waiting for the back end, per piece
+HOLD_CHUNK_MS = 20             # silence while waiting for the back end, per piece: one
+                               # frame, so a reply is acted on at once, not after the piece
+NUMBER_GAP_MS = 250            # "customer number" -> first digit
+DIGIT_GAP_MS = 120             # between digits (each digit has a slot as long as the longest)
+MAX_READ_DIGITS = 20           # a longer (or non-numeric) id is not read back
 
 
 @dataclass
@@ -84,12 +101,16 @@ class IdvFlow:
 
     def __init__(self, policy: Policy, backend, store: CallStore | None = None, *,
                  clock: Callable[[], float] = time.time, rate: int = 8000,
-                 record: CallRecord | None = None) -> None:
+                 record: CallRecord | None = None, status: LineStatus | None = None,
+                 writeback_max_age_s: float | None = None) -> None:
         self.policy = policy
         self.backend = backend
         self.record = record or CallRecord(store)
         self.clock = clock
         self.rate = rate
+        self.status = status if status is not None else LineStatus(self.record.store, clock)
+        self.writeback_max_age_s = writeback_max_age_s   # None: no write-back
+        self.prompt_audio = None             # the engine's PromptSet (use_prompts)
         self.c: _Call | None = None
         self.last: _Call | None = None       # the call that ended last (tests, simulate)
 
@@ -97,9 +118,54 @@ class IdvFlow:
     def prompts_needed(self) -> tuple[str, ...]:
         return tuple(self.policy.prompt_names())
 
+    # ------------------------------------------------------------------ optional engine hooks
+
+    def use_prompts(self, prompts) -> None:
+        """The engine's prompt set: the whisper reads the customer's id from its audio."""
+        self.prompt_audio = prompts
+
+    def ringing(self, call: CallInfo) -> None:
+        self.status.set(call.line, "ringing")
+
+    def line_up(self, line: str) -> None:
+        self.status.up(line)
+        self._publish()
+
+    def line_down(self, line: str, reason: str | None = None) -> None:
+        self.status.down(line, reason)
+
+    def _publish(self) -> None:
+        """The line's state from the step of the call in progress (written on change)."""
+        c = self.c
+        if c is None:
+            return
+        if c.step in ("transferred", "whisper"):
+            state, step = "transferring", ("whisper" if c.step == "whisper" else None)
+        elif c.step == "transfer" and c.plays == 0:
+            state, step = "transferring", None     # the announcements are over: dialling
+        else:
+            state, step = "in_flow", c.step
+        self.status.set(c.info.line, state, step, getattr(c, "record_id", None))
+
     # ------------------------------------------------------------------ the contract
 
     def start(self, call: CallInfo) -> list:
+        actions = self._start(call)
+        self._publish()
+        return actions
+
+    def on_event(self, ev) -> list:
+        actions = self._on_event(ev)
+        self._publish()
+        return actions
+
+    def end(self, call: CallInfo) -> None:
+        try:
+            self._end(call)
+        finally:
+            self.status.set(call.line, "idle")
+
+    def _start(self, call: CallInfo) -> list:
         s0 = call.answered_at if call.answered_at is not None else call.started_at
         c = self.c = _Call(call, self.clock(), s0)
         p = self.policy
@@ -118,7 +184,7 @@ class IdvFlow:
                     **({"why": why} if lookup == "withheld" else {}))
         return [*greeting, *self._ask_identifier()]
 
-    def on_event(self, ev) -> list:
+    def _on_event(self, ev) -> list:
         c = self.c
         if c is None:
             return []
@@ -132,6 +198,11 @@ class IdvFlow:
             if c.pending is None or ev.tag != c.pending.tag or c.outcome is not None:
                 return []                    # a reply after we gave up on it
             pending, c.pending = c.pending, None
+            waited_ms = (ev.sample - pending.since) * 1000 / self.rate
+            if waited_ms > self.policy.backend_timeout_ms:
+                # past the flow's limit while a prompt was still playing: a late answer
+                # is no answer, whatever it says (the limit must not stretch with prompts)
+                return self._reply(pending, None, "timeout", ev.sample)
             return self._reply(pending, ev.result, ev.error, ev.sample)
         if isinstance(ev, Digits):
             if c.step == "identifier":
@@ -151,7 +222,7 @@ class IdvFlow:
             return []
         return []
 
-    def end(self, call: CallInfo) -> None:
+    def _end(self, call: CallInfo) -> None:
         c = self.c
         if c is None or (c.info.call_id, c.info.line) != (call.call_id, call.line):
             return                          # abandoned before answer: no record was started
@@ -164,6 +235,9 @@ class IdvFlow:
         self._event("end", step=c.step, reason=call.end_reason)
         c.pending = None
         self.last, self.c = c, None
+        if self.writeback_max_age_s is not None:
+            identifier = c.customer.id if c.customer is not None else None
+            self.record.writeback(identifier, self.clock(), self.writeback_max_age_s)
 
     # ------------------------------------------------------------------ identification
 
@@ -344,10 +418,69 @@ class IdvFlow:
         self._event("transfer", extension=ev.extension, result=ev.outcome)
         if ev.outcome in ("completed", "answered"):
             c.step = "transferred"
-            return []
+            return self._whisper() if ev.outcome == "answered" else []
         c.step = "agent_unavailable"
         return [*self._plays("agent_busy", barge_in=False),
                 *self._plays("goodbye", barge_in=False), HangUp()]
+
+    # ------------------------------------------------------------------ the whisper
+
+    def _whisper(self) -> list:
+        """The agent answered: a pause, the outcome, maybe the customer's id; then let go."""
+        c, w = self.c, self.policy.whisper
+        if not w.enabled or c.outcome is None:
+            return []
+        c.step = "whisper"
+        o = c.outcome
+        actions = []
+        if w.pause_ms:
+            c.plays += 1
+            actions.append(Play(_silence(w.pause_ms, self.rate), barge_in=False))
+        actions += self._plays(f"whisper_{o.reason or o.status}", barge_in=False)
+        why = "policy"
+        if w.read_identifier:
+            number, why = self._number_audio()
+            if number is not None:
+                c.plays += 1
+                actions.append(Play(number, barge_in=False))
+        read = why is None
+        self._event("whisper", status=o.status, reason=o.reason, identifier_read=read,
+                    **({} if read else {"why": why}))
+        log.info("call %s: whisper to the agent (%s%s, identifier %s)", c.info.call_id,
+                 o.status, f", {o.reason}" if o.reason else "",
+                 "read back" if read else f"not read: {why}")
+        return [*actions, HangUp()]
+
+    def _number_audio(self) -> tuple[np.ndarray | None, str | None]:
+        """"Customer number" and the id's digits as one piece of audio, each digit in a
+        slot as long as the longest digit prompt (so its length says only how many);
+        (None, why) when it cannot be read back."""
+        c, p = self.c, self.policy
+        if c.customer is None:
+            return None, "not identified"
+        ident = c.customer.id
+        if not (ident.isascii() and ident.isdigit()) or len(ident) > MAX_READ_DIGITS:
+            return None, f"not 1-{MAX_READ_DIGITS} digits"
+        if self.prompt_audio is None:
+            return None, "no prompt audio"
+        try:
+            digits = [np.asarray(self.prompt_audio[p.prompt(f"digit_{d}")], dtype=np.int16)
+                      for d in range(10)]
+            lead_name = p.prompt("whisper_number")
+            lead = (np.asarray(self.prompt_audio[lead_name], dtype=np.int16) if lead_name
+                    else np.zeros(0, np.int16))
+        except (KeyError, TypeError):
+            return None, "prompt missing"
+        ms = self.rate // 1000
+        start = len(lead) + (NUMBER_GAP_MS * ms if len(lead) else 0)
+        slot = max(len(a) for a in digits) + DIGIT_GAP_MS * ms
+        out = np.zeros(start + slot * len(ident), dtype=np.int16)
+        out[:len(lead)] = lead
+        for i, ch in enumerate(ident):
+            audio = digits[ord(ch) - 48]
+            at = start + i * slot
+            out[at:at + len(audio)] = audio
+        return out, None
 
     # ------------------------------------------------------------------ helpers
 
@@ -388,14 +521,14 @@ class IdvFlow:
         return Work(c.pending.tag, fn, self.policy.simulated_latency_ms)
 
     def _hold_first(self) -> Play:
-        """What the caller hears right after a request goes out: a short silence (a fast
-        back end answers within it), or "one moment" at once when hold_ms is 0."""
+        """What the caller hears right after a request goes out: silence for hold_ms (a
+        fast back end answers within it), or "one moment" at once when hold_ms is 0."""
         c = self.c
         c.plays += 1
         if self.policy.hold_ms <= 0:
             c.moment_played = True
             return Play(self.policy.prompt("one_moment"), barge_in=False)
-        return Play(_silence(self.policy.hold_ms, self.rate), barge_in=False)
+        return Play(_silence(HOLD_CHUNK_MS, self.rate), barge_in=False)
 
     def _still_waiting(self, now: int) -> list:
         """Every prompt is done and the back end has not answered: "one moment", then
@@ -406,11 +539,10 @@ class IdvFlow:
             pending, c.pending = c.pending, None
             return self._reply(pending, None, "timeout", now)
         c.plays += 1
-        if not c.moment_played:
+        if not c.moment_played and waited_ms >= p.hold_ms:
             c.moment_played = True
             return [Play(p.prompt("one_moment"), barge_in=False)]
-        left = p.backend_timeout_ms - waited_ms
-        return [Play(_silence(max(20, min(HOLD_CHUNK_MS, left)), self.rate), barge_in=False)]
+        return [Play(_silence(HOLD_CHUNK_MS, self.rate), barge_in=False)]
 
     def _reply(self, pending: _Pending, result, error: str | None, now: int) -> list:
         c = self.c

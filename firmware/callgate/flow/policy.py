@@ -22,6 +22,11 @@ Choices written down here (the issue leaves them open):
 - Every prompt is named in `[service.prompts]` (a name in prompts_wav/<lang>/);
   an empty string switches an optional prompt off. Greeting by name is a
   generic "welcome back": speaking names is out of scope.
+- `[service.whisper]` (off by default) announces the outcome to the agent who
+  answers a supervised transfer, before we let go of the call; it needs
+  transfer.mode = "supervised". `read_identifier` (off by default) adds the
+  identified customer's id digit by digit ("customer number", digit_0..9).
+  Whisper prompts are only required (check-config, the engine) when it is on.
 """
 
 from __future__ import annotations
@@ -54,7 +59,20 @@ PROMPT_ROLES: dict[str, tuple[str, bool]] = {
     "transferring": ("transferring", True),
     "agent_busy": ("agent_busy", True),
     "goodbye": ("goodbye", True),
+    # the agent whisper ([service.whisper]): one per outcome, then the number read back
+    "whisper_verified": ("whisper_verified", False),
+    "whisper_identified": ("whisper_identified", False),
+    "whisper_not_identified": ("whisper_not_identified", False),
+    "whisper_locked": ("whisper_locked", False),
+    "whisper_opted_out": ("whisper_opted_out", False),
+    "whisper_backend_down": ("whisper_backend_down", False),
+    "whisper_number": ("customer_number", False),
+    **{f"digit_{d}": (f"digit_{d}", False) for d in range(10)},
 }
+WHISPER_STATUS_ROLES = ("whisper_verified", "whisper_identified", "whisper_not_identified",
+                        "whisper_locked", "whisper_opted_out", "whisper_backend_down")
+DIGIT_ROLES = tuple(f"digit_{d}" for d in range(10))
+_NUMBER_ROLES = ("whisper_number", *DIGIT_ROLES)
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,15 @@ class Security:
 
 
 @dataclass(frozen=True)
+class Whisper:
+    """What the agent hears when they answer a supervised transfer, before we let go."""
+
+    enabled: bool = False
+    read_identifier: bool = False      # the identified customer's id, digit by digit
+    pause_ms: int = 500                # after the answer, so the agent's "hello" is over
+
+
+@dataclass(frozen=True)
 class Policy:
     """One service line's ID&V policy."""
 
@@ -97,6 +124,7 @@ class Policy:
     hold_ms: int = 300                 # silence before "one moment" (a fast back end skips it)
     backend_timeout_ms: int = 5000     # the flow's own limit on waiting for the back end
     simulated_latency_ms: int | None = 40   # back-end latency on the sample clock; None: measured
+    whisper: Whisper = field(default_factory=Whisper)
 
     def extension(self, outcome: str) -> str:
         return self.extensions.get(outcome) or self.agent
@@ -104,12 +132,19 @@ class Policy:
     def prompt(self, role: str) -> str | None:
         return self.prompts.get(role) or None
 
+    def plays_role(self, role: str) -> bool:
+        """Whether this policy may play the prompt of `role` at all."""
+        if role == "welcome_back":
+            return self.greet_by_name
+        if role in WHISPER_STATUS_ROLES:
+            return self.whisper.enabled
+        if role in _NUMBER_ROLES:
+            return self.whisper.enabled and self.whisper.read_identifier
+        return True
+
     def prompt_names(self) -> list[str]:
         """Every prompt this policy may play (what check-config and the engine need)."""
-        names = {v for v in self.prompts.values() if v}
-        if not self.greet_by_name:
-            names.discard(self.prompts.get("welcome_back") or "")
-        return sorted(names)
+        return sorted({v for r, v in self.prompts.items() if v and self.plays_role(r)})
 
 
 def _dtmf(table: Table, name: str, default: str, allow_empty: bool = False,
@@ -164,6 +199,23 @@ def _latency(table: Table) -> int | None:
     return _int(table, "simulated_latency_ms", 40, 0, 60000)
 
 
+def _whisper(wt: Table, mode: str, prompts: dict, pt: Table) -> Whisper:
+    """[service.whisper]: enabled, read_identifier, pause_ms; its prompts must be set."""
+    enabled = wt.get("enabled", bool, False)
+    read = wt.get("read_identifier", bool, False)
+    pause = _int(wt, "pause_ms", 500, 0, 3000)
+    _no_unknown(wt)
+    if enabled and mode != "supervised":
+        raise ConfigError(f"{wt.key('enabled')}: the whisper needs a supervised transfer "
+                          f"(transfer.mode = \"supervised\", not {mode!r})")
+    if enabled:
+        needed = WHISPER_STATUS_ROLES + (DIGIT_ROLES if read else ())
+        for role in needed:
+            if not prompts[role]:
+                raise ConfigError(f"{pt.key(role)}: the whisper needs this prompt")
+    return Whisper(enabled, read, pause)
+
+
 def policy_from_table(table: Table, name: str, default_country: str = "US") -> Policy:
     """One service line from its table; ConfigError names any bad or unknown key."""
     if not name or not all(c.isalnum() or c in "-_" for c in name):
@@ -209,6 +261,7 @@ def policy_from_table(table: Table, name: str, default_country: str = "US") -> P
     _no_unknown(pt)
     if greet and not prompts["welcome_back"]:
         raise ConfigError(f"{table.key('greet_by_name')}: needs prompts.welcome_back")
+    whisper = _whisper(table.sub("whisper"), mode, prompts, pt)
 
     policy = Policy(
         name=name, lines=tuple(lines), number_lookup=number_lookup, default_country=country,
@@ -218,6 +271,7 @@ def policy_from_table(table: Table, name: str, default_country: str = "US") -> P
         hold_ms=_int(table, "hold_ms", 300, 0, 5000),
         backend_timeout_ms=_int(table, "backend_timeout_ms", 5000, 500, 60000),
         simulated_latency_ms=_latency(table),
+        whisper=whisper,
     )
     table.used.add("name")
     _no_unknown(table)

@@ -69,6 +69,7 @@ CID_DBM0 = -13.5
 CID_DTMF_DBM0 = -10.0
 HELLO_DBM0 = -20.0
 NOISE_BLOCK = 4 * RATE       # line noise is drawn this many samples at a time
+AGENT_AUDIO_MAX_S = 60       # what the agent hears from us is kept up to this long
 
 
 def ms(value: float) -> int:
@@ -180,6 +181,8 @@ class _Call:
     dtmf: DtmfReceiver | None = None
     dtmf_base: int = 0
     dtmf_pos: int = 0
+    agent_heard: list | None = None  # our audio to the agent once they answered
+    agent_samples: int = 0
 
 
 class Exchange:
@@ -408,6 +411,8 @@ class Exchange:
             timer.cancel()
         call.timers = []
         call.phase = "over"
+        if call.agent_heard:
+            call.outcome.agent_audio = np.concatenate(call.agent_heard)
         self._cut(t, ("alert", "caller", "agent"))
         self._stop_loop(t)
         self._call = None
@@ -667,6 +672,7 @@ class Exchange:
     def _agent_answers(self, call: _Call) -> None:
         call.leg_timer = None
         call.leg = "agent"
+        call.agent_heard = []
         self._stop_loop(self.now)
         self._play(self.now + ms(300), self.signals.hello, "agent")
 
@@ -696,6 +702,8 @@ class Exchange:
                 call.had_sound = False
                 self._prompt_ended(call, call.sound_end, t + n)
         elif call.phase == "held" and call.dtmf is not None:
+            if call.leg == "agent":
+                self._agent_hears(call, x, xf)
             if t > call.dtmf_pos:               # a gap in what we sent: silence
                 call.dtmf.feed(np.zeros(t - call.dtmf_pos, np.int16))
             elif t < call.dtmf_pos:             # overlaps what was fed already
@@ -704,3 +712,12 @@ class Exchange:
             call.dtmf_pos = t + x.size
             for ev in call.dtmf.feed(x):
                 self.at(call.dtmf_base + ev.sample, self._digit, call, ev.digit)
+
+    def _agent_hears(self, call: _Call, x: np.ndarray, xf: np.ndarray) -> None:
+        """The agent's ear: our audio once they answered (the whisper), kept for tests."""
+        n = x.size
+        if float(xf @ xf) > self._sound_ms * n:
+            call.outcome.agent_heard_ms += round(n * 1000 / RATE)
+        if call.agent_samples < AGENT_AUDIO_MAX_S * RATE:
+            call.agent_heard.append(x.astype(np.int16, copy=True))
+            call.agent_samples += n

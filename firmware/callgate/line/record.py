@@ -25,6 +25,12 @@ sidecar never holds digits (modem-reported DTMF events are dropped).
 The receiver runs with a shorter onset than the engine's (2 windows), so
 marginal digits are scrubbed too; a little speech lost to talk-off is the
 price.
+
+After a hook flash we are on the agent's leg, and what we send there may
+speak the customer's identifier (the agent whisper reads it digit by digit).
+Its echo would reach the received audio, so while we are on that leg every
+stretch in which we send sound, plus `ECHO_TAIL_MS`, is scrubbed the same
+way. What the exchange and the agent send while we are quiet is kept.
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ QUIET_BLOCKS = 10        # 50 ms without the tones ends a digit: longer than the
                          # receiver's release, so a tone that comes back is a new digit
 TONE_DROP_DB = 18.0      # a tone counts as present down to this far below its onset level
 TONE_FLOOR_DBM0 = -50.0  # ... and never below this
+ECHO_TAIL_MS = 300       # after our own audio on the agent's leg, its echo may still come
+SENDING_DBM0 = -55.0     # our audio above this level counts as sound
 
 
 class _Span:
@@ -92,6 +100,13 @@ class _Span:
         self.checked += blocks * BLOCK
 
 
+class _Sent:
+    """A stretch of our own audio on the agent's leg (fixed ends), scrubbed like a digit."""
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start, self.end = start, end
+
+
 class RecordingLine(Line):
     """A Line that records what passes through it; see the module docstring."""
 
@@ -115,6 +130,7 @@ class RecordingLine(Line):
         self._last_activity = 0
         self._answered = False                    # went off hook during this recording
         self._parallel = False                    # a parallel handset is off hook
+        self._agent_leg = False                   # flashed away from the caller
         self._events: list[tuple[int, Event]] = []
         self._controls: list[Control] = []
         self._wav = None
@@ -161,19 +177,38 @@ class RecordingLine(Line):
 
     def write(self, samples: np.ndarray) -> None:
         self.inner.write(samples)
+        if self._agent_leg and len(samples):
+            self._sent(len(samples), samples)
 
     def off_hook(self) -> None:
         self._control(Control(self.inner.sample, "off_hook"))
         self._answered = True
+        self._agent_leg = False
         self.inner.off_hook()
 
     def on_hook(self) -> None:
         self._control(Control(self.inner.sample, "on_hook"))
+        self._agent_leg = False
         self.inner.on_hook()
 
     def flash(self, ms: float) -> None:
         self._control(Control(self.inner.sample, "flash", ms=float(ms)))
+        self._agent_leg = not self._agent_leg      # a second flash brings the caller back
         self.inner.flash(ms)
+
+    def _sent(self, n: int, samples: np.ndarray) -> None:
+        """Our audio on the agent's leg: scrub where it (or its echo) can be heard."""
+        x = np.asarray(samples, dtype=np.float64)
+        if power_to_dbm0(float(x @ x) / len(x)) < SENDING_DBM0:
+            return
+        now = self.inner.sample
+        start = now - 2 * n - self.margin          # the frame it covers, and the one before
+        end = now + n + ECHO_TAIL_MS * RATE // 1000
+        last = self._spans[-1] if self._spans else None
+        if isinstance(last, _Sent) and last.end >= start:
+            last.end = max(last.end, end)
+        else:
+            self._spans.append(_Sent(start, end))
 
     def listen_callerid(self, on: bool) -> None:
         self._control(Control(self.inner.sample, "listen_callerid", on=bool(on)), start=False)

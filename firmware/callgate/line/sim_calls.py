@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..config import ConfigError, Table
 from ..dsp.callerid import ABSENT_REASONS, build_mdmf, build_sdmf, dtmf_callerid_digits
 
@@ -229,6 +231,10 @@ class SimOutcome:
     caller_hung_up_at: int | None = None
     released_at: int | None = None
     prompt_audio_ms: int = 0
+    # what the agent heard from us between answering a supervised transfer and our
+    # hang-up (the whisper): ms of sound, and the audio itself (at most 60 s)
+    agent_heard_ms: int = 0
+    agent_audio: np.ndarray | None = field(default=None, repr=False)
 
 
 def default_calls() -> list[SimCall]:

@@ -17,6 +17,9 @@ into records only masked (`mask`, last 2 digits). The attempt counter has to
 match the same customer and number across calls, so it keeps a keyed digest
 (HMAC-SHA256 with a random key made when the file is created) instead of the
 identifier: the counter table alone, a report or a copy of it, never shows one.
+The one exception is the write-back outbox (store/outbox.py, only when
+[writeback] is configured): the CRM needs the customer's full identifier, so
+an undelivered outcome holds it until it is delivered, then it is cleared.
 """
 
 from __future__ import annotations
@@ -111,8 +114,31 @@ def _v2(db: sqlite3.Connection) -> None:
         updated REAL NOT NULL)""")
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    """The write-back outbox (store/outbox.py): one row per call outcome to deliver.
+
+    `payload` (JSON) holds the back end's full customer identifier, which the
+    CRM needs; it is set to NULL once the row is delivered.
+    """
+    db.execute("""CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id TEXT NOT NULL,
+        created REAL NOT NULL,        -- unix seconds the outcome was queued
+        expires REAL NOT NULL,        -- give up (dead) after this
+        state TEXT NOT NULL,          -- pending | delivered | dead
+        payload TEXT,                 -- JSON; NULL once delivered
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,        -- next attempt (or the end of a claim)
+        last_at REAL,
+        last_status INTEGER,          -- HTTP status of the last answer; NULL: none
+        last_error TEXT,              -- one line, never the payload
+        delivered REAL)""")
+    db.execute("CREATE INDEX outbox_due ON outbox(state, next_at)")
+    db.execute("CREATE INDEX outbox_call ON outbox(call_id)")
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1. Add, never edit.
-MIGRATIONS = [_v1, _v2]
+MIGRATIONS = [_v1, _v2, _v3]
 LINE_STATES = ("idle", "ringing", "in_flow", "transferring", "down")
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -207,6 +233,9 @@ class CallStore:
             raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
         self.path = Path(path)
         self.db = open_db(self.path, MIGRATIONS, "the call records", synchronous.upper())
+        # freed space is zeroed: a delivered outbox payload (a full identifier) does not
+        # linger in free pages of the file once it is cleared
+        self.db.execute("PRAGMA secure_delete=ON")
         self.lock = threading.RLock()
 
     # -- writing: each method is one committed transaction --------------------------

@@ -1,0 +1,168 @@
+"""Run a scenario (on the sim line) or a recording (on the replay line) and check it.
+
+Both go through the real parts: Engine, IdvFlow, the chosen back end and a
+CallStore in SQLite. The store and the back end's files live in a temporary
+folder, or in the folder `keep` names (so the records can be read afterwards:
+the web pages and reports take the same file).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..config import ConfigError, Table
+from ..engine import Engine
+from ..flow import IdvFlow
+from ..line.base import LineError
+from ..store.records import CallStore, StoreError
+from .backends import Backend
+from .check import Check, check_call
+from .format import Scenario, load_scenario, read_toml
+from .transcript import Call, Observer
+
+STORE_NAME = "calls.sqlite"
+SECONDS_PER_CALL = 900          # a guard against a call that never ends
+
+
+@dataclass
+class Result:
+    calls: list = field(default_factory=list)                    # transcript.Call
+    checks: list[tuple[int, Check]] = field(default_factory=list)   # (call number, check)
+    line: object = None          # the line it ran on (a replay's controls, the sim's outcomes)
+
+    @property
+    def failed(self) -> list[tuple[int, Check]]:
+        return [(n, c) for n, c in self.checks if not c.ok]
+
+
+def _folder(stack: ExitStack, keep: str | Path | None) -> Path:
+    if keep is None:
+        return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="callgate-sim-")))
+    folder = Path(keep)
+    if (folder / STORE_NAME).exists():
+        raise ConfigError(f"--keep: {folder} already holds {STORE_NAME} from an earlier run; "
+                          "give an empty or new folder")
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--keep: cannot make {folder} ({err.strerror or err})") from None
+    return folder
+
+
+def _store(path: Path) -> CallStore:
+    try:
+        return CallStore(path, synchronous="NORMAL")
+    except (StoreError, OSError) as err:
+        raise ConfigError(f"store.path: {err}") from None
+
+
+def _run(line, sc: Scenario, emit: Callable[[dict], None], keep, after=None) -> Result:
+    """The engine and the flow on `line` until it ends; the checks of each call."""
+    with ExitStack() as stack:
+        folder = _folder(stack, keep)
+        backend = stack.enter_context(Backend(sc.backend, folder))
+        store_path = folder / STORE_NAME if keep is not None or sc.store is None else sc.store
+        store = _store(store_path)
+        stack.callback(store.close)
+        obs = Observer(emit, line.rate, served=lambda: backend.served)
+        record = obs.record(store)
+        flow = IdvFlow(sc.policy, backend.backend, store, clock=obs.clock, rate=line.rate,
+                       record=record)
+        tap = obs.tap(line)
+        engine = Engine(tap, obs.handler(flow), sc.engine, name=sc.sim.line,
+                        on_call=obs.call_ended)
+        obs.attach(engine)
+        try:
+            engine.run()
+        finally:
+            line.close()
+        if after is not None:
+            after(obs.calls)
+    result = Result(obs.calls, line=line)
+    for i, expect in enumerate(sc.expects):
+        seen = obs.calls[i] if i < len(obs.calls) else Call(i + 1)    # a call that never came
+        for check in check_call(expect, seen):
+            result.checks.append((i + 1, check))
+    return result
+
+
+def simulate(path: str | Path, emit: Callable[[dict], None], keep=None) -> Result:
+    """Run the scenario at `path`; ConfigError (naming the key) if the file is wrong."""
+    from ..line.sim import SimLine
+
+    sc = load_scenario(path)
+    s = sc.sim
+    guard = s.max_seconds or SECONDS_PER_CALL * len(sc.calls)
+    try:
+        line = SimLine(sc.calls, s.country, s.echo_db, s.noise_dbm0, s.seed, max_seconds=guard)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+    def agents(calls) -> None:
+        for seen, outcome in zip(calls, line.outcomes):
+            seen.agent = outcome.transferred_to
+
+    return _run(line, sc, emit, keep, after=agents)
+
+
+def expect_path(wav: str | Path) -> Path:
+    """The expectations beside a recording: call.wav -> call.expect.toml."""
+    return Path(wav).with_suffix(".expect.toml")
+
+
+def load_replay(config: str | Path | None, expect: str | Path | None) -> Scenario:
+    """The replay's settings and expectations.
+
+    Settings (service, back end, engine) come from `config` if given: a
+    scenario-style file (with [backend]) or a run config ([crm], [[service]],
+    [engine]; its [line] and [store] are not used). Otherwise from the
+    expectations file, which is scenario-style. Expectations come from `expect`.
+    """
+    settings = expectations = None
+    if expect is not None:
+        expectations = load_scenario(expect, replay=True)
+    if config is not None:
+        data = read_toml(Path(config))
+        settings = (load_scenario(config, replay=True) if "backend" in data
+                    else _from_run_config(Path(config), data))
+    sc = settings or expectations
+    if sc is None:
+        raise ConfigError("no settings: give --config FILE or an expectations file "
+                          "(FIXTURE.expect.toml) with [backend] and [[service]]")
+    if settings is not None and expectations is not None:
+        sc.expects = expectations.expects
+    return sc
+
+
+def _from_run_config(path: Path, data: dict) -> Scenario:
+    """The parts of a run config a replay uses: [engine], [crm], [[service]]."""
+    from ..engine import EngineConfig
+    from ..flow import load_services
+
+    top = Table(data)
+    crm = top.sub("crm")
+    sc = Scenario(path)
+    sc.engine = EngineConfig.from_table(top.sub("engine"))
+    sc.services = load_services(top, crm.get("default_country", str, "US"))
+    sc.backend.kind = "crm"
+    sc.backend.crm = dict(crm.data)
+    return sc
+
+
+def replay(wav: str | Path, emit: Callable[[dict], None], config=None, expect=None,
+           keep=None) -> Result:
+    """Run the recording through the engine and the flow; check the expectations."""
+    from ..line.replay import ReplayLine
+
+    if expect is None and expect_path(wav).is_file():
+        expect = expect_path(wav)
+    sc = load_replay(config, expect)
+    try:
+        line = ReplayLine(wav)
+    except LineError as err:
+        raise ConfigError(str(err)) from None
+    return _run(line, sc, emit, keep)

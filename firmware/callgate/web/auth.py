@@ -1,0 +1,225 @@
+"""Signing in and out, sessions that expire, and `require`, the role check of every view.
+
+A session is a row in the users file (users.py); the browser's cookie (Flask's
+signed session: HttpOnly, SameSite=Lax, Secure over HTTPS) carries only its
+random token and the CSRF secret. Every request checks the row on the server:
+it ends when unused for `idle_s`, at `lifetime_s` after sign-in whatever
+happens, when the user is disabled or their password changes (the user's
+session version moves on), and at sign-out. Requests the open pages make by
+themselves (the screen-pop stream, the status refresh) count as use: an agent's
+screen-pop must stay signed in for a shift; the absolute lifetime bounds it.
+
+Failed sign-ins are limited per user name and address (`signin_attempts` in
+`signin_window_s`); past the limit the form is refused without looking at the
+password, so guessing gains nothing. A wrong name and a wrong password get the
+same answer in the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import wraps
+
+from flask import (Blueprint, flash, g, jsonify, redirect, render_template, request, session,
+                   url_for)
+
+from .context import state
+from .users import User, UserError
+
+log = logging.getLogger("callgate.web")
+bp = Blueprint("auth", __name__)
+
+TOUCH_EVERY_S = 5.0          # how stale `seen` may get before it is written again
+_ENDED = {"idle": "Your session ended after a while without use. Please sign in again.",
+          "expired": "Your session reached its time limit. Please sign in again.",
+          "changed": "Your account changed. Please sign in again."}
+
+
+# ---------------------------------------------------------------- who is asking
+
+
+def current_user() -> User | None:
+    """The signed-in user of this request (checked once per request), or None."""
+    if "user" not in g:
+        g.user = _session_user()
+    return g.user
+
+
+def _session_user() -> User | None:
+    token = session.get("sid")
+    if not isinstance(token, str) or not token:
+        return None
+    st = state()
+    now = st.clock()
+    found = st.users.session(token)
+    if found is None:
+        session.pop("sid", None)
+        return None
+    user, version, issued, seen = found
+    why = None
+    if user.disabled or version != user.version:
+        why = "changed"
+    elif now - issued >= st.settings.lifetime_s:
+        why = "expired"
+    elif now - seen >= st.settings.idle_s:
+        why = "idle"
+    if why:
+        st.users.end_session(token)
+        session.pop("sid", None)
+        g.session_ended = why
+        return None
+    if now - seen >= TOUCH_EVERY_S:
+        st.users.touch_session(token, now)
+    return user
+
+
+def session_valid(token: str | None) -> bool:
+    """For a long response (an event stream): is its session still alive? An open stream is
+    use, so only sign-out, a disabled user, a changed password and the lifetime end it."""
+    if not isinstance(token, str) or not token:
+        return False
+    st = state()
+    found = st.users.session(token)
+    if found is None:
+        return False
+    user, version, issued, _seen = found
+    return (not user.disabled and version == user.version
+            and st.clock() - issued < st.settings.lifetime_s)
+
+
+def wants_data() -> bool:
+    """A request made by a page's script (JSON, event stream) rather than a person."""
+    if request.path.endswith((".json", "/stream")):
+        return True
+    best = request.accept_mimetypes.best
+    return best in ("application/json", "text/event-stream")
+
+
+def require(*roles: str):
+    """View decorator: signed in, with one of `roles` (admin passes every check; no roles:
+    any signed-in user). Signed out: pages redirect to sign-in, data requests get 401.
+    Wrong role: 403."""
+    def decorate(view):
+        @wraps(view)
+        def checked(*args, **kwargs):
+            user = current_user()
+            if user is None:
+                return _signed_out()
+            if not user.can(*roles):
+                return _forbidden()
+            return view(*args, **kwargs)
+        return checked
+    return decorate
+
+
+def _signed_out():
+    if wants_data():
+        return jsonify(error="not signed in"), 401
+    why = g.get("session_ended")
+    if why:
+        flash(_ENDED[why], "info")
+    target = request.full_path.rstrip("?") if request.method == "GET" else None
+    return redirect(url_for("auth.signin", next=target))
+
+
+def _forbidden():
+    if wants_data():
+        return jsonify(error="not allowed for your role"), 403
+    return render_template("error.html", code=403,
+                           message="Your role does not give access to this page."), 403
+
+
+def home_for(user: User) -> str:
+    return url_for("agent.page") if user.role == "agent" else url_for("status.page")
+
+
+def _safe_next(target: str | None) -> str | None:
+    """Only a path on this site (never //host or a scheme), so sign-in is no open redirect."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return None
+    return target
+
+
+# ---------------------------------------------------------------- pages
+
+
+@bp.get("/")
+def home():
+    user = current_user()
+    return redirect(home_for(user) if user else url_for("auth.signin"))
+
+
+@bp.route("/signin", methods=["GET", "POST"])
+def signin():
+    nxt = _safe_next(request.values.get("next"))
+    if request.method == "GET":
+        user = current_user()
+        if user is not None:
+            return redirect(nxt or home_for(user))
+        return render_template("signin.html", next=nxt, username="")
+    st = state()
+    name = request.form.get("username", "").strip().lower()[:64]
+    password = request.form.get("password", "")
+    now = st.clock()
+    key = f"{name}|{request.remote_addr or '-'}"
+    window = st.settings.signin_window_s
+    failures = st.users.failures(key, now - window)
+    if len(failures) >= st.settings.signin_attempts:
+        wait = max(1, int((failures[0] + window - now + 59) // 60))
+        log.warning("sign-in refused: too many failures for %r from %s", name,
+                    request.remote_addr)
+        return render_template("signin.html", next=nxt, username=name,
+                               error=f"Too many failed sign-ins. Try again in {wait} "
+                                     f"minute{'s' * (wait != 1)}."), 429
+    user = st.users.authenticate(name, password)
+    if user is None:
+        st.users.add_failure(key, now, keep_s=max(window, 86400))
+        log.warning("sign-in failed for %r from %s", name, request.remote_addr)
+        return render_template("signin.html", next=nxt, username=name,
+                               error="Wrong user name or password."), 401
+    st.users.clear_failures(key)
+    st.users.end_sessions_before(now - st.settings.lifetime_s, now - st.settings.idle_s)
+    _start_session(user, now)
+    log.info("%s signed in from %s", user.username, request.remote_addr)
+    return redirect(nxt or home_for(user))
+
+
+def _start_session(user: User, now: float) -> None:
+    """A fresh session (a new token, never the one from before sign-in)."""
+    session.clear()
+    session.permanent = True
+    session["sid"] = state().users.new_session(user, now)
+    g.user = user
+
+
+@bp.post("/signout")
+def signout():
+    token = session.get("sid")
+    if isinstance(token, str):
+        state().users.end_session(token)
+    session.clear()
+    flash("Signed out.", "info")
+    return redirect(url_for("auth.signin"))
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@require()
+def password():
+    """Change one's own password: every other session of the user ends, this one goes on."""
+    user = current_user()
+    if request.method == "GET":
+        return render_template("password.html")
+    st = state()
+    new, again = request.form.get("new", ""), request.form.get("again", "")
+    if st.users.authenticate(user.username, request.form.get("current", "")) is None:
+        return render_template("password.html", error="The current password is wrong."), 400
+    if new != again:
+        return render_template("password.html", error="The two new passwords differ."), 400
+    try:
+        st.users.set_password(user.username, new)
+    except UserError as err:
+        return render_template("password.html", error=f"{str(err)[0].upper()}{str(err)[1:]}."), 400
+    _start_session(st.users.get(user.username), st.clock())
+    log.info("%s changed their password", user.username)
+    flash("Password changed. Your other sessions have ended.", "info")
+    return redirect(home_for(user))
