@@ -325,3 +325,19 @@ def test_pages_carry_no_inline_script(app):
         assert all('src="/static/' in attrs and not body.strip() for attrs, body in scripts)
         assert not re.search(r"\son[a-z]+\s*=", html), path
         assert "style=" not in html, path
+
+
+
+def test_a_password_typed_as_the_user_name_is_not_logged_or_stored(app, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    secret = "correct-horse-battery-9"
+    for _ in range(7):                                   # failures, then the rate limit
+        r = client_sign_in(app.test_client(), secret, "whatever")
+    assert r.status_code == 429                          # still counted per name
+    assert "unknown name" in caplog.text and secret not in caplog.text
+    blob = b"".join(p.read_bytes() for p in tmp_path.rglob("*.sqlite*"))
+    assert secret.encode() not in blob
+    client_sign_in(app.test_client(), "ann", "nope")
+    assert "for ann from" in caplog.text                 # a known name is still shown

@@ -17,6 +17,7 @@ same answer in the same time.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from functools import wraps
 
@@ -161,12 +162,15 @@ def signin():
     name = request.form.get("username", "").strip().lower()[:64]
     password = request.form.get("password", "")
     now = st.clock()
-    key = f"{name}|{request.remote_addr or '-'}"
+    # a password typed into the name field must not reach the log or the failure table:
+    # an unknown name is written as a digest, a known one as itself
+    shown = name if st.users.get(name) is not None else "an unknown name"
+    key = f"{name if shown == name else _digest(name)}|{request.remote_addr or '-'}"
     window = st.settings.signin_window_s
     failures = st.users.failures(key, now - window)
     if len(failures) >= st.settings.signin_attempts:
         wait = max(1, int((failures[0] + window - now + 59) // 60))
-        log.warning("sign-in refused: too many failures for %r from %s", name,
+        log.warning("sign-in refused: too many failures for %s from %s", shown,
                     request.remote_addr)
         return render_template("signin.html", next=nxt, username=name,
                                error=f"Too many failed sign-ins. Try again in {wait} "
@@ -174,7 +178,7 @@ def signin():
     user = st.users.authenticate(name, password)
     if user is None:
         st.users.add_failure(key, now, keep_s=max(window, 86400))
-        log.warning("sign-in failed for %r from %s", name, request.remote_addr)
+        log.warning("sign-in failed for %s from %s", shown, request.remote_addr)
         return render_template("signin.html", next=nxt, username=name,
                                error="Wrong user name or password."), 401
     st.users.clear_failures(key)
@@ -182,6 +186,11 @@ def signin():
     _start_session(user, now)
     log.info("%s signed in from %s", user.username, request.remote_addr)
     return redirect(nxt or home_for(user))
+
+
+def _digest(name: str) -> str:
+    """What stands for an unknown sign-in name: enough to count its failures, not to read it."""
+    return "?" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
 
 
 def _start_session(user: User, now: float) -> None:
