@@ -1,25 +1,36 @@
 """A real HTTPS server on loopback for the CRM tests.
 
-`http.server.ThreadingHTTPServer` with TLS from a `trustme` CA: the client under
-test trusts that CA through its config's `ca_bundle`, exactly as an appliance
-trusts a business's private CA. Every request is recorded (method, path, query,
-headers, body) so a test can assert the shape a connector sent; the answer comes
-from `server.handler(request) -> Reply`, which a test sets.
+The package's loopback HTTPS core (`callgate.scenario.refserver.TlsServer`,
+`http.server.ThreadingHTTPServer` with TLS) with a certificate from a `trustme`
+CA: the client under test trusts that CA through its config's `ca_bundle`,
+exactly as an appliance trusts a business's private CA. Every request is
+recorded (method, path, query, headers, body) so a test can assert the shape a
+connector sent; the answer comes from `server.handler(request) -> Reply`, which
+a test sets. `secret_file` writes the 0600 credential files the auth profiles read.
 """
 
 from __future__ import annotations
 
 import json
-import ssl
+import os
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import trustme
+
+from callgate.scenario.refserver import TlsHandler, TlsServer
+
+
+def secret_file(tmp_path: Path, name: str, text: str, mode: int = 0o600) -> str:
+    """A credential file (one line) with `mode`, as the auth profiles read them."""
+    path = tmp_path / name
+    path.write_text(text + "\n")
+    os.chmod(path, mode)
+    return str(path)
 
 
 @dataclass
@@ -59,61 +70,31 @@ def _not_found(req: Request) -> Reply:
     return Reply.json({"error": {"code": "not_found", "message": "no route"}}, 404)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: "_Server"
+class _Handler(TlsHandler):
+    drip = 0.0
 
-    def setup(self) -> None:
-        super().setup()
-        self.request.do_handshake()      # in the handler thread, not the accept loop
-
-    def log_message(self, *args: Any) -> None:   # keep test output quiet
-        pass
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+    def serve(self) -> None:
         parts = urlsplit(self.path)
         req = Request(self.command, self.path, unquote(parts.path), parts.path,
                       dict(parse_qsl(parts.query, keep_blank_values=True)),
-                      {k.lower(): v for k, v in self.headers.items()}, body)
+                      {k.lower(): v for k, v in self.headers.items()}, self.body())
         owner = self.server.owner
         with owner.lock:
             owner.requests.append(req)
         reply = owner.handler(req)
         if reply.delay:
             time.sleep(reply.delay)
-        try:
-            self.send_response(reply.status)
-            for k, v in reply.headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            if reply.drip:
-                for i in range(len(reply.body)):
-                    self.wfile.write(reply.body[i:i + 1])
-                    self.wfile.flush()
-                    time.sleep(reply.drip)
-            else:
-                self.wfile.write(reply.body)
-        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
-            self.close_connection = True
+        self.drip = reply.drip
+        self.respond(reply.status, reply.headers, reply.body)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    owner: "HttpsServer"
-
-    def get_request(self):
-        sock, addr = self.socket.accept()
-        return self.owner.context.wrap_socket(sock, server_side=True,
-                                              do_handshake_on_connect=False), addr
-
-    def handle_error(self, request, client_address) -> None:   # refused handshakes etc.
-        pass
+    def write_body(self, data: bytes) -> None:
+        if not self.drip:
+            super().write_body(data)
+            return
+        for i in range(len(data)):             # a server that trickles its answer
+            self.wfile.write(data[i:i + 1])
+            self.wfile.flush()
+            time.sleep(self.drip)
 
 
 class HttpsServer:
@@ -125,27 +106,21 @@ class HttpsServer:
         self.handler = handler
         self.requests: list[Request] = []
         self.lock = threading.Lock()
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(self.context)
         self.ca_path = Path(directory) / f"ca-{id(self)}.pem"
         self.ca.cert_pem.write_to_path(str(self.ca_path))
-        self._server = _Server(("127.0.0.1", port), _Handler)   # port 0: any free one
-        self._server.owner = self
-        self.port = self._server.server_address[1]
+        self._server = TlsServer(self.ca, _Handler, self, port)   # port 0: any free one
+        self.port = self._server.port
         self.url = f"https://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> "HttpsServer":
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def route(self, table: dict[tuple[str, str], Callable[[Request], Reply] | Reply | list]) -> None:
         """Answer by (method, decoded path); a list is played in order, its last reply repeats."""

@@ -4,24 +4,14 @@ public API documentation shows them)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from callgate.config import Table
 from callgate.crm import Customer, make_backend
 from callgate.crm.presets import PRESETS
-from https_server import HttpsServer, Reply
+from https_server import HttpsServer, Reply, secret_file
 
 PHONE = "+15551234567"
-
-
-def secret_file(tmp_path: Path, name: str, text: str) -> str:
-    path = tmp_path / name
-    path.write_text(text + "\n")
-    os.chmod(path, 0o600)
-    return str(path)
 
 
 @pytest.fixture

@@ -5,10 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import socket
 import time
-from pathlib import Path
 
 import pytest
 import trustme
@@ -16,18 +14,11 @@ import trustme
 from callgate.config import ConfigError, Table
 from callgate.crm import Customer, make_backend
 from callgate.crm.breaker import CircuitBreaker
-from https_server import HttpsServer, Reply
+from https_server import HttpsServer, Reply, secret_file
 
 TOKEN = "tok-SECRET-5f1e9c"
 PIN = "739158"
 IDENT = "98765432"
-
-
-def secret_file(tmp_path: Path, name: str, text: str, mode: int = 0o600) -> str:
-    path = tmp_path / name
-    path.write_text(text + "\n")
-    os.chmod(path, mode)
-    return str(path)
 
 
 @pytest.fixture

@@ -6,41 +6,22 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from callgate.config import ConfigError, Table
-from callgate.crm.directory import Directory
 from callgate.dsp.callerid import CallerIdEvent
 from callgate.engine.actions import (CallerHungUp, CallInfo, Collect, Digits, HangUp, Play,
                                      PromptDone, Transfer, TransferResult, Work, WorkDone)
 from callgate.flow import IdvFlow, load_services, policy_from_table
-from callgate.store.records import CallStore
 
-FIXTURES = Path(__file__).parent / "fixtures"
 RATE = 8000
 PROMPT_S = 1.0
 EXT = {"agent": "200", "verified": "201", "identified": "202", "not_identified": "203",
        "opted_out": "204", "locked": "205", "backend_down": "206"}
 JANE_PHONE, JANE_ID, JANE_PIN = "2015550123", "12345678", "4271"
 SHARED_PHONE = "3125550176"
-
-
-@pytest.fixture()
-def directory(tmp_path):
-    d = Directory(tmp_path / "directory.sqlite", scrypt_n=16)
-    d.import_csv(FIXTURES / "customers.csv")
-    yield d
-    d.close()
-
-
-@pytest.fixture()
-def store(tmp_path):
-    s = CallStore(tmp_path / "calls.sqlite", synchronous="NORMAL")
-    yield s
-    s.close()
 
 
 def policy(**over):

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from callgate.config import Table
-from callgate.crm.directory import Directory
 from callgate.engine import Engine, EngineConfig, ScriptedHandler
 from callgate.flow import IdvFlow, policy_from_table
 from callgate.line.replay import ReplayLine
@@ -36,14 +35,6 @@ class WatchedStore(CallStore):
     def set_line_status(self, line, state, step=None, call_id=None, at=None):
         super().set_line_status(line, state, step, call_id, at)
         self.states.append((line, state, step, call_id))
-
-
-@pytest.fixture()
-def directory(tmp_path):
-    d = Directory(tmp_path / "directory.sqlite", scrypt_n=16)
-    d.import_csv(FIXTURES / "customers.csv")
-    yield d
-    d.close()
 
 
 @pytest.fixture()

@@ -19,12 +19,6 @@ def app(tmp_path):
     return make_app(tmp_path, clock=time.time, stream_s=0.3, poll_s=0.05)
 
 
-@pytest.fixture()
-def store(tmp_path):
-    with CallStore(tmp_path / "calls.sqlite", synchronous="NORMAL") as s:
-        yield s
-
-
 def signed_in(app, name, password=None):
     client = app.test_client()
     assert client_sign_in(client, name, password).status_code == 302

@@ -8,18 +8,15 @@ from __future__ import annotations
 import csv
 import io
 import re
-import time
 import zipfile
 from html.parser import HTMLParser
 
 import pytest
 from openpyxl import load_workbook
 
+from browser import client_sign_in, make_app
 from callgate.store.records import CallStore
-from callgate.web.app import create_app
-from callgate.web.settings import WebSettings
-from callgate.web.users import Users
-from test_report import OUTSIDE, SHAPES, build, local
+from test_report import OUTSIDE, SHAPES, build, local, paris  # noqa: F401  (paris: a fixture)
 
 PASSWORD = "correct horse battery"
 EVIL_SERVICE = '<img src=x onerror="alert(1)">'
@@ -29,33 +26,20 @@ NEVER = ("4271", "12345678", "2015550123", "******78", "********23", "Jane Smith
 
 
 @pytest.fixture()
-def site(tmp_path, monkeypatch):
-    monkeypatch.setenv("TZ", "Europe/Paris")
-    time.tzset()
+def site(tmp_path, paris):
     calls = build(tmp_path / "calls.sqlite", SHAPES + OUTSIDE)
     with CallStore(calls, synchronous="NORMAL") as store:
         store.start("evil", "line1", EVIL_SERVICE, local(2026, 5, 4, 16), None)
         store.update("evil", status="not_identified")
     now = local(2026, 5, 5, 12, 0)                 # Tuesday noon
-    settings = WebSettings(store=str(calls), db=str(tmp_path / "web.sqlite"),
-                           secret_key_file=str(tmp_path / "unused.key"))
-    users = Users(settings.db, scrypt_n=2)
-    users.add("ada", "admin", PASSWORD)
-    users.add("sam", "supervisor", PASSWORD)
-    users.add("al", "agent", PASSWORD, extensions=("201",))
-    users.close()
-    app = create_app(settings, clock=lambda: now, secret_key=b"k" * 32, scrypt_n=2)
-    yield app
-    monkeypatch.undo()
-    time.tzset()
+    return make_app(tmp_path, clock=lambda: now, scrypt_n=2,
+                    users={"ada": ("admin", PASSWORD, ()), "sam": ("supervisor", PASSWORD, ()),
+                           "al": ("agent", PASSWORD, ("201",))})
 
 
 def signed_in(app, name):
     client = app.test_client()
-    page = client.get("/signin").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    r = client.post("/signin", data={"csrf_token": token, "username": name,
-                                     "password": PASSWORD})
+    r = client_sign_in(client, name, PASSWORD)
     assert r.status_code == 302, r.get_data(as_text=True)
     return client
 

@@ -17,12 +17,6 @@ def app(tmp_path):
     return make_app(tmp_path, clock=time.time)
 
 
-@pytest.fixture()
-def store(tmp_path):
-    with CallStore(tmp_path / "calls.sqlite", synchronous="NORMAL") as s:
-        yield s
-
-
 def status(app, name="sam"):
     client = app.test_client()
     client_sign_in(client, name)

@@ -17,35 +17,17 @@ import pytest
 
 from callgate import cli
 from callgate.config import ConfigError, Table
-from callgate.crm.directory import Directory
 from callgate.engine import Engine, EngineConfig, PromptSet
 from callgate.engine.actions import HangUp as HangUpAction
 from callgate.engine.actions import Play
 from callgate.flow import IdvFlow, policy_from_table
 from callgate.flow.policy import PROMPT_ROLES
 from callgate.line.sim import Agent, CallerIdSpec, Press, SimCall, SimLine
-from callgate.store.records import CallStore
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures"
 PROMPTS = PromptSet("en")
 JANE_PHONE, JANE_ID, JANE_PIN = "2015550123", "12345678", "4271"
 AGENT = "201"
-
-
-@pytest.fixture()
-def directory(tmp_path):
-    d = Directory(tmp_path / "directory.sqlite", scrypt_n=16)
-    d.import_csv(FIXTURES / "customers.csv")
-    yield d
-    d.close()
-
-
-@pytest.fixture()
-def store(tmp_path):
-    s = CallStore(tmp_path / "calls.sqlite", synchronous="NORMAL")
-    yield s
-    s.close()
 
 
 def policy(whisper=None, mode="supervised"):

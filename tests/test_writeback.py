@@ -34,7 +34,7 @@ from callgate.flow import IdvFlow, policy_from_table
 from callgate.line.sim import Agent, CallerIdSpec, HangUp, Press, SimCall, SimLine
 from callgate.store.outbox import PAYLOAD_FIELDS, Outbox, payload_from_record
 from callgate.store.records import CallStore
-from https_server import HttpsServer, Reply
+from https_server import HttpsServer, Reply, secret_file
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -42,13 +42,6 @@ JANE_PHONE, JANE_ID, JANE_PIN = "2015550123", "12345678", "4271"
 STRANGER_ID = "99887766"            # keyed by a caller, known to nobody
 TOKEN = "wb-token-7f3a9c"
 PATH = "/api/call-outcomes"
-
-
-def secret_file(tmp_path: Path, name: str, text: str, mode: int = 0o600) -> str:
-    path = tmp_path / name
-    path.write_text(text + "\n")
-    os.chmod(path, mode)
-    return str(path)
 
 
 @pytest.fixture()

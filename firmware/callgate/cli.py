@@ -176,13 +176,12 @@ def _idv_flow(table, writeback=None):
     from .config import ConfigError
     from .crm import make_backend
     from .flow import IdvFlow, load_services, service_for_line
-    from .store.records import CallStore, StoreError
+    from .store.records import CallStore, StoreError, store_path
 
     crm = table.sub("crm")
     backend = make_backend(crm, crm.get("directory", str, None))
-    store_path = table.sub("store").get("path", str, "/var/lib/callgate/calls.sqlite")
     try:
-        store = CallStore(store_path)
+        store = CallStore(store_path(table))
     except (StoreError, OSError) as err:
         raise ConfigError(f"store.path: {err}") from None
     services = load_services(table, crm.get("default_country", str, "US"))

@@ -80,13 +80,22 @@ def _names(kinds: tuple[type, ...]) -> str:
     return " or ".join(words.get(k, k.__name__) for k in kinds)
 
 
-def load(path: str | Path) -> Table:
-    """Read a TOML config file; ConfigError (one line) if it cannot be read or parsed."""
-    path = Path(path)
+def read_toml(path: str | Path) -> dict:
+    """A TOML file as a dict; ConfigError (one line, without the file's name: the caller
+    says which file) if it cannot be read or parsed."""
     try:
-        with path.open("rb") as f:
-            return Table(tomllib.load(f))
+        with Path(path).open("rb") as f:
+            return tomllib.load(f)
     except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
+        raise ConfigError(f"cannot read ({err.strerror or err})") from None
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+        raise ConfigError(f"not valid TOML ({err})") from None
+
+
+def load(path: str | Path) -> Table:
+    """Read a TOML config file; ConfigError (one line, naming the file) if it cannot be
+    read or parsed."""
+    try:
+        return Table(read_toml(path))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None

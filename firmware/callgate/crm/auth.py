@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import stat
 import threading
 import time
@@ -137,7 +136,6 @@ class OAuth2ClientCredentials(Auth):
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires: float | None = None
-        self.fetches = 0                          # how many tokens we asked for (for tests/bench)
 
     def __repr__(self) -> str:
         return f"OAuth2ClientCredentials({self.token_url}, client_id={self.client_id})"
@@ -164,7 +162,6 @@ class OAuth2ClientCredentials(Auth):
         else:
             form["client_id"] = self.client_id
             form["client_secret"] = self._secret
-        self.fetches += 1
         status, body, _ctype = fetch(self.token_url, form, headers, deadline)
         if status != 200:
             raise AuthFailed(f"oauth2 token endpoint answered HTTP {status}")
@@ -187,7 +184,16 @@ class OAuth2ClientCredentials(Auth):
 
 
 def make_auth(table: Table, base_url: str, clock: Callable[[], float] = time.monotonic) -> Auth:
-    """The profile the [crm.auth] table asks for; ConfigError naming the key otherwise."""
+    """The profile an auth table ([crm.auth], [writeback.auth]) asks for; ConfigError naming
+    the key (an unknown one too) otherwise."""
+    auth = _profile(table, base_url, clock)
+    bad = table.unknown()
+    if bad:
+        raise ConfigError(f"{bad[0]}: unknown key")
+    return auth
+
+
+def _profile(table: Table, base_url: str, clock: Callable[[], float]) -> Auth:
     kind = table.choice("kind", KINDS, "none")
     if kind == "none":
         return Auth()
@@ -223,8 +229,3 @@ def make_auth(table: Table, base_url: str, clock: Callable[[], float] = time.mon
         scope=table.get("scope", str, "").replace("{base_url}", base_url.rstrip("/")),
         params=params, client_auth=table.choice("client_auth", ("body", "basic"), "body"),
         scheme=table.get("scheme", str, "Bearer"), clock=clock)
-
-
-def loose_permissions(path: str | os.PathLike) -> bool:
-    """True when group or others may open the file (used by check-config style tools)."""
-    return bool(os.stat(path).st_mode & 0o077)

@@ -10,7 +10,8 @@ import argparse
 import json
 import sys
 
-DEFAULT_STORE = "/var/lib/callgate/calls.sqlite"
+from ..store.records import DEFAULT_PATH as DEFAULT_STORE
+from ..store.records import store_path
 
 
 def add_parser(sub) -> None:
@@ -56,7 +57,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     me = f"callgate outbox {args.action}"
     try:
         table = load(args.config) if args.config else Table({})
-        path = args.db or table.sub("store").get("path", str, DEFAULT_STORE)
+        path = args.db or store_path(table)
         settings = load_writeback(table.sub("writeback"))
         if args.action == "deliver" and settings is None:
             raise ConfigError("writeback: not configured (or enabled = false) in "

@@ -17,7 +17,6 @@ another host). Errors are one line and carry no URL, identifier or secret.
 
 from __future__ import annotations
 
-import email.utils
 import hmac
 import json
 import logging
@@ -37,17 +36,16 @@ from ..config import ConfigError, Table
 from .auth import Auth, AuthFailed, make_auth
 from .base import Customer, Lookup, Verdict, lookup_of, mask
 from .breaker import CircuitBreaker
+from .https import MAX_BODY, REFUSED, failure, retry_after, session
 from .jsonpath import Path
 from .phone import normalise_phone, phone_forms
 from .template import Template, body_names, compile_body, render_body
 
 log = logging.getLogger("callgate.crm")
 
-MAX_BODY = 1 << 20                     # a CRM answer larger than 1 MiB is not an answer
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _METHODS = ("GET", "POST", "PUT", "PATCH")
 
-COMMON = frozenset()
 PHONE_NAMES = frozenset({"e164", "digits", "national", "country_code"})
 IDENT_NAMES = frozenset({"kind", "value", "field"})
 VERIFY_NAMES = frozenset({"id", "kind", "secret", "field"})
@@ -97,6 +95,7 @@ class Step:
     name_paths: tuple[Path, ...] = ()
     verified: Path | None = None
     value: str | None = None          # fetch-mode verify: path text, may hold {field}
+    names: frozenset[str] = frozenset()   # every placeholder the request uses
 
 
 def _step(table: Table, name: str, allowed: frozenset[str], role: str) -> Step:
@@ -123,7 +122,9 @@ def _step(table: Table, name: str, allowed: frozenset[str], role: str) -> Step:
     miss = t.get("miss_status", list, [404])
     if not all(isinstance(s, int) and 200 <= s < 500 for s in miss):
         raise ConfigError(f"{t.key('miss_status')}: expected a list of HTTP statuses")
-    step = Step(name, method, url, query, headers, body, frozenset(miss))
+    names = frozenset(url.names).union(body_names(body), *(q.names for _, q in query),
+                                        *(h.names for h in headers.values()))
+    step = Step(name, method, url, query, headers, body, frozenset(miss), names=names)
     if role == "lookup":
         step.results = Path(t.get("results", str), t.key("results"))
         step.id = Path(t.get("id", str, "id"), t.key("id"))
@@ -212,11 +213,7 @@ class RestBackend:
             dob_format=dob_format,
             suffix_kinds=tuple(table.get("suffix_kinds", list, ["last_digits"])),
         )
-        auth_table = table.sub("auth")
-        self.auth: Auth = make_auth(auth_table, self.settings.base_url, clock=clock)
-        auth_bad = auth_table.unknown()
-        if auth_bad:
-            raise ConfigError(f"{auth_bad[0]}: unknown key")
+        self.auth: Auth = make_auth(table.sub("auth"), self.settings.base_url, clock=clock)
         self.steps = {
             "lookup_phone": _step(table, "lookup_phone", PHONE_NAMES, "lookup"),
             "lookup_identifier": _step(table, "lookup_identifier", IDENT_NAMES, "lookup"),
@@ -229,8 +226,7 @@ class RestBackend:
         bad = table.unknown()
         if bad:
             raise ConfigError(f"{bad[0]}: unknown key")
-        self._session = requests.Session()
-        self._session.trust_env = False   # no proxy, netrc or CA override from the environment
+        self._session = session()
         self._verify: str | bool = ca if ca is not None else True
         self._pool = ThreadPoolExecutor(4, thread_name_prefix="callgate-crm")
         self._closed = False
@@ -256,7 +252,8 @@ class RestBackend:
                                 f"kind=phone value={mask(digits)}")
         values = {"kind": kind, "value": digits,
                   "field": self.settings.identifier_fields.get(kind, kind)}
-        if "field" in self._names("lookup_identifier") and kind not in self.settings.identifier_fields:
+        if "field" in self.steps["lookup_identifier"].names \
+                and kind not in self.settings.identifier_fields:
             return self._error_lookup(start, f"no field configured for identifier kind {kind!r} "
                                              f"(crm.identifier_fields)")
         return self._lookup("lookup_identifier", values, start,
@@ -267,7 +264,7 @@ class RestBackend:
         step = self.steps["verify"]
         field = self.settings.verify_fields.get(kind, kind)
         low = step.value is not None
-        if ("field" in self._names("verify") or low) and kind not in self.settings.verify_fields:
+        if ("field" in step.names or low) and kind not in self.settings.verify_fields:
             return self._verdict("error", start, low,
                                  f"no field configured for verification kind {kind!r} "
                                  f"(crm.verify_fields)", customer)
@@ -299,15 +296,6 @@ class RestBackend:
         self._session.close()
 
     # -- lookups --
-
-    def _names(self, step_name: str) -> set[str]:
-        s = self.steps[step_name]
-        names = set(s.url.names) | body_names(s.body)
-        for _, t in s.query:
-            names |= t.names
-        for t in s.headers.values():
-            names |= t.names
-        return names
 
     def _lookup(self, step_name: str, values: dict[str, str], start: float, what: str) -> Lookup:
         step = self.steps[step_name]
@@ -426,7 +414,7 @@ class RestBackend:
             retryable = status >= 500 or status == 429 or status == -1
             if retryable and idempotent and attempt < s.retries:
                 last = "connection refused" if status == -1 else f"HTTP {status}"
-                wait = self._retry_after(reply_headers.get("Retry-After"))
+                wait = retry_after(reply_headers.get("Retry-After"))
                 if wait is None:
                     wait = min(0.1 * (2 ** attempt), 1.0) * (0.5 + random.random() / 2)
                 if wait >= deadline - self.clock():
@@ -456,21 +444,6 @@ class RestBackend:
             return json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise _Fail("malformed JSON in response") from None
-
-    @staticmethod
-    def _retry_after(value: str | None) -> float | None:
-        if not value:
-            return None
-        value = value.strip()
-        if value.isdigit():
-            return float(value)
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when is None:
-            return None
-        return max(0.0, when.timestamp() - time.time())
 
     def _attempt(self, method: str, url: str, headers: dict, data: bytes | None,
                  deadline: float) -> tuple[int, dict, bytes, str]:
@@ -514,18 +487,11 @@ class RestBackend:
                 method, url, headers=headers, data=data, stream=True, allow_redirects=False,
                 verify=self._verify,
                 timeout=(min(s.connect_timeout, remaining), min(s.read_timeout, remaining)))
-        except requests.exceptions.SSLError:
-            raise _Fail(f"{what}TLS handshake failed (certificate not trusted or invalid)") from None
-        except requests.exceptions.ConnectTimeout:
-            raise _Fail(f"{what}connect timed out") from None
-        except requests.exceptions.ReadTimeout:
-            raise _Fail(f"{what}no answer within the {s.budget:g} s budget") from None
-        except requests.exceptions.ConnectionError as err:
-            if "refused" in repr(err).lower() and not token:
-                return -1, {}, b"", ""
-            raise _Fail(f"{what}connection failed ({_reason(err)})") from None
         except requests.exceptions.RequestException as err:
-            raise _Fail(f"{what}request failed ({type(err).__name__})") from None
+            why = failure(err, f"no answer within the {s.budget:g} s budget")
+            if why == REFUSED and not token:
+                return -1, {}, b"", ""         # retried like a 5xx when idempotent
+            raise _Fail(what + why) from None
         try:
             chunks, size = [], 0
             for chunk in resp.iter_content(16384):
@@ -541,13 +507,3 @@ class RestBackend:
             raise _Fail(f"{what}response broken off ({type(err).__name__})") from None
         finally:
             resp.close()
-
-
-def _reason(err: Exception) -> str:
-    text = repr(err).lower()
-    for word, reason in (("refused", "refused"), ("reset", "reset"),
-                         ("name or service", "host not found"), ("unreachable", "unreachable"),
-                         ("timed out", "timed out")):
-        if word in text:
-            return reason
-    return type(err).__name__

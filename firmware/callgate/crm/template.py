@@ -112,14 +112,21 @@ def compile_body(obj: Any, allowed: set[str] | frozenset[str], key: str) -> Any:
     return obj
 
 
-def render_body(obj: Any, values: dict[str, str]) -> Any:
-    """The body as data: placeholders replaced by values, to be serialised by json."""
+def render_body(obj: Any, values: dict, typed: bool = False) -> Any:
+    """The body as data: placeholders replaced by values, to be serialised by json (so
+    nothing can break out). `typed`: a string that is exactly one placeholder takes the
+    value as it is (a number stays a number, None is null), and None is empty text in
+    longer strings; otherwise every value is text."""
     if isinstance(obj, Template):
-        return obj.render(values)
+        if not typed:
+            return obj.render(values)
+        if obj.whole is not None:
+            return values.get(obj.whole)
+        return obj.render({k: "" if v is None else v for k, v in values.items()})
     if isinstance(obj, dict):
-        return {k: render_body(v, values) for k, v in obj.items()}
+        return {k: render_body(v, values, typed) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [render_body(v, values) for v in obj]
+        return [render_body(v, values, typed) for v in obj]
     return obj
 
 

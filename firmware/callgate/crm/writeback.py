@@ -35,7 +35,6 @@ status, never the payload.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import random
@@ -53,13 +52,13 @@ from ..config import ConfigError, Table
 from ..store.outbox import PAYLOAD_FIELDS, Outbox, OutboxItem
 from ..store.records import CallStore
 from .auth import Auth, AuthFailed, make_auth
-from .template import Template, compile_body
+from .https import MAX_BODY, failure, reason, retry_after, session
+from .template import compile_body, render_body
 
 log = logging.getLogger("callgate.writeback")
 
 METHODS = ("POST", "PUT", "PATCH")
 TEMPLATE_NAMES = frozenset(PAYLOAD_FIELDS) | {"outbox_id", "idempotency_key"}
-MAX_TOKEN_BODY = 1 << 20
 DRAIN_S = 5.0                  # on stop, what is due gets this long to be sent
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")      # an HTTP header name
 
@@ -122,31 +121,14 @@ def load_writeback(table: Table) -> WritebackSettings | None:
     body = table.get("body", (dict, list), None)
     if body is not None:
         body = compile_body(body, TEMPLATE_NAMES, table.key("body"))
-    auth_table = table.sub("auth")
-    auth = make_auth(auth_table, url)
-    for bad in (auth_table.unknown(), table.unknown()):
-        if bad:
-            raise ConfigError(f"{bad[0]}: unknown key")
+    auth = make_auth(table.sub("auth"), url)
+    bad = table.unknown()
+    if bad:
+        raise ConfigError(f"{bad[0]}: unknown key")
     if not enabled:
         return None
     return WritebackSettings(url, method, ca, timeout, max_age,
                              low, high, headers, body, auth, idem)
-
-
-def render_body(body: Any, values: dict) -> Any:
-    """The body template as data. A string that is exactly one placeholder takes the
-    value as it is (a number stays a number, none is null); in longer strings values
-    are text (none is empty). `json` serialises the result, so nothing can break out."""
-    if isinstance(body, Template):
-        whole = body.whole
-        if whole is not None:
-            return values.get(whole)
-        return body.render({k: "" if v is None else v for k, v in values.items()})
-    if isinstance(body, dict):
-        return {k: render_body(v, values) for k, v in body.items()}
-    if isinstance(body, list):
-        return [render_body(v, values) for v in body]
-    return body
 
 
 def idempotency_key(item: OutboxItem) -> str:
@@ -181,8 +163,7 @@ class Sender:
     def __init__(self, settings: WritebackSettings) -> None:
         self.s = settings
         self.auth = settings.auth or Auth()
-        self.session = requests.Session()
-        self.session.trust_env = False     # no proxy, netrc or CA override from the environment
+        self.session = session()
         self.verify: str | bool = settings.ca_bundle or True
 
     def close(self) -> None:
@@ -191,7 +172,8 @@ class Sender:
     def send(self, item: OutboxItem) -> Attempt:
         key = idempotency_key(item)
         values = {**item.payload, "outbox_id": item.id, "idempotency_key": key}
-        body = render_body(self.s.body, values) if self.s.body is not None else item.payload
+        body = (render_body(self.s.body, values, typed=True) if self.s.body is not None
+                else item.payload)
         data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         headers = {"Content-Type": "application/json", "Accept": "application/json",
                    "User-Agent": "callgate", **(self.s.headers or {}),
@@ -215,26 +197,17 @@ class Sender:
             resp = self.session.request(s.method, s.url, headers=headers, data=data,
                                         timeout=(s.timeout_s, s.timeout_s), verify=self.verify,
                                         allow_redirects=False, stream=True)
-        except requests.exceptions.SSLError:
-            return Attempt("retry", None, "TLS handshake failed (certificate not trusted or "
-                                          "invalid)")
-        except requests.exceptions.ConnectTimeout:
-            return Attempt("retry", None, "connect timed out")
-        except requests.exceptions.ReadTimeout:
-            return Attempt("retry", None, f"no answer within {s.timeout_s:g} s")
-        except requests.exceptions.ConnectionError as err:
-            return Attempt("retry", None, f"connection failed ({_reason(err)})")
         except requests.exceptions.RequestException as err:
-            return Attempt("retry", None, f"request failed ({type(err).__name__})")
+            return Attempt("retry", None, failure(err, f"no answer within {s.timeout_s:g} s"))
         try:
             status = resp.status_code
-            retry_after = _retry_after(resp.headers.get("Retry-After"))
+            wait = retry_after(resp.headers.get("Retry-After"))
         finally:
             resp.close()
         result = classify(status)
         error = None if result == "delivered" else f"HTTP {status}" + (
             " (redirects are not followed)" if 300 <= status < 400 else "")
-        return Attempt(result, status, error, retry_after)
+        return Attempt(result, status, error, wait)
 
     def _token_fetch(self, url: str, form: dict, headers: dict, deadline: float
                      ) -> tuple[int, bytes, str]:
@@ -247,11 +220,11 @@ class Sender:
                                      timeout=(left, left), verify=self.verify,
                                      allow_redirects=False, stream=True)
         except requests.exceptions.RequestException as err:
-            raise AuthFailed(f"oauth2 token endpoint: connection failed ({_reason(err)})") \
+            raise AuthFailed(f"oauth2 token endpoint: connection failed ({reason(err)})") \
                 from None
         try:
-            body = resp.raw.read(MAX_TOKEN_BODY + 1, decode_content=True)
-            if len(body) > MAX_TOKEN_BODY:
+            body = resp.raw.read(MAX_BODY + 1, decode_content=True)
+            if len(body) > MAX_BODY:
                 raise AuthFailed("oauth2 token endpoint: answer too large")
             return resp.status_code, body, resp.headers.get("Content-Type", "")
         except requests.exceptions.RequestException as err:
@@ -259,30 +232,6 @@ class Sender:
                              f"({type(err).__name__})") from None
         finally:
             resp.close()
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds (delta-seconds or an HTTP date); None if absent or odd."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return None if when is None else max(0.0, when.timestamp() - time.time())
-
-
-def _reason(err: Exception) -> str:
-    text = repr(err).lower()
-    for word, reason in (("refused", "refused"), ("reset", "reset"),
-                         ("name or service", "host not found"), ("unreachable", "unreachable"),
-                         ("timed out", "timed out")):
-        if word in text:
-            return reason
-    return type(err).__name__
 
 
 # ---------------------------------------------------------------------- the outbox

@@ -258,12 +258,8 @@ class Engine:
                 self.cid.open(ev.sample)
             elif isinstance(ev, CallerIdEvent):
                 self.cid.line_event(ev)
-            elif isinstance(ev, LineFault):
-                log.warning("%s: line fault (%s)", self.name, ev.reason or "no reason given")
-                self._tell("line_down", self.name, ev.reason)
-            elif isinstance(ev, LineRestored):
-                log.info("%s: line restored", self.name)
-                self._tell("line_up", self.name)
+            elif isinstance(ev, (LineFault, LineRestored)):
+                self._line_health(ev)
         if self.caps.onhook_audio:
             self.cid.feed(frame.start, frame.samples)
         for got in self.rings.poll(now):
@@ -347,10 +343,8 @@ class Engine:
             elif isinstance(ev, LineTone) and job is not None:
                 job.tone(ev.tone, now)
             else:
-                if isinstance(ev, LineFault):
-                    self._tell("line_down", self.name, ev.reason)
-                elif isinstance(ev, LineRestored):
-                    self._tell("line_up", self.name)
+                if isinstance(ev, (LineFault, LineRestored)):
+                    self._line_health(ev)
                 hang = hang or self.hangup.line_event(ev)
         digits, tones = self._detect(frame, xf, energy)
         if job is not None:
@@ -560,6 +554,15 @@ class Engine:
                 return
 
     # ------------------------------------------------------------------ the handler
+
+    def _line_health(self, ev: LineFault | LineRestored) -> None:
+        """A line fault or its end, on hook or in a call: logged and told to the handler."""
+        if isinstance(ev, LineFault):
+            log.warning("%s: line fault (%s)", self.name, ev.reason or "no reason given")
+            self._tell("line_down", self.name, ev.reason)
+        else:
+            log.info("%s: line restored", self.name)
+            self._tell("line_up", self.name)
 
     def _tell(self, hook: str, *args) -> None:
         """An optional handler hook (see the module docstring); never fails the engine."""

@@ -198,8 +198,7 @@ class IdvFlow:
             if c.pending is None or ev.tag != c.pending.tag or c.outcome is not None:
                 return []                    # a reply after we gave up on it
             pending, c.pending = c.pending, None
-            waited_ms = (ev.sample - pending.since) * 1000 / self.rate
-            if waited_ms > self.policy.backend_timeout_ms:
+            if self._waited_ms(pending, ev.sample) > self.policy.backend_timeout_ms:
                 # past the flow's limit while a prompt was still playing: a late answer
                 # is no answer, whatever it says (the limit must not stretch with prompts)
                 return self._reply(pending, None, "timeout", ev.sample)
@@ -534,7 +533,7 @@ class IdvFlow:
         """Every prompt is done and the back end has not answered: "one moment", then
         silence, until it answers or the flow's own limit passes (then: back end down)."""
         c, p = self.c, self.policy
-        waited_ms = (now - c.pending.since) * 1000 / self.rate
+        waited_ms = self._waited_ms(c.pending, now)
         if waited_ms >= p.backend_timeout_ms:
             pending, c.pending = c.pending, None
             return self._reply(pending, None, "timeout", now)
@@ -544,9 +543,13 @@ class IdvFlow:
             return [Play(p.prompt("one_moment"), barge_in=False)]
         return [Play(_silence(HOLD_CHUNK_MS, self.rate), barge_in=False)]
 
+    def _waited_ms(self, pending: _Pending, now: int) -> float:
+        """How long the back end has had the request, on the line's clock."""
+        return (now - pending.since) * 1000 / self.rate
+
     def _reply(self, pending: _Pending, result, error: str | None, now: int) -> list:
         c = self.c
-        waited = (now - pending.since) * 1000 / self.rate
+        waited = self._waited_ms(pending, now)
         ms = getattr(result, "latency_ms", None)
         ms = float(ms) if isinstance(ms, (int, float)) and not isinstance(ms, bool) \
             and ms >= 0 else waited

@@ -53,7 +53,7 @@ class CallRecord:
             return None
         try:
             return fn(*args, **kwargs)
-        except (StoreError, sqlite3.Error, OSError, KeyError) as err:
+        except _STORE_ERRORS as err:
             self.failed_writes += 1
             log.error("call record %s: %s not written (%s)", self.call_id, what,
                       type(err).__name__)

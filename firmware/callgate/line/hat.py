@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import time
-import tomllib
 from collections import deque
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ConfigError, Table
+from ..config import ConfigError, Table, load
 from ..dsp import RATE
 from .alsa import AlsaAudio, AudioSpec
 from .base import (FRAME_SAMPLES, Capabilities, FlashDone, Frame, Line, LineError, LineFault,
@@ -156,13 +155,7 @@ def _audio(t: Table, base: AudioSpec | None = None) -> AudioSpec:
 def load_board(path: str | Path) -> Board:
     """Read and check a board file; ConfigError "<file>: <key>: <what>" on any fault."""
     path = Path(path)
-    try:
-        with path.open("rb") as f:
-            top = Table(tomllib.load(f))
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    top = load(path)
     try:
         meta = top.sub("board")
         name = meta.get("name", str, path.stem)

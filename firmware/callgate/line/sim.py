@@ -108,8 +108,8 @@ class SimLine(Line):
         """From [line.sim]: country, echo_db, noise_dbm0 (a level, or false), seed,
         max_seconds, repeat and [[line.sim.calls]] (see sim_calls.py)."""
         country = table.choice("country", available_toneplans(), "us")
-        echo_db = _level_or_off(table, "echo_db", -10.0, -80, 0)
-        noise = _level_or_off(table, "noise_dbm0", -65.0, -100, -20)
+        echo_db = level_or_off(table, "echo_db", -10.0, -80, 0)
+        noise = level_or_off(table, "noise_dbm0", -65.0, -100, -20)
         seed = table.get("seed", int, 0)
         max_seconds = table.number("max_seconds", None, 1, 1e7)
         try:
@@ -187,7 +187,7 @@ class SimLine(Line):
         self._exchange.flash(self._sample, max(1, to_samples(ms)))
 
 
-def _level_or_off(table: Table, name: str, default: float, low: float, high: float):
+def level_or_off(table: Table, name: str, default: float, low: float, high: float):
     """A level in dB, or false for none."""
     value = table.get(name, (float, bool), default)
     if value is False:

@@ -9,10 +9,11 @@ import re
 import sys
 import time
 
+from ..store.records import DEFAULT_PATH as DEFAULT_DB
+from ..store.records import store_path
 from .figures import BUCKETS, REASONS, STATUSES, ReportError, compute_report
 from .period import FORMS, parse_when
 
-DEFAULT_DB = "/var/lib/callgate/calls.sqlite"
 ME = "callgate report"
 
 
@@ -56,7 +57,7 @@ def records_path(db: str | None, config: str | None) -> str:
         return DEFAULT_DB
     from ..config import load
 
-    return load(config).sub("store").get("path", str, DEFAULT_DB)
+    return store_path(load(config))
 
 
 def cmd_report(args: argparse.Namespace) -> int:

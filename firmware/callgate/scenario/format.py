@@ -25,15 +25,15 @@ ConfigError naming it.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, Table
+from ..config import ConfigError, Table, read_toml
 from ..dsp.tones import available_toneplans, load_toneplan
 from ..engine import EngineConfig
 from ..flow import Policy, load_services, service_for_line
+from ..line.sim import level_or_off
 from ..line.sim_calls import Agent, SimCall, calls_from_config
 from .backends import BackendSpec, parse_backend
 from .check import parse_expect
@@ -67,17 +67,6 @@ class Scenario:
     @property
     def policy(self) -> Policy:
         return service_for_line(self.services, self.sim.line)
-
-
-def read_toml(path: Path) -> dict:
-    """A TOML file as a dict; ConfigError (one line) if it cannot be read or parsed."""
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except OSError as err:
-        raise ConfigError(f"cannot read ({err.strerror or err})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"not valid TOML ({err})") from None
 
 
 def load_scenario(path: str | Path, replay: bool = False) -> Scenario:
@@ -138,8 +127,8 @@ def _sim(t: Table) -> SimSettings:
     s = SimSettings()
     s.country = t.choice("country", available_toneplans(), "us")
     s.seed = t.get("seed", int, 0)
-    s.echo_db = _level_or_off(t, "echo_db", -10.0, -80, 0)
-    s.noise_dbm0 = _level_or_off(t, "noise_dbm0", -65.0, -100, -20)
+    s.echo_db = level_or_off(t, "echo_db", -10.0, -80, 0)
+    s.noise_dbm0 = level_or_off(t, "noise_dbm0", -65.0, -100, -20)
     s.max_seconds = t.number("max_seconds", None, 1, 1e7)
     s.line = t.get("line", str, "line")
     if not s.line or not all(c.isalnum() or c in "-_" for c in s.line):
@@ -148,17 +137,6 @@ def _sim(t: Table) -> SimSettings:
     if bad:
         raise ConfigError(f"{bad[0]}: unknown key")
     return s
-
-
-def _level_or_off(t: Table, name: str, default: float, low: float, high: float):
-    value = t.get(name, (float, bool), default)
-    if value is False:
-        return None
-    if value is True:
-        raise ConfigError(f"{t.key(name)}: expected a level in dB or false, got true")
-    if not low <= value <= high:
-        raise ConfigError(f"{t.key(name)}: {value} is outside {low}..{high}")
-    return value
 
 
 def _calls(data: dict, sc: Scenario) -> tuple[list[SimCall], list[dict]]:

@@ -9,7 +9,8 @@ are the same as in a directory scenario.
 
 Certificates come from `trustme` (a test extra). The server never logs a
 path (it holds identifiers); what it serves is kept as (operation, status)
-pairs for the transcript.
+pairs for the transcript. `TlsServer` and `TlsHandler`, the HTTPS core, are
+the test suite's loopback server too (tests/https_server.py).
 """
 
 from __future__ import annotations
@@ -64,9 +65,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class TlsHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 over the TLS socket; subclasses answer in `serve()`. Never logs a path."""
+
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: "TlsServer"
 
     def setup(self) -> None:
         super().setup()
@@ -75,39 +78,80 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass                               # paths hold identifiers: never logged
 
-    def _serve(self) -> None:
+    def body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        owner = self.server.owner
-        status, headers, data, delay = owner.answer(self.command, urlsplit(self.path).path,
-                                                    self.headers.get("Authorization", ""), body)
-        if delay:
-            time.sleep(delay)
+        return self.rfile.read(length) if length else b""
+
+    def respond(self, status: int, headers: dict[str, str], data: bytes) -> None:
+        """Send the answer; a client that went away is no error of ours."""
         try:
             self.send_response(status)
             for k, v in headers.items():
                 self.send_header(k, v)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            self.write_body(data)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             self.close_connection = True
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+    def write_body(self, data: bytes) -> None:
+        self.wfile.write(data)
+
+    def serve(self) -> None:
+        raise NotImplementedError
+
+    def do_GET(self) -> None:
+        self.serve()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
 
-class _Server(ThreadingHTTPServer):
+class TlsServer(ThreadingHTTPServer):
+    """A threaded HTTPS server on 127.0.0.1 with a certificate from `ca` (a trustme CA).
+
+    The TLS handshake runs in the handler's thread, so a client that refuses
+    the certificate never holds up the accept loop. `owner` is what the
+    handlers answer for.
+    """
+
     daemon_threads = True
     block_on_close = False
-    owner: "ReferenceServer"
+
+    def __init__(self, ca, handler: type[TlsHandler], owner: Any, port: int = 0,
+                 name: str = "callgate-https") -> None:
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1", "localhost").configure_cert(self.context)
+        self.owner = owner
+        super().__init__(("127.0.0.1", port), handler)      # port 0: any free one
+        self.port = self.server_address[1]
+        self._thread = threading.Thread(target=self.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True,
+                                        name=name)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
 
     def get_request(self):
         sock, addr = self.socket.accept()
-        return self.owner.context.wrap_socket(sock, server_side=True,
-                                              do_handshake_on_connect=False), addr
+        return self.context.wrap_socket(sock, server_side=True,
+                                        do_handshake_on_connect=False), addr
 
     def handle_error(self, request, client_address) -> None:
         pass                               # a client that refused our certificate
+
+
+class _Handler(TlsHandler):
+    def serve(self) -> None:
+        status, headers, data, delay = self.server.owner.answer(
+            self.command, urlsplit(self.path).path, self.headers.get("Authorization", ""),
+            self.body())
+        if delay:
+            time.sleep(delay)
+        self.respond(status, headers, data)
 
 
 class ReferenceServer:
@@ -130,26 +174,18 @@ class ReferenceServer:
         trusted = trustme.CA() if misbehaviour.behaviour == "untrusted" else ca
         self.ca_path = Path(folder) / "reference-ca.pem"
         trusted.cert_pem.write_to_path(str(self.ca_path))
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1", "localhost").configure_cert(self.context)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: TlsServer | None = None
         if misbehaviour.behaviour == "down":
             self.port = free_port()
         else:
-            self._server = _Server(("127.0.0.1", 0), _Handler)
-            self._server.owner = self
-            self.port = self._server.server_address[1]
-            self._thread = threading.Thread(target=self._server.serve_forever,
-                                            kwargs={"poll_interval": 0.05}, daemon=True,
-                                            name="callgate-refserver")
-            self._thread.start()
+            self._server = TlsServer(ca, _Handler, self, name="callgate-refserver")
+            self.port = self._server.port
+            self._server.start()
         self.url = f"https://127.0.0.1:{self.port}{PREFIX}"
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def __enter__(self) -> "ReferenceServer":

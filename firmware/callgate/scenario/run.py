@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..config import ConfigError, Table
+from ..config import ConfigError, Table, read_toml
 from ..engine import Engine
 from ..flow import IdvFlow
 from ..line.base import LineError
 from ..store.records import CallStore, StoreError
 from .backends import Backend
 from .check import Check, check_call
-from .format import Scenario, load_scenario, read_toml
+from .format import Scenario, load_scenario
 from .transcript import Call, Observer
 
 STORE_NAME = "calls.sqlite"

@@ -181,7 +181,7 @@ class Observer:
             return
         call.record = row
         if row is not None:
-            self.line("record", **{k: v for k, v in row.items()})
+            self.line("record", **row)
 
     def call_ended(self, info: CallInfo) -> None:
         """The engine's on_call: the call is over, whatever happened."""

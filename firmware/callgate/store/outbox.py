@@ -83,15 +83,9 @@ class Outbox:
         self.lock = store.lock
 
     def _txn(self, sql: str, params: tuple) -> int:
-        """One committed statement; its rowcount (or lastrowid for an INSERT)."""
-        with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self.db.execute(sql, params)
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+        """One committed statement (the store's own write); its rowcount (or lastrowid
+        for an INSERT)."""
+        cur = self.store._write(sql, params)
         return cur.lastrowid if sql.lstrip().upper().startswith("INSERT") else cur.rowcount
 
     # -- writing ----------------------------------------------------------------------

@@ -36,6 +36,14 @@ from pathlib import Path
 from typing import Any
 
 
+DEFAULT_PATH = "/var/lib/callgate/calls.sqlite"
+
+
+def store_path(config) -> str:
+    """The call-record file of a configuration: [store] path, else the appliance's."""
+    return config.sub("store").get("path", str, DEFAULT_PATH)
+
+
 class StoreError(Exception):
     """The record file cannot be opened or used; str() is one line."""
 
@@ -287,7 +295,9 @@ class CallStore:
             self.update(call_id, auth_ms=ms)
             return ms
 
-    def _write(self, sql: str, params: tuple, must_match: str | None = None) -> None:
+    def _write(self, sql: str, params: tuple,
+               must_match: str | None = None) -> sqlite3.Cursor:
+        """One statement in its own committed transaction; its cursor."""
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -298,6 +308,7 @@ class CallStore:
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
+        return cur
 
     def set_line_status(self, line: str, state: str, step: str | None = None,
                         call_id: str | None = None, at: float | None = None) -> None:

@@ -31,7 +31,9 @@ def _done(message: str):
     return redirect(url_for("users.page"))
 
 
-def _failed(err: Exception):
+@bp.errorhandler(UserError)
+def _failed(err: UserError):
+    """Any change refused (a bad name, the last admin, ...): back to the list, saying why."""
     text = str(err)
     flash(text[:1].upper() + text[1:] + ".", "error")
     return redirect(url_for("users.page"))
@@ -48,11 +50,8 @@ def _passwords() -> str:
 @require("admin")
 def add():
     f = request.form
-    try:
-        user = state().users.add(f.get("username", ""), f.get("role", ""), _passwords(),
-                                 f.get("extensions", ""))
-    except UserError as err:
-        return _failed(err)
+    user = state().users.add(f.get("username", ""), f.get("role", ""), _passwords(),
+                             f.get("extensions", ""))
     log.info("%s added user %s (%s)", current_user().username, user.username, user.role)
     return _done(f"Added {user.username} ({user.role}).")
 
@@ -61,11 +60,8 @@ def add():
 @require("admin")
 def disable(name: str):
     if name == current_user().username:
-        return _failed(UserError("you cannot disable yourself"))
-    try:
-        state().users.set_disabled(name, True)
-    except UserError as err:
-        return _failed(err)
+        raise UserError("you cannot disable yourself")
+    state().users.set_disabled(name, True)
     log.info("%s disabled user %s", current_user().username, name)
     return _done(f"Disabled {name}; their sessions have ended.")
 
@@ -73,10 +69,7 @@ def disable(name: str):
 @bp.post("/<name>/enable")
 @require("admin")
 def enable(name: str):
-    try:
-        state().users.set_disabled(name, False)
-    except UserError as err:
-        return _failed(err)
+    state().users.set_disabled(name, False)
     log.info("%s enabled user %s", current_user().username, name)
     return _done(f"Enabled {name}.")
 
@@ -84,10 +77,7 @@ def enable(name: str):
 @bp.post("/<name>/extensions")
 @require("admin")
 def extensions(name: str):
-    try:
-        exts = state().users.set_extensions(name, request.form.get("extensions", ""))
-    except UserError as err:
-        return _failed(err)
+    exts = state().users.set_extensions(name, request.form.get("extensions", ""))
     log.info("%s set the extensions of %s", current_user().username, name)
     return _done(f"Extensions of {name}: {', '.join(exts) or 'none'}.")
 
@@ -95,10 +85,7 @@ def extensions(name: str):
 @bp.post("/<name>/password")
 @require("admin")
 def password(name: str):
-    try:
-        state().users.set_password(name, _passwords())
-    except UserError as err:
-        return _failed(err)
+    state().users.set_password(name, _passwords())
     log.info("%s reset the password of %s", current_user().username, name)
     if name == current_user().username:
         return redirect(url_for("auth.signin"))

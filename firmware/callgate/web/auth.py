@@ -56,22 +56,28 @@ def _session_user() -> User | None:
     if found is None:
         session.pop("sid", None)
         return None
-    user, version, issued, seen = found
-    why = None
-    if user.disabled or version != user.version:
-        why = "changed"
-    elif now - issued >= st.settings.lifetime_s:
-        why = "expired"
-    elif now - seen >= st.settings.idle_s:
-        why = "idle"
+    why = _ended(found, now, st.settings)
     if why:
         st.users.end_session(token)
         session.pop("sid", None)
         g.session_ended = why
         return None
+    user, _version, _issued, seen = found
     if now - seen >= TOUCH_EVERY_S:
         st.users.touch_session(token, now)
     return user
+
+
+def _ended(found, now: float, settings, idle: bool = True) -> str | None:
+    """Why a session (as Users.session gives it) is over at `now` (a key of _ENDED), or None."""
+    user, version, issued, seen = found
+    if user.disabled or version != user.version:
+        return "changed"
+    if now - issued >= settings.lifetime_s:
+        return "expired"
+    if idle and now - seen >= settings.idle_s:
+        return "idle"
+    return None
 
 
 def session_valid(token: str | None) -> bool:
@@ -81,11 +87,7 @@ def session_valid(token: str | None) -> bool:
         return False
     st = state()
     found = st.users.session(token)
-    if found is None:
-        return False
-    user, version, issued, _seen = found
-    return (not user.disabled and version == user.version
-            and st.clock() - issued < st.settings.lifetime_s)
+    return found is not None and _ended(found, st.clock(), st.settings, idle=False) is None
 
 
 def wants_data() -> bool:

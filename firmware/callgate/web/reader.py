@@ -72,6 +72,14 @@ class StoreView:
     def transfers_after(self, after: int, extensions: tuple[str, ...],
                         limit: int = 50) -> list[dict]:
         """Outcomes sent to `extensions` with event id above `after`, oldest first."""
+        return self._outcomes(extensions, after, limit, newest_first=False)
+
+    def recent_transfers(self, extensions: tuple[str, ...], limit: int = 10) -> list[dict]:
+        """The last `limit` outcomes sent to `extensions`, newest first."""
+        return self._outcomes(extensions, 0, limit, newest_first=True)   # event ids start at 1
+
+    def _outcomes(self, extensions: tuple[str, ...], after: int, limit: int,
+                  newest_first: bool) -> list[dict]:
         if not extensions:
             return []
         marks = ",".join("?" * len(extensions))
@@ -80,22 +88,9 @@ class StoreView:
             f"{', '.join('c.' + c for c in POP_COLUMNS)}, c.status AS row_status, "
             f"c.reason AS row_reason FROM events e JOIN calls c ON c.call_id = e.call_id "
             f"WHERE e.step = 'outcome' AND e.id > ? "
-            f"AND json_extract(e.detail, '$.extension') IN ({marks}) ORDER BY e.id LIMIT ?",
-            (int(after), *extensions, int(limit)))
-        return [_transfer(r) for r in rows]
-
-    def recent_transfers(self, extensions: tuple[str, ...], limit: int = 10) -> list[dict]:
-        """The last `limit` outcomes sent to `extensions`, newest first."""
-        if not extensions:
-            return []
-        marks = ",".join("?" * len(extensions))
-        rows = self._rows(
-            f"SELECT e.id AS id, e.at AS at, e.detail AS detail, "
-            f"{', '.join('c.' + c for c in POP_COLUMNS)}, c.status AS row_status, "
-            f"c.reason AS row_reason FROM events e JOIN calls c ON c.call_id = e.call_id "
-            f"WHERE e.step = 'outcome' "
             f"AND json_extract(e.detail, '$.extension') IN ({marks}) "
-            f"ORDER BY e.id DESC LIMIT ?", (*extensions, int(limit)))
+            f"ORDER BY e.id {'DESC' if newest_first else 'ASC'} LIMIT ?",
+            (int(after), *extensions, int(limit)))
         return [_transfer(r) for r in rows]
 
     def known_extensions(self, limit: int = 500) -> list[str]:
@@ -139,11 +134,10 @@ def _transfer(row: dict) -> dict:
         detail = json.loads(row.pop("detail") or "{}")
     except ValueError:
         detail = {}
+    row_status, row_reason = row.pop("row_status", None), row.pop("row_reason", None)
     row["extension"] = detail.get("extension") or row.get("transfer_target")
-    row["status"] = detail.get("status") or row.pop("row_status", None)
-    row["reason"] = detail.get("reason") if "status" in detail else row.get("row_reason")
-    row.pop("row_status", None)
-    row.pop("row_reason", None)
+    row["status"] = detail.get("status") or row_status
+    row["reason"] = detail.get("reason") if "status" in detail else row_reason
     return row
 
 

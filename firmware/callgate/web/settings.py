@@ -22,8 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import ConfigError, Table
+from ..store.records import DEFAULT_PATH as DEFAULT_STORE
+from ..store.records import store_path
 
-DEFAULT_STORE = "/var/lib/callgate/calls.sqlite"
 DEFAULT_DB = "/var/lib/callgate/web.sqlite"
 DEFAULT_SECRET = "/var/lib/callgate/web-secret.key"
 
@@ -56,7 +57,7 @@ class WebSettings:
     def from_table(cls, config: Table) -> "WebSettings":
         """From a whole configuration ([web], and [store] path for the default store)."""
         web = config.sub("web")
-        store_default = config.sub("store").get("path", str, DEFAULT_STORE)
+        store_default = store_path(config)
         host, port = parse_listen(web.get("listen", str, "0.0.0.0:8080"), web.key("listen"))
         cert = web.get("tls_cert", str, None) or None
         key = web.get("tls_key", str, None) or None

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 
 from flask import Blueprint, jsonify, render_template
 
+from ..report import ReportError, compute_report
+from ..report.period import parse_when
 from .auth import require
 from .context import state
 
@@ -67,15 +68,10 @@ def _call(r: dict) -> dict:
 
 
 def today(now: float) -> dict | None:
-    """Today's totals (local midnight to now), or None when they cannot be computed."""
+    """Today's totals (local midnight to now, as the reports' "today"), or None when they
+    cannot be computed."""
     try:
-        from ..report import ReportError, compute_report
-    except ImportError:
-        return None
-    midnight = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0,
-                                                   microsecond=0).timestamp()
-    try:
-        totals = compute_report(state().settings.store, midnight, now + 1,
+        totals = compute_report(state().settings.store, parse_when("today", now), now + 1,
                                 missing_ok=True).totals
     except ReportError as err:
         log.error("today's figures: %s", err)
