@@ -18,7 +18,8 @@ from callgate.dsp import RATE  # noqa: E402
 from callgate.dsp.callerid import BELL202, build_mdmf, callerid_tx  # noqa: E402
 from callgate.dsp.dtmf import dtmf_tx  # noqa: E402
 from callgate.dsp.level import dbm0_to_rms  # noqa: E402
-from callgate.dsp.tones import load_toneplan, plan_tone_tx  # noqa: E402
+from callgate.dsp.tones import plan_tone_tx  # noqa: E402
+from callgate.toneplans import load_toneplan  # noqa: E402
 from callgate.wav import read_wav  # noqa: E402
 
 

@@ -40,12 +40,13 @@ from callgate.dsp import RATE
 from callgate.dsp.callerid import CallerIdReceiver
 from callgate.dsp.decoder import LineDecoder
 from callgate.dsp.dtmf import DtmfEvent, DtmfReceiver
-from callgate.dsp.tones import CallProgressDetector, load_toneplan
+from callgate.dsp.tones import CallProgressDetector
+from callgate.toneplans import load_toneplan
 from callgate.wav import write_wav
 from external import spandsp_tool
 
 DETECTORS = {
-    "all together": lambda: LineDecoder("us"),
+    "all together": lambda: LineDecoder(load_toneplan("us")),
     "dtmf": DtmfReceiver,
     "callerid (bell202+v23)": CallerIdReceiver,
     "tones (us plan)": lambda: CallProgressDetector(load_toneplan("us")),

@@ -21,6 +21,7 @@ from callgate.engine import (CallerHungUp, Collect, Digits, Engine, EngineConfig
 from callgate.engine.collect import Collector
 from callgate.engine.hangup import HangupDetector
 from callgate.engine.prompts import PromptSet
+from callgate.toneplans import load_toneplan
 from callgate.engine.ring import Abandoned, Ring, RingCounter, ring_cadence
 from callgate.engine.work import WorkRunner
 from callgate.line.base import (Capabilities, FlashDone, Frame, Line, LineFault, LineTone,
@@ -153,7 +154,7 @@ def test_chatter_and_dropouts_do_not_split_a_ring():
 
 
 def test_uk_double_ring_is_one_ring():
-    cadence = ring_cadence("uk")
+    cadence = ring_cadence(load_toneplan("uk"))
     assert cadence == (400, 200, 400, 2000)
     rc = RingCounter(cadence)
     evs = []

@@ -18,7 +18,8 @@ from callgate.config import ConfigError, Table
 from callgate.dsp.callerid import CallerIdReceiver, DtmfCallerIdDecoder
 from callgate.dsp.dtmf import DtmfReceiver
 from callgate.dsp.level import dbm0_to_amplitude, rms_dbm0
-from callgate.dsp.tones import CallProgressDetector, load_toneplan, tone_tx
+from callgate.dsp.tones import CallProgressDetector, tone_tx
+from callgate.toneplans import load_toneplan
 from callgate.line import make_line
 from callgate.line.base import LineError
 from callgate.line.sim import (Agent, CallerIdSpec, CallWaiting, HangUp, Press, SimCall, SimLine)
@@ -99,7 +100,7 @@ def answer_and_prompt(b: Bench) -> None:
 
 
 def tones_in(rx: np.ndarray, plan: str, start: int = 0) -> list:
-    det = CallProgressDetector(plan)
+    det = CallProgressDetector(load_toneplan(plan))
     out = det.feed(rx[start:]) + det.flush()
     return [(e.tone, e.sample + start) for e in out if e.tone not in ("cng", "ced")]
 

@@ -63,11 +63,11 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_decode(args: argparse.Namespace) -> int:
     """Decode each file; a bad file is reported on stderr and the rest go on."""
     from .dsp.decoder import decode
-    from .dsp.tones import load_toneplan
+    from .toneplans import load_toneplan
     from .wav import WavError, read_wav
 
     try:
-        load_toneplan(args.toneplan)
+        plan = load_toneplan(args.toneplan)
     except (ValueError, OSError) as err:
         print(f"callgate decode: {err}", file=sys.stderr)
         return 2
@@ -79,7 +79,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
             print(f"callgate decode: {err}", file=sys.stderr)
             status = 1
             continue
-        for event in decode(samples, toneplan=args.toneplan):
+        for event in decode(samples, toneplan=plan):
             record = {"file": name, "t": round(event.sample / RATE, 3), **event.as_dict()}
             print(_text(record) if args.text else json.dumps(record), flush=False)
         sys.stdout.flush()

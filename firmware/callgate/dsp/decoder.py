@@ -18,7 +18,7 @@ import numpy as np
 from .callerid import CallerIdReceiver, DtmfCallerIdDecoder
 from .dtmf import DtmfReceiver
 from .events import Event
-from .tones import CallProgressDetector, load_toneplan
+from .tones import CallProgressDetector, TonePlan
 
 SLOW_BLOCK = 800
 """Samples (100 ms) gathered before the caller ID and tone detectors run."""
@@ -27,12 +27,12 @@ SLOW_BLOCK = 800
 class LineDecoder:
     """DTMF, caller ID and call-progress tones over one stream of frames."""
 
-    def __init__(self, toneplan: str = "us", dtmf: bool = True,
+    def __init__(self, toneplan: TonePlan | None = None, dtmf: bool = True,
                  callerid: bool = True, tones: bool = True) -> None:
         self.dtmf = DtmfReceiver() if dtmf else None
         self.dtmf_callerid = DtmfCallerIdDecoder() if dtmf and callerid else None
         self.fsk_callerid = CallerIdReceiver() if callerid else None
-        self.tones = CallProgressDetector(load_toneplan(toneplan)) if tones else None
+        self.tones = CallProgressDetector(toneplan) if tones and toneplan is not None else None
         self._pending: list[np.ndarray] = []
         self._pending_size = 0
 
@@ -77,7 +77,7 @@ class LineDecoder:
         return [d for d in (self.fsk_callerid, self.tones) if d is not None]
 
 
-def decode(samples: np.ndarray, toneplan: str = "us", frame: int = 1000) -> list[Event]:
+def decode(samples: np.ndarray, toneplan: TonePlan | None = None, frame: int = 1000) -> list[Event]:
     """Decode a whole recording (int16, 8 kHz) in frames; events in onset order."""
     line = LineDecoder(toneplan)
     events: list[Event] = []

@@ -1,6 +1,6 @@
 """Call-progress tones: tone plans, a streaming detector and a generator.
 
-A tone plan (TOML, see toneplans/us.toml for the keys) names the tones a
+A tone plan (TOML, see callgate/toneplans/us.toml for the keys) names the tones a
 network sends: their frequencies and on/off cadence. The detector works in
 two stages, because busy and reorder share frequencies and differ only by
 cadence:
@@ -24,12 +24,9 @@ detector is built with fax=False.
 from __future__ import annotations
 
 import math
-import os
 import re
-import tomllib
 from collections import deque
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -117,42 +114,10 @@ FAX_TONES: tuple[Tone, ...] = (
 )
 
 
-def available_toneplans() -> list[str]:
-    """Names of the tone plans shipped with callgate."""
-    folder = resources.files(__package__).joinpath("toneplans")
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+def plan_from_dict(data: dict, origin: str) -> TonePlan:
+    """A TonePlan from a parsed TOML table; ValueError naming `origin` and the key.
 
-
-def load_toneplan(name_or_path: str | os.PathLike) -> TonePlan:
-    """A shipped plan by name ("us", "uk", "etsi") or a TOML file by path."""
-    text, origin = _read_plan_text(name_or_path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"tone plan {origin}: not valid TOML ({err})") from None
-    return _plan_from_dict(data, origin)
-
-
-def _read_plan_text(name_or_path: str | os.PathLike) -> tuple[str, str]:
-    spec = os.fspath(name_or_path) if isinstance(name_or_path, (str, os.PathLike)) else None
-    if not isinstance(spec, str) or not spec:
-        raise ValueError("tone plan: give a plan name or a path to a TOML file")
-    if "/" not in spec and os.sep not in spec and not spec.endswith(".toml"):
-        res = resources.files(__package__).joinpath("toneplans", f"{spec}.toml")
-        if not res.is_file():
-            raise ValueError(f"tone plan {spec!r} is unknown; "
-                             f"built-in plans: {', '.join(available_toneplans())}")
-        return res.read_text(encoding="utf-8"), spec
-    path = Path(spec)
-    try:
-        return path.read_text(encoding="utf-8"), str(path)
-    except OSError as err:
-        raise ValueError(f"tone plan {path}: cannot read ({err.strerror or err})") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"tone plan {path}: not UTF-8 text") from None
-
-
-def _plan_from_dict(data: dict, origin: str) -> TonePlan:
+    The signal core does no I/O: reading the file is callgate.toneplans' job."""
     def bad(key: str, problem: str) -> ValueError:
         return ValueError(f"tone plan {origin}: {key}: {problem}")
 
@@ -323,11 +288,9 @@ def tone_tx(freqs: Sequence[float], level_dbm0: float | Sequence[float],
     return np.rint(wave).astype(np.int16)
 
 
-def plan_tone_tx(plan: TonePlan | str, name: str, seconds: float,
+def plan_tone_tx(plan: TonePlan, name: str, seconds: float,
                  level_dbm0: float = -13.0) -> np.ndarray:
     """A tone of a plan (or a fax tone), as the network would send it."""
-    if not isinstance(plan, TonePlan):
-        plan = load_toneplan(plan)
     tone = plan.tone(name)
     return tone_tx(tone.frequencies, level_dbm0, tone.cadence_ms, seconds)
 
@@ -508,11 +471,11 @@ class CallProgressDetector:
     it stops (or its cadence breaks) it may be reported anew.
     """
 
-    def __init__(self, plan: TonePlan | str = "us", *, fax: bool = True,
+    def __init__(self, plan: TonePlan, *, fax: bool = True,
                  min_level_dbm0: float = -43.0, max_twist_db: float = 10.0,
                  min_fraction: float = 0.8) -> None:
         if not isinstance(plan, TonePlan):
-            plan = load_toneplan(plan)
+            raise TypeError("CallProgressDetector: give a TonePlan (callgate.toneplans.load_toneplan)")
         if not _is_number(min_level_dbm0) or not -70 <= min_level_dbm0 <= 0:
             raise ValueError("CallProgressDetector: min_level_dbm0 must be -70..0 dBm0")
         if not _is_number(max_twist_db) or not 0 <= max_twist_db <= 30:

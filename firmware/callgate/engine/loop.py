@@ -38,7 +38,8 @@ from ..config import ConfigError, Table
 from ..dsp.callerid import CallerIdEvent, CallerIdReceiver
 from ..dsp.dtmf import DtmfReceiver
 from ..dsp.level import dbm0_to_rms
-from ..dsp.tones import CallProgressDetector, load_toneplan
+from ..dsp.tones import CallProgressDetector
+from ..toneplans import load_toneplan
 from ..line.base import (FlashDone, Line, LineFault, LineRestored, LineTone, PolarityReversal,
                          RingStart, RingStop)
 from .actions import (Action, CallerHungUp, CallInfo, Collect, Digits, HandlerEvent, HangUp,
@@ -168,7 +169,7 @@ class Engine:
         self._tell("use_prompts", self.prompts)
         caps = line.capabilities
         self.caps = caps
-        self.rings = RingCounter(ring_cadence(self.plan.name), self.rate, cfg.min_ring_ms,
+        self.rings = RingCounter(ring_cadence(self.plan), self.rate, cfg.min_ring_ms,
                                  abandon_ms=cfg.abandon_ms)
         self.cid = CallerIdCapture(listen_always=caps.onhook_audio and not caps.polarity,
                                    rate=self.rate)

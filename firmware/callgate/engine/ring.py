@@ -23,19 +23,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..dsp import RATE
-from ..dsp.tones import load_toneplan
+from ..dsp.tones import TonePlan
 from ..line.base import RingStart, RingStop
 
 DEFAULT_CADENCE_MS = (2000, 4000)
 
 
-def ring_cadence(toneplan: str) -> tuple[int, ...]:
-    """The ringing cadence of a tone plan's [ring] table (or the North American one)."""
-    try:
-        cadence = tuple(getattr(load_toneplan(toneplan), "ring_cadence_ms", ()) or ())
-    except (ValueError, OSError):
-        cadence = ()
-    return cadence or DEFAULT_CADENCE_MS
+def ring_cadence(plan: TonePlan) -> tuple[int, ...]:
+    """The ringing cadence of the tone plan's own [ring] table (or the North American one).
+
+    Taken from the plan object itself, never reloaded by name: a plan given as a
+    file has a name that is no shipped plan's."""
+    return tuple(plan.ring_cadence_ms or ()) or DEFAULT_CADENCE_MS
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from ..config import ConfigError, Table
 from ..dsp.callerid import callerid_tx
 from ..dsp.fsk import BELL202
 from ..dsp.level import dbm0_to_rms
-from ..dsp.tones import available_toneplans, load_toneplan
+from ..toneplans import available_toneplans, load_toneplan
 from .base import Capabilities, Frame, Line, LineError
 from .exchange import CID_AFTER_RING_MS, CID_BEFORE_RING_MS, Exchange
 from .exchange import ms as to_samples

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, Table, read_toml
-from ..dsp.tones import available_toneplans, load_toneplan
+from ..toneplans import available_toneplans, load_toneplan
 from ..engine import EngineConfig
 from ..flow import Policy, load_services, service_for_line
 from ..line.sim import level_or_off
