@@ -4,8 +4,9 @@
 Run by hand:  .venv/bin/python bench/dsp_speed.py [--seconds 60]
 
 Reports, on this machine and one core:
-- decode speed in multiples of real time, all detectors together and each alone,
-  fed 1000-sample frames and 160-sample (20 ms) frames;
+- decode speed in multiples of real time: the detector bank as `callgate decode`,
+  the engine's call loop and its on-hook caller ID capture build it, and each
+  detector alone, fed 1000-sample frames and 160-sample (20 ms) frames;
 - per-frame processing time at the 50th/99th percentile for 20 ms frames;
 - detection latency: DTMF tone onset -> event, caller ID burst end -> event;
 - peak Python heap (tracemalloc) while decoding;
@@ -37,16 +38,25 @@ import numpy as np  # noqa: E402
 
 from _signals import busy_line, typical_call
 from callgate.dsp import RATE
+from callgate.dsp.bank import DetectorBank
 from callgate.dsp.callerid import CallerIdReceiver
-from callgate.dsp.decoder import LineDecoder
+from callgate.dsp.decoder import line_decoder
 from callgate.dsp.dtmf import DtmfEvent, DtmfReceiver
+from callgate.dsp.fsk import BELL202, V23
 from callgate.dsp.tones import CallProgressDetector
 from callgate.toneplans import load_toneplan
 from callgate.wav import write_wav
 from external import spandsp_tool
 
 DETECTORS = {
-    "all together": lambda: LineDecoder(load_toneplan("us")),
+    "bank: decode": lambda: line_decoder(load_toneplan("us")),
+    "bank: call loop": lambda: DetectorBank(fsk=(BELL202, V23), callwaiting=True,
+                                            tones=load_toneplan("us"), voice=True),
+    "bank: call loop, unbatched": lambda: DetectorBank(
+        fsk=(BELL202, V23), callwaiting=True, tones=load_toneplan("us"), voice=True,
+        slow_block=0),
+    "bank: on-hook caller ID": lambda: DetectorBank(dtmf=False, dtmf_callerid=True,
+                                                    fsk=(BELL202, V23), slow_block=0),
     "dtmf": DtmfReceiver,
     "callerid (bell202+v23)": CallerIdReceiver,
     "tones (us plan)": lambda: CallProgressDetector(load_toneplan("us")),
@@ -69,14 +79,14 @@ def run(make, audio: np.ndarray, frame: int) -> tuple[float, list, list]:
 def speed_table(audio: np.ndarray, title: str) -> None:
     seconds = len(audio) / RATE
     print(f"\n## Speed: {title} ({seconds:.0f} s of audio, CPU time of this process, best of 3)")
-    print(f"{'detector':26} {'x real time (1000)':>19} {'x real time (160)':>18} "
+    print(f"{'detector':28} {'x real time (1000)':>19} {'x real time (160)':>18} "
           f"{'p50 ms/20ms':>12} {'p99 ms/20ms':>12}")
     for name, make in DETECTORS.items():
         cpu_big = min(run(make, audio, 1000)[0] for _ in range(3))
         runs = [run(make, audio, 160) for _ in range(3)]
         cpu_small, _, frames = min(runs, key=lambda r: r[0])
         ms = np.array(frames) * 1000
-        print(f"{name:26} {seconds / cpu_big:19.0f} {seconds / cpu_small:18.0f} "
+        print(f"{name:28} {seconds / cpu_big:19.0f} {seconds / cpu_small:18.0f} "
               f"{np.percentile(ms, 50):12.3f} {np.percentile(ms, 99):12.3f}")
 
 
@@ -102,7 +112,7 @@ def latency_table(audio: np.ndarray, truth: dict) -> None:
 
 def memory(audio: np.ndarray) -> None:
     tracemalloc.start()
-    run(DETECTORS["all together"], audio, 160)
+    run(DETECTORS["bank: decode"], audio, 160)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     print(f"\n## Memory\npeak Python heap while decoding (tracemalloc): {peak / 1024:.0f} KiB "

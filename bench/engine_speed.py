@@ -38,33 +38,32 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "firmware"))
 
+from callgate.call import Collect, Digits, Handler, Play  # noqa: E402
 from callgate.config import Table  # noqa: E402
-from callgate.engine import Collect, Engine, EngineConfig, Play, ScriptedHandler  # noqa: E402
-from callgate.engine.prompts import PromptSet  # noqa: E402
+from callgate.engine import Engine, EngineConfig, PromptSet, ScriptedHandler  # noqa: E402
 from callgate.line import make_line  # noqa: E402
 from callgate.line.replay import ReplayLine, event_entry  # noqa: E402
-from callgate.line.sim import CallerIdSpec, HangUp, Press, SimCall, SimLine  # noqa: E402
+from callgate.line.sim import CallerIdSpec, Press, SimCall, SimLine  # noqa: E402
+
+from callgate.line.sim import Clear  # noqa: E402
 
 RATE = 8000
 FRAME_MS = 20
 TRACED = 50          # calls traced by tracemalloc at the end (tracing slows the run ~30x)
 
 
-class SixtySeconds:
+class SixtySeconds(Handler):
     """A handler that keeps a call busy: prompts, then collections, over and over."""
 
-    prompts_needed = ()
+    prompts_needed = ("welcome", "enter_digits")
 
     def start(self, call):
         return [Play("welcome"), Play("enter_digits"), self._collect()]
 
     def on_event(self, event):
-        if type(event).__name__ == "Digits":
+        if isinstance(event, Digits):
             return [Play("enter_digits"), self._collect()]
         return []
-
-    def end(self, call):
-        pass
 
     @staticmethod
     def _collect():
@@ -74,7 +73,7 @@ class SixtySeconds:
 def sixty_second_call(seconds: float) -> SimCall:
     script = [Press("4271#", after_ms=1000)]
     script += [Press("12345#", when="prompt_end", after_ms=3000) for _ in range(8)]
-    script.append(HangUp("cpc", after_ms=int(seconds * 1000), when="answer"))
+    script.append(Clear("cpc", after_ms=int(seconds * 1000), when="answer"))
     return SimCall(callerid=CallerIdSpec(kind="v23"), script=script)
 
 
@@ -162,7 +161,7 @@ def bench_barge_in(prompts: PromptSet, n: int = 25) -> None:
         after = 150 + k * 97                      # 150 .. ~2.5 s into the prompts
         sim = SimLine([SimCall(callerid=CallerIdSpec(kind="dtmf"),
                                script=[Press("5", when="answer", after_ms=after),
-                                       HangUp("cpc", after_ms=1500)])], seed=k)
+                                       Clear("cpc", after_ms=1500)])], seed=k)
         infos = []
         Engine(sim, ScriptedHandler(), prompts=prompts, on_call=infos.append).run()
         call = infos[0]

@@ -33,7 +33,14 @@ Reports, with the machine:
     flow    the reply -> the prompt's first frame (the flow's decision and
             the engine's queue: 0 when it goes out in the same frame);
 - the prompts' own lead-in: every prompt starts with ~50 ms of silence
-  (tools/make-prompts), heard after the figure above.
+  (tools/make-prompts), heard after the figure above;
+- the call records, written as in `callgate run` by the recorder
+  (store/recorder.py) on its own thread: what handing the steps over costs
+  the engine's thread (it never waits on the disk), the attempt-counter reads
+  that go through the recorder (the flow's lockout check; on a paced line a
+  worker thread waits for them, here the sim's one thread does), and the
+  recorder's own figures (steps written, dropped, commits, step-to-disk
+  latency p50/p99/max).
 """
 
 from __future__ import annotations
@@ -60,16 +67,16 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from https_server import HttpsServer, Reply, Request  # noqa: E402
 
+from callgate.call import Digits, WorkDone  # noqa: E402
 from callgate.config import Table  # noqa: E402
-from callgate.crm import make_backend  # noqa: E402
+from callgate.crm import make_crm  # noqa: E402
 from callgate.crm.base import Customer  # noqa: E402
 from callgate.crm.directory import Directory  # noqa: E402
-from callgate.engine import Engine, EngineConfig  # noqa: E402
-from callgate.engine.actions import Digits, WorkDone  # noqa: E402
-from callgate.engine.prompts import PromptSet  # noqa: E402
+from callgate.engine import Engine, EngineConfig, PromptSet  # noqa: E402
 from callgate.flow import IdvFlow  # noqa: E402
 from callgate.flow.policy import policy_from_table  # noqa: E402
 from callgate.line.sim import Agent, CallerIdSpec, Press, SimCall, SimLine  # noqa: E402
+from callgate.store.recorder import Recorder  # noqa: E402
 from callgate.store.records import CallStore  # noqa: E402
 
 RATE = 8000
@@ -112,6 +119,30 @@ def reference_api(directory: Directory):
         return Reply.json({"error": {"code": "not_found", "message": "no route"}}, 404)
 
     return handle
+
+
+class TimedCounter:
+    """The attempt counter as `callgate run` gives it to the flow (reads and counts
+    through the recorder), with the wall time of each call noted."""
+
+    def __init__(self, counter) -> None:
+        self.counter = counter
+        self.s = 0.0
+        self.calls = 0
+
+    def _timed(self, fn, *args):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.s += time.perf_counter() - t0
+            self.calls += 1
+
+    def recent_failures(self, customer_id, number, window_s, at):
+        return self._timed(self.counter.recent_failures, customer_id, number, window_s, at)
+
+    def record_failure(self, customer_id, number, at, window_s):
+        return self._timed(self.counter.record_failure, customer_id, number, at, window_s)
 
 
 class TimedBackend:
@@ -163,28 +194,33 @@ class Wait:
 
 class Watch:
     """Notes, on the line's clock, the keys the exchange sends and what the engine does;
-    and, on the wall clock, the time spent in the sim exchange and in store writes."""
+    and, on the wall clock, the time spent in the sim exchange and in handing record
+    steps to the recorder (the engine's side of it: the writes are the recorder's)."""
 
-    def __init__(self, line: SimLine, engine: Engine, flow: IdvFlow, backend: TimedBackend):
+    def __init__(self, line: SimLine, engine: Engine, flow: IdvFlow, backend: TimedBackend,
+                 recorder: Recorder):
         self.waits: list[Wait] = []
         self._frame = None
         self._open: Wait | None = None
         self._entries = 0
         self.backend = backend
         self.line_s = 0.0
-        self.store_s = 0.0
-        self.store_writes = 0
-        safe = flow.record._safe          # every record write goes through it
+        self.submit_s = 0.0
+        self.submit_max_s = 0.0
+        self.steps = 0
+        submit = recorder.submit          # the engine hands every record step over here
 
-        def safe_timed(*args, **kwargs):
+        def submit_timed(step):
             t0 = time.perf_counter()
             try:
-                return safe(*args, **kwargs)
+                return submit(step)
             finally:
-                self.store_s += time.perf_counter() - t0
-                self.store_writes += 1
+                dt = time.perf_counter() - t0
+                self.submit_s += dt
+                self.submit_max_s = max(self.submit_max_s, dt)
+                self.steps += 1
 
-        flow.record._safe = safe_timed
+        recorder.submit = submit_timed
         exchange = line._exchange         # the bench reads the exchange's own key schedule
         run_step = exchange._run_step
 
@@ -243,7 +279,8 @@ class Watch:
 # ------------------------------------------------------------------ the run
 
 
-def bench_calls(n: int, tmp: Path, prompts: PromptSet) -> tuple[Watch, float, float, dict]:
+def bench_calls(n: int, tmp: Path,
+                prompts: PromptSet) -> tuple[Watch, float, float, dict, TimedCounter, dict]:
     directory = Directory(tmp / "directory.sqlite")
     directory.import_csv(CUSTOMERS)
     token = tmp / "token"
@@ -253,28 +290,37 @@ def bench_calls(n: int, tmp: Path, prompts: PromptSet) -> tuple[Watch, float, fl
         crm = Table({"kind": "reference", "base_url": srv.url + "/v1",
                      "ca_bundle": str(srv.ca_path),
                      "auth": {"kind": "bearer", "token_file": str(token)}}, "crm")
-        backend = TimedBackend(make_backend(crm))
+        backend = TimedBackend(make_crm(crm))
         policy = policy_from_table(Table({
             "number_lookup": False, "simulated_latency_ms": "measured",
             # "#" ends both entries (a fixed length would end them at the last digit)
             "identifier": {"kind": "customer_id", "min_digits": 4, "max_digits": 16},
             "security": {"kind": "pin", "min_digits": 4, "max_digits": 8},
             "transfer": {"agent": AGENT, "mode": "blind"}}, "service.bench"), "bench")
-        store = CallStore(tmp / "calls.sqlite")
-        flow = IdvFlow(policy, backend, store)
+        path = tmp / "calls.sqlite"
+        recorder = Recorder(path).start()            # as `callgate run`: synchronous=FULL
+        counter = TimedCounter(recorder.counter)
+        flow = IdvFlow(policy, backend, counter=counter)
         press = dict(when="prompt_end", after_ms=KEY_AFTER_MS, on_ms=KEY_ON_MS,
                      off_ms=KEY_OFF_MS)
         calls = [SimCall(callerid=CallerIdSpec(number=UNKNOWN_NUMBER, name="BENCH CALLER"),
                          script=[Press(CUSTOMER_ID + "#", **press), Press(PIN + "#", **press)],
                          agents={AGENT: Agent()}) for _ in range(n)]
         line = SimLine(calls, max_seconds=600 * n)
-        engine = Engine(line, flow, EngineConfig(), prompts=prompts)
-        watch = Watch(line, engine, flow, backend)
-        t0, cpu0 = time.perf_counter(), time.process_time()
-        engine.run()
-        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        engine = Engine(line, flow, EngineConfig(), prompts=prompts, recorder=recorder)
+        watch = Watch(line, engine, flow, backend, recorder)
+        try:
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            engine.run()
+            wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        finally:
+            t1 = time.perf_counter()
+            recorder.close()                         # writes what is still queued
+            close_s = time.perf_counter() - t1
+        recorded = {**recorder.stats.figures(), "close_s": close_s}
         line_s = line.sample / RATE
-        rows = store.recent(limit=n + 1)
+        with CallStore(path) as store:
+            rows = store.recent(limit=n + 1)
         done = {"calls": len(engine.finished),
                 "verified": sum(r["status"] == "verified" for r in rows),
                 "keyed": sum(r["identified_by"] == "keyed" for r in rows),
@@ -282,9 +328,8 @@ def bench_calls(n: int, tmp: Path, prompts: PromptSet) -> tuple[Watch, float, fl
                 "requests": len(srv.sent()),
                 "backend_s": sum(ms for _, ms in backend.wall_ms) / 1000, "cpu_s": cpu}
         backend.close()
-        store.close()
     directory.close()
-    return watch, line_s, wall, done
+    return watch, line_s, wall, done, counter, recorded
 
 
 def stats(values: list[float]) -> str:
@@ -345,26 +390,35 @@ def main() -> int:
     print(f"callgate flow bench: {machine()}")
     prompts = PromptSet("en")
     with tempfile.TemporaryDirectory() as tmp:
-        watch, line_s, wall, done = bench_calls(args.calls, Path(tmp), prompts)
+        watch, line_s, wall, done, counter, rec = bench_calls(args.calls, Path(tmp), prompts)
     waits = watch.waits
     print(f"\n== {args.calls} complete calls: ring, Bell 202 caller ID, customer number and PIN "
           "keyed, HTTPS lookup + verify, blind flash transfer ==")
     print(f"{line_s:.1f} s of line in {wall:.2f} s = {line_s / wall:.0f}x real time "
           f"({line_s / args.calls:.1f} s of line per call; target 50x)")
-    print(f"CPU time of this process (engine, sim, store and the HTTPS server's threads): "
+    print(f"CPU time of this process (engine, sim, recorder and the HTTPS server's threads): "
           f"{done['cpu_s']:.2f} s = {line_s / done['cpu_s']:.0f}x per CPU-second "
           "(steadier than wall time on a shared machine)")
-    backend_s, store_s, sim_s = done["backend_s"], watch.store_s, watch.line_s
-    rest = wall - backend_s - store_s - sim_s
+    backend_s, sim_s = done["backend_s"], watch.line_s
+    submit_s, counter_s = watch.submit_s, counter.s
+    rest = wall - backend_s - submit_s - counter_s - sim_s
     print(f"wall time: back end (HTTPS + the server's scrypt, same machine) {backend_s:.2f} s, "
-          f"store writes {store_s:.2f} s ({watch.store_writes}, each committed), sim exchange "
-          f"{sim_s:.2f} s, engine + DSP + flow {rest:.2f} s")
+          f"record steps handed to the recorder {submit_s:.3f} s ({watch.steps} steps, max "
+          f"{watch.submit_max_s * 1000:.2f} ms each), attempt counter through the recorder "
+          f"{counter_s:.2f} s ({counter.calls} reads, each after its group's commit), sim "
+          f"exchange {sim_s:.2f} s, engine + DSP + flow {rest:.2f} s")
     print(f"without the back end's time (a CRM runs elsewhere): "
           f"{line_s / (wall - backend_s):.0f}x; engine + DSP + flow alone: "
           f"{line_s / rest:.0f}x")
     print(f"outcome: {done['calls']} calls, {done['verified']} verified, {done['keyed']} "
           f"identified by keyed number, {done['transferred']} transferred to {AGENT}, "
           f"{done['requests']} HTTPS requests")
+    print(f"recorder (own thread, synchronous=FULL): {rec['written']} of {rec['submitted']} "
+          f"steps written in {rec['commits']} commits ({rec['dropped']} dropped, "
+          f"{rec['refused']} refused, {rec['lost']} lost), {rec['queries']} counter reads; "
+          f"step -> on disk p50 {rec['to_disk_ms_p50']} / p99 {rec['to_disk_ms_p99']} / max "
+          f"{rec['to_disk_ms_max']} ms; longest commit {rec['commit_ms_max']} ms; at most "
+          f"{rec['max_queued']} steps queued; close (drain) {rec['close_s'] * 1000:.0f} ms")
     print("\n== the caller's wait after the last key of an entry (target < 300 ms) ==")
     report(waits)
     print(f"\n  then each prompt's own lead-in before its first sound (> -50 dBFS): "
@@ -372,9 +426,14 @@ def main() -> int:
     if args.json:
         for w in waits:
             print(json.dumps(w.__dict__))
+        print(json.dumps({"recorder": rec}))
     ok = (done["verified"] == done["transferred"] == done["keyed"] == args.calls)
     if not ok:
         print("!! not every call went as scripted (see the outcome line)", file=sys.stderr)
+    if rec["written"] != rec["submitted"]:
+        print("!! the recorder did not write every step (see the recorder line)",
+              file=sys.stderr)
+        ok = False
     return 0 if ok else 1
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from callgate.line import modem_audio
+from callgate.line.modem import audio as modem_audio
 
 DLE = 0x10
 ETX = 0x03

@@ -16,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from callgate.dsp.callerid import (CallerIdEvent, CallerIdReceiver, DtmfCallerIdDecoder,
-                                   build_mdmf, build_sdmf, callerid_tx, checksum,
-                                   dtmf_callerid_digits, parse_message)
+from callgate.dsp.callerid import (CallerIdReceiver, DtmfCallerIdDecoder, build_mdmf,
+                                   build_sdmf, callerid_tx, checksum, dtmf_callerid_digits,
+                                   parse_message)
+from callgate.dsp.events import CallerIdEvent
 from callgate.dsp.fsk import BELL202, V23, callerid_bits
 from external import spandsp_adsi_rx, spandsp_adsi_tx, spandsp_dtmf_rx
 from test_fsk import add_noise, minimodem_bits, pad
@@ -402,3 +403,40 @@ def test_bytes_with_no_mark_run_in_the_buffer_do_not_crash():
     whole = CallerIdReceiver()
     assert events == whole.feed(audio) + whole.flush()
     assert not [e for e in events if e.checksum_ok]
+
+
+# ------------------------------------------------------------------ the engine's on-hook capture
+
+
+def test_on_hook_capture_stamps_on_the_line_clock_and_starts_afresh_each_window():
+    """The capture feeds the detector bank line frames; what it hears is stamped with
+    line samples, and a window closed and opened again starts from nothing."""
+    from callgate.dsp.dtmf import dtmf_tx
+    from callgate.engine.callerid import CallerIdCapture
+
+    origin = 987_654
+    burst = callerid_tx(MDMF, BELL202)
+    line = np.concatenate([np.zeros(4000, np.int16), burst, np.zeros(4000, np.int16),
+                           dtmf_tx(dtmf_callerid_digits(number="4512345678"), -10.0),
+                           np.zeros(8000, np.int16)])
+    cap = CallerIdCapture(listen_always=False)
+    cap.feed(origin, line[:160])                  # not listening: nothing is fed
+    cap.open(origin + 160)
+    for s in range(160, len(line), 160):
+        cap.feed(origin + s, line[s:s + 160])
+    fsk, dtmf = cap.heard
+    assert fsk.checksum_ok and fsk.number == "5551234567"
+    assert abs(fsk.sample - (origin + 4000)) <= 160
+    assert dtmf.format == "DTMF" and dtmf.number == "4512345678"
+    assert abs(dtmf.sample - (origin + 8000 + burst.size)) <= 53
+    assert cap.best() == (fsk, None)
+    half = 4000 + burst.size // 2 + burst.size // 4   # inside the message
+    cap.close()
+    cap.open(origin)
+    for s in range(0, half, 160):
+        cap.feed(origin + s, line[s:s + 160])
+    cap.close()
+    cap.open(origin + half)
+    for s in range(half, 4000 + burst.size + 4000, 160):
+        cap.feed(origin + s, line[s:s + 160])
+    assert not [e for e in cap.heard if e.checksum_ok]

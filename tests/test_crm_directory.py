@@ -8,7 +8,7 @@ import pytest
 
 from callgate import cli
 from callgate.crm import directory as directory_module
-from callgate.crm.base import Backend, Customer
+from callgate.crm.base import Crm, Customer
 from callgate.crm.directory import Directory, DirectoryError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "customers.csv"
@@ -36,7 +36,7 @@ def count(d: Directory) -> int:
 
 
 def test_is_a_backend(directory):
-    assert isinstance(directory, Backend)
+    assert isinstance(directory, Crm)
     assert directory.name == "directory"
 
 

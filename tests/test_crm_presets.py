@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from callgate.config import Table
-from callgate.crm import Customer, make_backend
+from callgate.crm import Customer, make_crm
 from callgate.crm.presets import PRESETS
 from https_server import HttpsServer, Reply, secret_file
 
@@ -22,7 +22,7 @@ def srv(tmp_path):
 
 def backend(srv, tmp_path, kind, **over):
     data = {"kind": kind, "base_url": srv.url, "ca_bundle": str(srv.ca_path), **over}
-    return make_backend(Table(data, "crm"))
+    return make_crm(Table(data, "crm"))
 
 
 def oauth(srv, tmp_path, **over):

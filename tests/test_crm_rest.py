@@ -12,7 +12,7 @@ import pytest
 import trustme
 
 from callgate.config import ConfigError, Table
-from callgate.crm import Customer, make_backend
+from callgate.crm import Customer, make_crm
 from callgate.crm.breaker import CircuitBreaker
 from https_server import HttpsServer, Reply, secret_file
 
@@ -44,7 +44,7 @@ def backend_of(srv, tmp_path):
     made = []
 
     def make(**over):
-        b = make_backend(reference(srv, tmp_path, **over), tmp_path / "dir.sqlite")
+        b = make_crm(reference(srv, tmp_path, **over), tmp_path / "dir.sqlite")
         made.append(b)
         return b
     yield make
@@ -274,7 +274,7 @@ def test_connection_refused(tmp_path):
     ca = trustme.CA()
     ca_path = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_path))
-    b = make_backend(Table({"kind": "reference", "base_url": f"https://127.0.0.1:{port}",
+    b = make_crm(Table({"kind": "reference", "base_url": f"https://127.0.0.1:{port}",
                             "ca_bundle": str(ca_path), "auth": {"kind": "none"}}, "crm"))
     t0 = time.monotonic()
     r = b.lookup_phone("+15551234567")
@@ -288,12 +288,12 @@ def test_an_untrusted_certificate_is_refused(tmp_path):
         # the client trusts `good`'s CA; the rogue server's cert is from another CA
         table = Table({"kind": "reference", "base_url": rogue.url + "/v1",
                        "ca_bundle": str(good.ca_path), "auth": {"kind": "none"}}, "crm")
-        b = make_backend(table)
+        b = make_crm(table)
         r = b.lookup_phone("+15551234567")
         assert r.status == "error" and r.error.startswith("TLS handshake failed")
         assert rogue.sent() == []
         # and with the system store alone, a private CA is not trusted either
-        b2 = make_backend(Table({"kind": "reference", "base_url": rogue.url + "/v1",
+        b2 = make_crm(Table({"kind": "reference", "base_url": rogue.url + "/v1",
                                  "auth": {"kind": "none"}}, "crm"))
         assert b2.lookup_phone("+15551234567").status == "error"
         b.close()
@@ -302,9 +302,9 @@ def test_an_untrusted_certificate_is_refused(tmp_path):
 
 def test_tls_verification_cannot_be_turned_off(srv, tmp_path):
     with pytest.raises(ConfigError, match=r"^crm.verify_tls: unknown key$"):
-        make_backend(reference(srv, tmp_path, verify_tls=False))
+        make_crm(reference(srv, tmp_path, verify_tls=False))
     with pytest.raises(ConfigError, match=r"^crm.base_url: must start with https://"):
-        make_backend(reference(srv, tmp_path, base_url="http://127.0.0.1:1/v1"))
+        make_crm(reference(srv, tmp_path, base_url="http://127.0.0.1:1/v1"))
 
 
 # --- circuit breaker -------------------------------------------------------------------
@@ -363,7 +363,7 @@ def test_url_and_json_escaping_of_hostile_input(srv, tmp_path):
         "verify": {"method": "POST", "url": "/v/{id}", "body": {"secret": "{secret}"}},
     }, "crm")
     srv.handler = lambda req: Reply.json({"matches": [{"ref": 42, "first": "Zoë", "last": None}]})
-    b = make_backend(table)
+    b = make_crm(table)
     r = b.lookup_identifier("account", HOSTILE)
     assert r.status == "hit" and r.customers == (Customer("42", "Zoë"),)
     req = srv.sent()[0]
@@ -401,7 +401,7 @@ def test_url_and_json_escaping_of_hostile_input(srv, tmp_path):
 ])
 def test_bad_templates_are_config_errors(srv, tmp_path, over, message):
     with pytest.raises(ConfigError, match=message) as err:
-        make_backend(reference(srv, tmp_path, **over))
+        make_crm(reference(srv, tmp_path, **over))
     assert "\n" not in str(err.value)
 
 
@@ -410,12 +410,12 @@ def test_bad_templates_are_config_errors(srv, tmp_path, over, message):
 def test_token_file_with_loose_permissions_is_refused(srv, tmp_path):
     loose = secret_file(tmp_path, "loose-token", TOKEN, mode=0o644)
     with pytest.raises(ConfigError) as err:
-        make_backend(reference(srv, tmp_path, auth={"kind": "bearer", "token_file": loose}))
+        make_crm(reference(srv, tmp_path, auth={"kind": "bearer", "token_file": loose}))
     text = str(err.value)
     assert text == f"crm.auth.token_file: {loose} is open to group or others (mode 0644); chmod 600 it"
     assert TOKEN not in text and "\n" not in text
     with pytest.raises(ConfigError, match=r"^crm.auth.token_file: cannot read .*missing"):
-        make_backend(reference(srv, tmp_path, auth={"kind": "bearer",
+        make_crm(reference(srv, tmp_path, auth={"kind": "bearer",
                                                     "token_file": str(tmp_path / "missing")}))
 
 
@@ -441,16 +441,16 @@ def test_no_secret_in_any_log_record_or_error(srv, tmp_path, backend_of, caplog)
             assert secret not in text, (secret, text)
 
 
-# --- make_backend -------------------------------------------------------------------
+# --- make_crm -------------------------------------------------------------------
 
 def test_make_backend_kinds(tmp_path):
-    d = make_backend(Table({}, "crm"), tmp_path / "directory.sqlite")
+    d = make_crm(Table({}, "crm"), tmp_path / "directory.sqlite")
     assert d.name == "directory" and d.lookup_phone("+15551234567").status == "miss"
     d.close()
     with pytest.raises(ConfigError, match=r"^crm.kind: 'sugarcrm' is not one of directory, rest, "):
-        make_backend(Table({"kind": "sugarcrm"}, "crm"))
+        make_crm(Table({"kind": "sugarcrm"}, "crm"))
     with pytest.raises(ConfigError, match=r"^crm.base_url: missing$"):
-        make_backend(Table({"kind": "salesforce"}, "crm"))
+        make_crm(Table({"kind": "salesforce"}, "crm"))
 
 
 def test_a_keyed_alternate_phone_number_is_looked_up_as_a_phone(srv, backend_of):

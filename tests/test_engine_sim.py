@@ -1,4 +1,4 @@
-"""The engine end to end through the simulated exchange (line/sim.py).
+"""The engine end to end through the simulated exchange (line/sim/).
 
 Every call here rings in on the sim, is answered by the engine, runs the
 scripted handler (welcome, collect digits, transfer) or a small test handler,
@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import pytest
 
-from callgate.engine import Collect, Engine, EngineConfig, Play, PromptDone, ScriptedHandler
-from callgate.engine import HangUp as HangUpAction
+from callgate.call import Collect, Handler, Play, PromptDone
+from callgate.call import HangUp as HangUpAction
+from callgate.engine import Engine, EngineConfig, ScriptedHandler
 from callgate.engine.prompts import PromptSet
-from callgate.line.sim import (Agent, CallerIdSpec, CallWaiting, HangUp, Press, SimCall,
-                               SimLine)
+from callgate.line.sim import (Agent, CallerIdSpec, CallWaiting, Clear as HangUp, Press,
+                               SimCall, SimLine)
 
 MS = 8
 HOWS = {"cpc": "cpc", "polarity": "polarity", "busy": "busy", "reorder": "reorder",
@@ -123,7 +124,7 @@ def test_hangup_every_way_every_stage(prompts, how, stage):
         assert call.keys == 2
 
 
-class Waiter:
+class Waiter(Handler):
     """Waits for keys for two minutes without a word: only a hang-up ends the call."""
 
     prompts_needed = ()
@@ -186,7 +187,7 @@ def test_barge_in_keeps_type_ahead_and_stops_the_prompt_within_a_frame(prompts):
     assert line.outcomes[0].prompt_audio_ms <= 500 + 60 + 2400 + 40
 
 
-class PlayAll:
+class PlayAll(Handler):
     """Plays every prompt of the set twice, without barge-in, then hangs up."""
 
     prompts_needed = ()

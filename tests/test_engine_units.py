@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from callgate.config import ConfigError, Table
-from callgate.dsp.callerid import CallerIdEvent
+from callgate.dsp.events import CallerIdEvent
 from callgate.dsp.dtmf import dtmf_tx
-from callgate.engine import (CallerHungUp, Collect, Digits, Engine, EngineConfig, HangUp, Play,
-                             PromptDone, Work, WorkDone)
+from callgate.call import (CallerHungUp, Collect, Digits, Handler, HangUp, Play, PromptDone, Work,
+                           WorkDone)
+from callgate.engine import Engine, EngineConfig
 from callgate.engine.collect import Collector
 from callgate.engine.hangup import HangupDetector
 from callgate.engine.prompts import PromptSet
@@ -89,7 +90,7 @@ class FakeScriptedLine(Line):
         self.events.append(FlashDone(self._sample + int(ms * MS)))
 
 
-class RecordingHandler:
+class RecordingHandler(Handler):
     """Plays what it is told to at start, records every event."""
 
     prompts_needed = ()
@@ -419,18 +420,38 @@ def test_a_failing_detector_is_restarted_and_the_call_goes_on(prompts, caplog):
     line.put(4000, dtmf_tx("7#", -9.0, on_ms=90, off_ms=110))
     handler = RecordingHandler([Collect(first_timeout_ms=8000)], {"Digits": [HangUp()]})
     engine = Engine(line, handler, EngineConfig(rings=1), prompts=prompts)
-    real = engine.dtmf.feed
+    real = engine.bank.feed
     state = {"n": 0}
 
-    def flaky(x):
+    def flaky(x, at=None):
         state["n"] += 1
         if state["n"] == 10:
             raise IndexError("detector bug")
-        return real(x)
+        return real(x, at)
 
-    engine.dtmf.feed = flaky
+    engine.bank.feed = flaky
     with caplog.at_level(logging.ERROR, logger="callgate.engine"):
         engine.run()
-    assert "DTMF receiver failed (IndexError); restarted" in caplog.text
+    assert "detectors failed (IndexError); restarted" in caplog.text
     digits = [e for e in handler.events if isinstance(e, Digits)]
     assert digits[0].digits == "7" and not line.is_off_hook
+
+
+@pytest.mark.parametrize("toneplan, rings", [(None, 1), ("file", 2)])
+def test_a_tone_plan_given_as_a_file_keeps_its_own_ring_cadence(tmp_path, prompts, toneplan,
+                                                                rings):
+    """A plan in a file of our own name (a copy of the UK plan: 0.4 on 0.2 off 0.4 on 2.0
+    off) counts two bursts 1.5 s apart as two rings; the US 2 s / 4 s cadence it once
+    fell back to hears them as one ring with a dropout."""
+    from importlib import resources
+
+    path = tmp_path / "my-office.toml"
+    path.write_text(resources.files("callgate.toneplans").joinpath("uk.toml").read_text())
+    line = FakeScriptedLine(4)
+    line.events += [RingStart(0), RingStop(400 * MS), RingStart(1900 * MS),
+                    RingStop(2300 * MS)]
+    handler = RecordingHandler()
+    cfg = EngineConfig(rings=5, toneplan=str(path) if toneplan else None)
+    engine = Engine(line, handler, cfg, prompts=prompts)
+    engine.run()
+    assert [c.rings for c in engine.finished] == [rings]

@@ -1,20 +1,25 @@
 """The ID&V flow driven directly with events: a real directory (SQLite) as the back
 end and a real call store, no engine. `Run` plays the engine's part of the contract
-(actions run in order, Work replies after its latency on a sample clock)."""
+(actions run in order, Work replies after its latency on a sample clock, wall times
+stamped on the events, record steps written to the store)."""
 
 from __future__ import annotations
 
 import logging
 from collections import deque
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from callgate.config import ConfigError, Table
-from callgate.dsp.callerid import CallerIdEvent
-from callgate.engine.actions import (CallerHungUp, CallInfo, Collect, Digits, HangUp, Play,
-                                     PromptDone, Transfer, TransferResult, Work, WorkDone)
+from callgate.dsp.events import CallerIdEvent
+from callgate.call import (CallerHungUp, CallInfo, Collect, Digits, HangUp, Pause, Play,
+                           PromptDone, SayDigits, Transfer, TransferResult, Work, WorkDone)
 from callgate.flow import IdvFlow, load_services, policy_from_table
+from callgate.flow.machine import COUNTER_WORK
+from callgate.store.records import AttemptCounter
+from steps import KeptSteps, StepsToStore
 
 RATE = 8000
 PROMPT_S = 1.0
@@ -43,13 +48,16 @@ class Run:
     """One call through the flow, the engine's side of the contract done by hand."""
 
     def __init__(self, flow, callerid=None, keys=(), transfer="completed", latency_ms=40,
-                 hang_up_in=None, before_work=None, call_id=1):
+                 hang_up_in=None, before_work=None, call_id=1, clock=None, sink=None):
         self.flow, self.keys = flow, deque(keys)
         self.transfer_outcome, self.latency = transfer, latency_ms
         self.hang_up_in, self.before_work = hang_up_in, before_work
+        self.sink = sink or StepsToStore(flow.counter.store)
+        self.t0 = (clock or Clock())()           # wall time of line sample 0
         self.now = 5 * RATE
         self.call = CallInfo(call_id, "line1", started_at=0, answered_at=self.now,
-                             callerid=callerid)
+                             callerid=callerid, started_wall=self.t0,
+                             answered_wall=self.wall())
         self.queue: deque = deque()
         self.works: list = []
         self.prompts: list[str] = []
@@ -58,8 +66,11 @@ class Run:
         self.hung_up_at = None
         self.end_reason = None
 
+    def wall(self):
+        return self.t0 + self.now / RATE
+
     def deliver(self, ev):
-        self.queue.extend(self.flow.on_event(ev))
+        self.queue.extend(self.sink.take(self.flow.on_event(replace(ev, wall=self.wall()))))
 
     def advance(self, until):
         while True:
@@ -73,7 +84,7 @@ class Run:
         self.now = max(self.now, until)
 
     def go(self):
-        self.queue.extend(self.flow.start(self.call))
+        self.queue.extend(self.sink.take(self.flow.start(self.call)))
         while self.end_reason is None:
             c = self.flow.c
             if self.hang_up_in and c is not None and c.step == self.hang_up_in:
@@ -94,6 +105,10 @@ class Run:
                     self.prompts.append(a.prompt)
                 self.advance(self.now + n)
                 self.deliver(PromptDone(self.now, a.label))
+            elif isinstance(a, (Pause, SayDigits)):
+                n = a.ms * RATE // 1000 if isinstance(a, Pause) else len(a.digits) * RATE // 2
+                self.advance(self.now + n)
+                self.deliver(PromptDone(self.now, a.label))
             elif isinstance(a, Work):
                 if self.before_work:
                     self.before_work(a.tag)
@@ -101,8 +116,9 @@ class Run:
                     result, error = a.fn(), None
                 except Exception as err:
                     result, error = None, f"{type(err).__name__} in work"
-                if self.latency is not None:
-                    due = self.now + self.latency * RATE // 1000
+                latency = 0 if self.flow.c.pending.what in COUNTER_WORK else self.latency
+                if latency is not None:
+                    due = self.now + latency * RATE // 1000
                     self.works.append((due, WorkDone(due, a.tag, result, error)))
             elif isinstance(a, Collect):
                 self.collects.append(a)
@@ -125,8 +141,9 @@ class Run:
     def finish(self, reason):
         self.end_reason = reason
         self.call.ended_at = self.now
+        self.call.ended_wall = self.wall()
         self.call.end_reason = reason
-        self.flow.end(self.call)
+        self.sink.take(self.flow.end(self.call))
 
     @property
     def extension(self):
@@ -141,8 +158,10 @@ class Clock:
         return self.t
 
 
-def make(directory, store, clock=None, **over):
-    return IdvFlow(policy(**over), directory, store, clock=clock or Clock())
+def make(directory, store, **over):
+    """The flow over the directory, counting failures in `store` (read and written
+    within Work, as through the recorder)."""
+    return IdvFlow(policy(**over), directory, counter=AttemptCounter(store))
 
 
 def record(store, flow):
@@ -321,7 +340,7 @@ def test_a_digit_opt_out_key_counts_only_alone(directory, store):
 def test_opted_out_callers_go_to_the_agent_when_no_own_extension(directory, store):
     ext = {k: v for k, v in EXT.items() if k != "opted_out"}
     flow = IdvFlow(policy_from_table(Table({"transfer": ext}, "service.s"), "s"), directory,
-                   store, clock=Clock())
+                   counter=AttemptCounter(store))
     run = Run(flow, None, keys=["*"]).go()
     assert run.extension == EXT["agent"]
 
@@ -358,33 +377,35 @@ def test_a_customer_without_that_secret_is_never_verified(directory, store):
 def test_lockout_across_calls_per_customer_and_per_number(directory, store):
     clock = Clock()
     # call 1: three failures (the call's own limit), call 2: two more -> the fifth locks
-    flow = make(directory, store, clock)
-    Run(flow, cid(JANE_PHONE), keys=["1111#"] * 3).go()
+    flow = make(directory, store)
+    Run(flow, cid(JANE_PHONE), keys=["1111#"] * 3, clock=clock).go()
     assert record(store, flow)["verify_result"] == "failed"
     clock.t += 600
-    run = Run(flow, cid(JANE_PHONE), keys=["1111#", "1111#", JANE_PIN + "#"], call_id=2).go()
+    run = Run(flow, cid(JANE_PHONE), keys=["1111#", "1111#", JANE_PIN + "#"], call_id=2,
+              clock=clock).go()
     r = record(store, flow)
     assert r["verify_result"] == "locked" and r["status"] == "identified"
     assert r["reason"] == "locked" and r["verify_attempts"] == 2
     assert run.extension == EXT["locked"] and "locked" in run.prompts
     # call 3: locked before being asked, even with the right PIN ready
     clock.t += 600
-    run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"], call_id=3).go()
+    run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"], call_id=3, clock=clock).go()
     r = record(store, flow)
     assert r["verify_result"] == "locked" and "enter_pin" not in run.prompts
     assert r["verify_attempts"] is None and run.extension == EXT["locked"]
     # per customer: from another number, keying Jane's id
-    run = Run(flow, cid("6175550199"), keys=[JANE_ID + "#", JANE_PIN + "#"], call_id=4).go()
+    run = Run(flow, cid("6175550199"), keys=[JANE_ID + "#", JANE_PIN + "#"], call_id=4,
+              clock=clock).go()
     assert record(store, flow)["reason"] == "locked"
     # per calling number: another customer calling from Jane's number
-    run = Run(make(directory, store, clock, number_lookup=False), cid(JANE_PHONE),
-              keys=["23456789#", "8305#"], call_id=5)
+    run = Run(make(directory, store, number_lookup=False), cid(JANE_PHONE),
+              keys=["23456789#", "8305#"], call_id=5, clock=clock)
     run.go()
     r = record(store, run.flow)
     assert r["customer_name"] == "Carlos Diaz" and r["reason"] == "locked"
     # and a day later the failures have aged out
     clock.t += 25 * 3600
-    run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"], call_id=6).go()
+    run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"], call_id=6, clock=clock).go()
     assert record(store, flow)["status"] == "verified" and run.extension == EXT["verified"]
 
 
@@ -454,15 +475,17 @@ def test_late_reply_after_the_timeout_is_ignored(directory, store):
 ])
 def test_work_errors_and_garbage_are_backend_down_never_verified(directory, store, result,
                                                                  error):
-    flow = make(directory, store)
+    flow, sink = make(directory, store), StepsToStore(store)
     call = CallInfo(1, "line1", 0, answered_at=0, callerid=cid(JANE_PHONE))
-    acts = flow.start(call)
+    acts = sink.take(flow.start(call))
     work = next(a for a in acts if isinstance(a, Work))
-    acts = flow.on_event(WorkDone(400, work.tag, work.fn(), None))      # the real hit
+    acts = sink.take(flow.on_event(WorkDone(400, work.tag, work.fn(), None)))  # the real hit
+    work = next(a for a in acts if isinstance(a, Work))        # her failures, read first
+    acts = sink.take(flow.on_event(WorkDone(400, work.tag, work.fn(), None)))
     assert any(isinstance(a, Collect) for a in acts)
-    acts = flow.on_event(Digits(9000, digits=JANE_PIN, reason="terminator"))
+    acts = sink.take(flow.on_event(Digits(9000, digits=JANE_PIN, reason="terminator")))
     work = next(a for a in acts if isinstance(a, Work))
-    acts = flow.on_event(WorkDone(9400, work.tag, result, error))
+    acts = sink.take(flow.on_event(WorkDone(9400, work.tag, result, error)))
     transfer = [a for a in acts if isinstance(a, Transfer)]
     assert transfer and transfer[0].extension == EXT["backend_down"]
     assert flow.c.outcome.status == "identified" and flow.c.outcome.reason == "backend_down"
@@ -470,13 +493,18 @@ def test_work_errors_and_garbage_are_backend_down_never_verified(directory, stor
     assert r["verify_result"] == "error" and r["backend_errors"] == 1
 
 
-def test_a_failing_store_does_not_cost_the_caller_the_call(directory, store, caplog):
+def test_an_attempt_counter_that_fails_sends_the_caller_on_as_locked(directory, store,
+                                                                     caplog):
+    """The counter cannot be read (its store is gone): fail closed, never verified, and
+    the caller still reaches an agent."""
     flow = make(directory, store)
+    sink = KeptSteps()
     store.close()
-    run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"]).go()
-    assert run.extension == EXT["locked"]          # the counter cannot be read: fail safe
-    assert flow.record.failed_writes > 0
-    assert "not written" in caplog.text
+    run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"], sink=sink).go()
+    assert run.extension == EXT["locked"] and "enter_pin" not in run.prompts
+    assert "treating the customer as locked" in caplog.text
+    assert any(s.op == "update" and s.fields.get("reason") == "locked" for s in sink.steps
+               if hasattr(s, "op"))
 
 
 # ---------------------------------------------------------------- hanging up
@@ -608,7 +636,7 @@ def test_end_to_end_through_the_engine_and_the_sim_line(directory, store, tmp_pa
     """Caller ID identifies Jane; she keys her PIN after the prompt; the call is flashed
     and dialled through to the verified extension, and the record says so."""
     from callgate.engine import Engine, EngineConfig
-    from callgate.line.sim import Agent, CallerIdSpec, HangUp, Press, SimCall, SimLine
+    from callgate.line.sim import Agent, CallerIdSpec, Clear as HangUp, Press, SimCall, SimLine
 
     caplog.set_level(logging.DEBUG)
     flow = make(directory, store)
@@ -620,7 +648,7 @@ def test_end_to_end_through_the_engine_and_the_sim_line(directory, store, tmp_pa
                      agents={ext: Agent() for ext in EXT.values()})]
     line = SimLine(calls, max_seconds=600)
     infos = []
-    Engine(line, flow, EngineConfig(), on_call=infos.append).run()
+    Engine(line, flow, EngineConfig(), on_call=infos.append, recorder=StepsToStore(store)).run()
     assert not line.is_off_hook
     first, second = infos
     assert first.transfer.extension == EXT["verified"] and first.end_reason == "transferred"
@@ -652,7 +680,7 @@ def test_a_terminator_after_a_full_length_entry_does_not_cost_the_next_try(direc
                              Press(JANE_PIN + "#", when="prompt_end", after_ms=500)],
                      agents={ext: Agent() for ext in EXT.values()})]
     line = SimLine(calls, max_seconds=600)
-    Engine(line, flow, EngineConfig()).run()
+    Engine(line, flow, EngineConfig(), recorder=StepsToStore(store)).run()
     r = store.recent()[0]
     assert (r["verify_attempts"], r["verify_result"], r["status"]) == (2, "verified", "verified")
     assert [e["detail"].get("problem") for e in store.events(r["call_id"])

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from callgate.config import ConfigError, Table
-from callgate.dsp.callerid import CallerIdEvent, build_mdmf
+from callgate.dsp.callerid import build_mdmf
+from callgate.dsp.events import CallerIdEvent
 from callgate.dsp.dtmf import DtmfReceiver, dtmf_tx
 from callgate.dsp.tones import tone_tx
 from callgate.line import (FlashDone, LineError, LineFault, LineRestored, LineTone, LoopCurrent,
                            ParallelHandset, PolarityReversal, RingStart, make_line)
-from callgate.line import modem_audio, v253
+from callgate.line.modem import audio as modem_audio
+from callgate.line.modem import v253
 from callgate.line.modem import ModemLine
 
 from fake_modem import FakeModem

@@ -9,14 +9,14 @@ import pytest
 from scipy.io import wavfile
 
 from callgate.config import ConfigError, Table
-from callgate.dsp.callerid import (BELL202, CallerIdEvent, CallerIdReceiver,
-                                   DtmfCallerIdDecoder, build_mdmf, callerid_tx,
-                                   dtmf_callerid_digits)
+from callgate.dsp.callerid import (BELL202, CallerIdReceiver, DtmfCallerIdDecoder,
+                                   build_mdmf, callerid_tx, dtmf_callerid_digits)
+from callgate.dsp.events import CallerIdEvent
 from callgate.dsp.dtmf import DtmfEvent, DtmfReceiver, dtmf_tx
 from callgate.dsp.level import dbm0_to_rms
 from callgate.line import make_line
 from callgate.line.base import FlashDone, LineError, LineTone, LoopCurrent
-from callgate.line.record import RecordingLine
+from callgate.line.recording import RecordingLine
 from callgate.line.replay import ReplayLine, parse_sidecar, sidecar_path
 from callgate.wav import read_wav, write_wav
 from external import ToolMissing, spandsp_dtmf_rx

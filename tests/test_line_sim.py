@@ -22,7 +22,7 @@ from callgate.dsp.tones import CallProgressDetector, tone_tx
 from callgate.toneplans import load_toneplan
 from callgate.line import make_line
 from callgate.line.base import LineError
-from callgate.line.sim import (Agent, CallerIdSpec, CallWaiting, HangUp, Press, SimCall, SimLine)
+from callgate.line.sim import (Agent, CallerIdSpec, CallWaiting, Clear, Press, SimCall, SimLine)
 
 import external
 
@@ -228,7 +228,7 @@ def test_withheld_and_damaged_callerid():
 
 
 def test_press_after_the_end_of_our_prompt():
-    call = SimCall(script=[Press("4271#", after_ms=700), HangUp("silence", after_ms=1000)])
+    call = SimCall(script=[Press("4271#", after_ms=700), Clear("silence", after_ms=1000)])
     line = SimLine([call], echo_db=-10.0)
     b = Bench(line)
     b.on(after_rings(2), answer_and_prompt)
@@ -248,7 +248,7 @@ def test_press_after_the_end_of_our_prompt():
 def test_press_timed_from_answer_and_from_the_previous_step():
     call = SimCall(callerid=None, script=[Press("1", after_ms=1000, when="answer"),
                                           Press("2", after_ms=500, when="previous"),
-                                          HangUp("polarity", after_ms=300)])
+                                          Clear("polarity", after_ms=300)])
     line = SimLine([call])
     b = Bench(line)
     b.on(after_rings(1), lambda b: b.line.off_hook())
@@ -267,7 +267,7 @@ def test_press_timed_from_answer_and_from_the_previous_step():
 
 @pytest.mark.parametrize("how", ["cpc", "polarity", "busy", "reorder", "dial", "silence"])
 def test_every_hang_up_is_observable(how):
-    hang = HangUp(how, after_ms=2000, when="answer", drop_ms=600)
+    hang = Clear(how, after_ms=2000, when="answer", drop_ms=600)
     line = SimLine([SimCall(callerid=None, script=[hang])], noise_dbm0=-60.0)
     b = Bench(line)
     b.on(after_rings(1), lambda b: b.line.off_hook())
@@ -379,7 +379,7 @@ def test_blind_transfer_hangs_up_after_dialling():
 def test_failed_transfer_and_flash_back_to_the_caller(case):
     agent = Agent(busy=case == "busy", answer_after_rings=None if case == "no_answer" else 2)
     dial = "301" if case == "unknown" else "201"
-    script = [Press("7", after_ms=25000, when="answer"), HangUp("busy", after_ms=1000)]
+    script = [Press("7", after_ms=25000, when="answer"), Clear("busy", after_ms=1000)]
 
     def then(b):
         b.on(at(ms(21000)), lambda b: b.line.flash(600))           # back to the caller
@@ -400,7 +400,7 @@ def test_failed_transfer_and_flash_back_to_the_caller(case):
 
 
 def test_flash_back_to_a_caller_who_hung_up_on_hold():
-    script = [HangUp("cpc", after_ms=12000, when="answer")]
+    script = [Clear("cpc", after_ms=12000, when="answer")]
 
     def then(b):
         b.on(at(ms(25000)), lambda b: b.line.flash(600))
@@ -417,7 +417,7 @@ def test_flash_back_to_a_caller_who_hung_up_on_hold():
 
 @pytest.mark.parametrize("country, modem", [("us", "bell202"), ("etsi", "v23")])
 def test_call_waiting_alert_and_offhook_callerid(country, modem):
-    call = SimCall(callerid=None, script=[CallWaiting(after_ms=2000), HangUp("cpc", 2000)])
+    call = SimCall(callerid=None, script=[CallWaiting(after_ms=2000), Clear("cpc", 2000)])
     line = SimLine([call], country)
     b = Bench(line)
     b.on(after_rings(1), lambda b: b.line.off_hook())
@@ -445,7 +445,7 @@ def test_call_waiting_alert_and_offhook_callerid(country, modem):
 
 
 def test_echo_comes_back_one_frame_later_at_echo_db():
-    line = SimLine([SimCall(callerid=None, script=[HangUp("cpc", 4000, when="answer")])],
+    line = SimLine([SimCall(callerid=None, script=[Clear("cpc", 4000, when="answer")])],
                    echo_db=-12.0, noise_dbm0=None)
     b = Bench(line)
     b.on(after_rings(1), lambda b: (b.line.off_hook(), b.send(tone_tx([1000], -10.0, [], 2.0))))
@@ -462,7 +462,7 @@ def test_echo_comes_back_one_frame_later_at_echo_db():
 
 
 def test_no_echo_and_no_noise_when_switched_off():
-    line = SimLine([SimCall(callerid=None, script=[HangUp("cpc", 2000, when="answer")])],
+    line = SimLine([SimCall(callerid=None, script=[Clear("cpc", 2000, when="answer")])],
                    echo_db=None, noise_dbm0=None)
     b = Bench(line)
     b.on(after_rings(1), lambda b: (b.line.off_hook(), b.send(PROMPT)))
@@ -473,7 +473,7 @@ def test_no_echo_and_no_noise_when_switched_off():
 
 def test_same_seed_same_samples():
     def run(seed):
-        call = SimCall(script=[Press("12", when="answer"), HangUp("busy", 1000)])
+        call = SimCall(script=[Press("12", when="answer"), Clear("busy", 1000)])
         b = Bench(SimLine([call], seed=seed))
         b.on(after_rings(2), answer_and_prompt)
         b.on(at(ms(30000)), lambda b: b.line.on_hook())
@@ -484,7 +484,7 @@ def test_same_seed_same_samples():
 
 
 def test_speed_seconds_of_line_per_cpu_second():
-    calls = [SimCall(script=[Press("4271#", 1000, "answer"), HangUp("cpc", 20000)])] * 3
+    calls = [SimCall(script=[Press("4271#", 1000, "answer"), Clear("cpc", 20000)])] * 3
     line = SimLine(calls, max_seconds=300)
     silence = np.zeros(FRAME, np.int16)
     cpu = time.process_time()
@@ -561,7 +561,7 @@ def test_config_with_calls():
     first, second = line.calls[:2]
     assert first.callerid.kind == "v23" and first.callerid.name == "BOB" and first.gap_ms == 200
     assert first.script == [Press("12#", 300, "answer"), CallWaiting(100, "previous", "2125550199"),
-                            HangUp("cpc", drop_ms=400, tone_after="unobtainable")]
+                            Clear("cpc", drop_ms=400, tone_after="unobtainable")]
     assert first.agents == {"300": Agent(answer_after_rings=None)}
     assert second.callerid is None and second.abandon_after_rings == 2
     assert not second.recall_dial_tone
@@ -613,7 +613,7 @@ def test_controls_misuse_and_a_long_flash(tmp_path):
     assert [t for t, _ in tones_in(b.rx, "us", ms(7500))] == []   # 1 frame is too short to tell
     assert rms_dbm0(b.rx[ms(7500):ms(7500) + 140]) > -25
     with pytest.raises(ValueError, match=r"script\[0\].how: 'howler'"):
-        SimLine([SimCall(script=[HangUp("howler")])])
+        SimLine([SimCall(script=[Clear("howler")])])
     short = tmp_path / "short.toml"
     short.write_text('[ring]\ncadence_ms = [2000, 1200]\n'
                      '[tones.dial]\nfrequencies = [425]\ncadence_ms = []\n')

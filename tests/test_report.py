@@ -177,7 +177,7 @@ def period() -> tuple[float, float]:
 
 
 def test_the_values_the_flow_writes_are_the_ones_a_report_knows():
-    from callgate.engine.actions import TRANSFER_OUTCOMES as ENGINE_TRANSFERS
+    from callgate.call import TRANSFER_OUTCOMES as ENGINE_TRANSFERS
     from callgate.flow.outcome import REASONS as FLOW_REASONS, STATUSES as FLOW_STATUSES
 
     assert STATUSES == FLOW_STATUSES

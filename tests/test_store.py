@@ -9,7 +9,8 @@ import textwrap
 
 import pytest
 
-from callgate.store import AttemptCounter, CallStore, StoreError, mask, time_to_authenticate
+from callgate.privacy import mask
+from callgate.store import AttemptCounter, CallStore, StoreError, time_to_authenticate
 from callgate.store.records import SCHEMA_VERSION
 
 T0 = 1_700_000_000.0
@@ -124,7 +125,8 @@ def test_recent_filters_and_order(store):
 
 CHILD = textwrap.dedent("""
     import os, signal, sys
-    from callgate.store import CallStore, mask
+    from callgate.privacy import mask
+    from callgate.store import CallStore
     s = CallStore(sys.argv[1])
     s.start("call-1", "line1", "support", 1700000000.0, mask("2015550123"))
     s.update("call-1", lookup="miss")

@@ -18,8 +18,11 @@ from callgate.config import Table
 from callgate.crm.directory import Directory
 from callgate.engine import Engine, EngineConfig
 from callgate.flow import IdvFlow, policy_from_table
-from callgate.line.sim import Agent, CallerIdSpec, HangUp, Press, SimCall, SimLine
-from callgate.store.records import CallStore
+from callgate.line.sim import Agent, CallerIdSpec, Press, SimCall, SimLine
+from callgate.store.records import AttemptCounter, CallStore
+from steps import StepsToStore
+
+from callgate.line.sim import Clear
 
 CUSTOMER_ID = "908172635401"
 PIN = "73915584"
@@ -50,11 +53,12 @@ def app(tmp_path_factory):
                 script=[Press(p + "#") for p in WRONG_PINS], agents=agents),
         # withheld, opts out at the identifier question
         SimCall(callerid=CallerIdSpec(absent="O"),
-                script=[Press("*", after_ms=300), HangUp("cpc", after_ms=30000)],
+                script=[Press("*", after_ms=300), Clear("cpc", after_ms=30000)],
                 agents=agents),
     ]
-    Engine(SimLine(calls, max_seconds=900), IdvFlow(policy, directory, store),
-           EngineConfig()).run()
+    flow = IdvFlow(policy, directory, counter=AttemptCounter(store))
+    Engine(SimLine(calls, max_seconds=900), flow, EngineConfig(),
+           recorder=StepsToStore(store)).run()
     rows = {(r["status"], r["identified_by"], r["reason"]) for r in store.recent()}
     assert rows == {("verified", "keyed", None), ("identified", "number", None),
                     ("not_identified", None, "opted_out")}, rows

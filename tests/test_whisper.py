@@ -16,13 +16,16 @@ import numpy as np
 import pytest
 
 from callgate import cli
+from callgate.call import RECORD_STEPS, Handler, Pause, Play, SayDigits
+from callgate.call import HangUp as HangUpAction
 from callgate.config import ConfigError, Table
 from callgate.engine import Engine, EngineConfig, PromptSet
-from callgate.engine.actions import HangUp as HangUpAction
-from callgate.engine.actions import Play
+from callgate.engine.readback import render_digits
 from callgate.flow import IdvFlow, policy_from_table
 from callgate.flow.policy import PROMPT_ROLES
 from callgate.line.sim import Agent, CallerIdSpec, Press, SimCall, SimLine
+from callgate.store.records import AttemptCounter
+from steps import StepsToStore
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = PromptSet("en")
@@ -38,32 +41,51 @@ def policy(whisper=None, mode="supervised"):
     return policy_from_table(Table(data, "service.support"), "support")
 
 
-class Spy:
-    """Wraps the flow and keeps the actions it gave back (the handler's side)."""
+def make_flow(directory, store, whisper=None):
+    return IdvFlow(policy(whisper), directory, counter=AttemptCounter(store))
+
+
+class Spy(Handler):
+    """Wraps the flow and keeps the actions it gave back (the handler's side), record
+    steps left out; every hook is passed on unchanged."""
 
     def __init__(self, flow):
         self.flow = flow
         self.actions = []
 
-    def __getattr__(self, name):
-        return getattr(self.flow, name)
+    @property
+    def prompts_needed(self):
+        return self.flow.prompts_needed
+
+    def _seen(self, out):
+        self.actions += [a for a in out if not isinstance(a, RECORD_STEPS)]
+        return out
 
     def start(self, call):
-        out = self.flow.start(call)
-        self.actions += out
-        return out
+        return self._seen(self.flow.start(call))
 
     def on_event(self, ev):
-        out = self.flow.on_event(ev)
-        self.actions += out
-        return out
+        return self._seen(self.flow.on_event(ev))
+
+    def end(self, call):
+        return self.flow.end(call)
+
+    def ringing(self, call):
+        return self.flow.ringing(call)
+
+    def line_up(self, line, at):
+        return self.flow.line_up(line, at)
+
+    def line_down(self, line, reason, at):
+        return self.flow.line_down(line, reason, at)
 
 
-def run_call(flow, call):
+def run_call(flow, call, store):
     line = SimLine([call], max_seconds=300)
     spy = Spy(flow)
     infos = []
-    Engine(line, spy, EngineConfig(), on_call=infos.append).run()
+    Engine(line, spy, EngineConfig(), on_call=infos.append,
+           recorder=StepsToStore(store)).run()
     assert not line.is_off_hook
     return infos[0], line.outcomes[0], spy.actions
 
@@ -106,8 +128,8 @@ def decode_digits(audio, start):
 def test_the_agent_hears_verified_and_the_customer_number_then_we_let_go(
         directory, store, caplog):
     caplog.set_level(logging.DEBUG)
-    flow = IdvFlow(policy({"enabled": True, "read_identifier": True}), directory, store)
-    info, outcome, actions = run_call(flow, jane_calls_and_keys_her_pin())
+    flow = make_flow(directory, store, {"enabled": True, "read_identifier": True})
+    info, outcome, actions = run_call(flow, jane_calls_and_keys_her_pin(), store)
     assert info.transfer.outcome == "answered" and info.end_reason == "transferred"
     assert outcome.transferred_to == AGENT          # the exchange joined caller and agent
 
@@ -135,6 +157,17 @@ def test_the_agent_hears_verified_and_the_customer_number_then_we_let_go(
     assert isinstance(actions[-1], HangUpAction)
     assert not any(n.startswith("digit_") or n == "customer_number" for n in names)
     assert all(JANE_ID not in n for n in names)
+    # the pause for the agent's hello, the status, then the digits as one SayDigits
+    at = next(i for i, a in enumerate(actions)
+              if isinstance(a, Play) and a.label == "whisper_verified")
+    assert isinstance(actions[at - 1], Pause) and actions[at - 1].ms >= 450
+    (say,) = [a for a in actions if isinstance(a, SayDigits)]
+    assert actions[at + 1:] == [say, actions[-1]]
+    assert say.label == f"<digits {len(JANE_ID)}>" and say.lead == "customer_number"
+    assert say.digits == JANE_ID and JANE_ID not in repr(say)
+    # what the agent heard is what the engine renders for it
+    rendered = render_digits(say, PROMPTS)
+    assert np.array_equal(heard[number_at:number_at + len(rendered)], rendered)
 
     row = store.recent()[0]
     assert row["status"] == "verified" and row["transfer_result"] == "answered"
@@ -149,26 +182,28 @@ def test_the_agent_hears_verified_and_the_customer_number_then_we_let_go(
 
 
 def test_without_read_identifier_the_agent_hears_only_the_status(directory, store):
-    flow = IdvFlow(policy({"enabled": True}), directory, store)
-    info, outcome, actions = run_call(flow, jane_calls_and_keys_her_pin())
+    flow = make_flow(directory, store, {"enabled": True})
+    info, outcome, actions = run_call(flow, jane_calls_and_keys_her_pin(), store)
     heard = outcome.agent_audio
     status_at = find(heard, PROMPTS["whisper_verified"])
     assert status_at > 0
     assert find(heard, PROMPTS["customer_number"]) == -1
     after = heard[status_at + len(PROMPTS["whisper_verified"]):]
     assert not np.any(after)                         # nothing more was said
+    assert not any(isinstance(a, SayDigits) for a in actions)
     (w,) = [e for e in store.events(store.recent()[0]["call_id"]) if e["step"] == "whisper"]
     assert w["detail"]["identifier_read"] is False and w["detail"]["why"] == "policy"
 
 
 def test_an_opted_out_caller_is_announced_as_such_and_no_number_is_read(directory, store):
-    flow = IdvFlow(policy({"enabled": True, "read_identifier": True}), directory, store)
+    flow = make_flow(directory, store, {"enabled": True, "read_identifier": True})
     call = SimCall(callerid=CallerIdSpec(absent="P"), script=[Press("*", after_ms=300)],
                    agents={AGENT: Agent(answer_after_rings=1)})
-    info, outcome, actions = run_call(flow, call)
+    info, outcome, actions = run_call(flow, call, store)
     heard = outcome.agent_audio
     assert find(heard, PROMPTS["whisper_opted_out"]) > 0
     assert find(heard, PROMPTS["customer_number"]) == -1
+    assert not any(isinstance(a, SayDigits) for a in actions)
     row = store.recent()[0]
     assert row["reason"] == "opted_out" and row["transfer_result"] == "answered"
     (w,) = [e for e in store.events(row["call_id"]) if e["step"] == "whisper"]
@@ -177,8 +212,9 @@ def test_an_opted_out_caller_is_announced_as_such_and_no_number_is_read(director
 
 
 def test_a_busy_agent_means_no_whisper_and_the_caller_is_told(directory, store):
-    flow = IdvFlow(policy({"enabled": True, "read_identifier": True}), directory, store)
-    info, outcome, actions = run_call(flow, jane_calls_and_keys_her_pin(Agent(busy=True)))
+    flow = make_flow(directory, store, {"enabled": True, "read_identifier": True})
+    info, outcome, actions = run_call(flow, jane_calls_and_keys_her_pin(Agent(busy=True)),
+                                      store)
     assert info.transfer.outcome == "busy"
     assert outcome.agent_audio is None and outcome.agent_heard_ms == 0
     names = [a.label for a in actions if isinstance(a, Play)]
@@ -186,8 +222,8 @@ def test_a_busy_agent_means_no_whisper_and_the_caller_is_told(directory, store):
 
 
 def test_whisper_off_hangs_up_as_soon_as_the_agent_answers(directory, store):
-    flow = IdvFlow(policy(), directory, store)
-    info, outcome, actions = run_call(flow, jane_calls_and_keys_her_pin())
+    flow = make_flow(directory, store)
+    info, outcome, actions = run_call(flow, jane_calls_and_keys_her_pin(), store)
     assert info.transfer.outcome == "answered" and outcome.transferred_to == AGENT
     assert outcome.agent_heard_ms == 0
     assert not any(e["step"] == "whisper" for e in store.events(store.recent()[0]["call_id"]))
@@ -250,13 +286,13 @@ def test_a_recorded_call_does_not_keep_the_whisper_that_reads_the_identifier(
     import json
 
     from callgate.dsp.level import rms_dbm0
-    from callgate.line.record import RecordingLine
     from callgate.wav import read_wav
+    from callgate.line.recording import RecordingLine
 
-    flow = IdvFlow(policy({"enabled": True, "read_identifier": True}), directory, store)
+    flow = make_flow(directory, store, {"enabled": True, "read_identifier": True})
     sim = SimLine([jane_calls_and_keys_her_pin()], max_seconds=300)
     line = RecordingLine(sim, tmp_path / "rec")
-    Engine(line, flow, EngineConfig()).run()
+    Engine(line, flow, EngineConfig(), recorder=StepsToStore(store)).run()
     assert sim.outcomes[0].agent_heard_ms > 3000       # the whisper was said to the agent
     (wav,) = line.files
     audio = read_wav(wav)

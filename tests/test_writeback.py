@@ -31,10 +31,13 @@ from callgate.crm.directory import Directory
 from callgate.crm.writeback import Delivery, DeliveryWorker, load_writeback
 from callgate.engine import Engine, EngineConfig
 from callgate.flow import IdvFlow, policy_from_table
-from callgate.line.sim import Agent, CallerIdSpec, HangUp, Press, SimCall, SimLine
+from callgate.line.sim import Agent, CallerIdSpec, Press, SimCall, SimLine
 from callgate.store.outbox import PAYLOAD_FIELDS, Outbox, payload_from_record
-from callgate.store.records import CallStore
+from callgate.store.records import AttemptCounter, CallStore
 from https_server import HttpsServer, Reply, secret_file
+from steps import StepsToStore
+
+from callgate.line.sim import Clear
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -109,16 +112,17 @@ def test_outcomes_of_real_calls_are_queued_durably_and_delivered_once(tmp_path, 
     policy = policy_from_table(Table({"identifier": {"min_digits": 8, "max_digits": 8},
                                       "transfer": {"agent": "201"}}, "service.support"),
                                "support")
-    flow = IdvFlow(policy, directory, store, writeback_max_age_s=3600)
+    flow = IdvFlow(policy, directory, counter=AttemptCounter(store), writeback_max_age_s=3600)
     calls = [SimCall(callerid=CallerIdSpec(number=JANE_PHONE),
                      script=[Press(JANE_PIN + "#", when="prompt_end", after_ms=700)],
                      agents={"201": Agent()}),
              SimCall(callerid=CallerIdSpec(absent="P"),
                      script=[Press(STRANGER_ID + "#", when="prompt_end", after_ms=300),
                              Press("*", when="prompt_end", after_ms=300),
-                             HangUp("cpc", after_ms=30000)],
+                             Clear("cpc", after_ms=30000)],
                      agents={"201": Agent()})]
-    Engine(SimLine(calls, max_seconds=600), flow, EngineConfig()).run()
+    Engine(SimLine(calls, max_seconds=600), flow, EngineConfig(),
+           recorder=StepsToStore(store)).run()
     directory.close()
     jane_call, stranger_call = (r["call_id"] for r in reversed(store.recent()))
 

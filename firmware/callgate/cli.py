@@ -87,132 +87,50 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Build line, handler and engine from the config; run until the line ends."""
-    import logging
+    """Build the appliance from the config (app.py); run until the line ends."""
     import signal
+    import time
 
-    from .config import ConfigError, Table, load
-    from .engine import Engine, EngineConfig, ScriptedHandler
-    from .line import LineError, make_line
+    from . import sdnotify
+    from .app import App, Settings, logs_off_the_audio_thread
+    from .config import ConfigError
+    from .line import LineError
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="callgate run: %(message)s")
     if args.calls is not None and args.calls < 1:
         print("callgate run: --calls must be 1 or more", file=sys.stderr)
         return 2
-    line = None
-    worker = None
+    watchdog = sdnotify.Watchdog()
+    app = None
 
     def show(call) -> None:
-        record = call.summary(line.rate)
+        record = call.summary(app.line.rate)
         print(json.dumps(record) if args.json else _call_text(record), flush=True)
-        if worker is not None:
-            worker.wake()                # its outcome is in the outbox: send it now
 
-    notify = _systemd_notifier()
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        table = load(args.config) if args.config else Table({})
-        engine_table = table.sub("engine")
-        cfg = EngineConfig.from_table(engine_table)
-        line = make_line(table.sub("line"))
-        writeback = _writeback(table)
-        if "service" in table.data or "crm" in table.data:
-            handler = _idv_flow(table, writeback)
-        elif writeback is not None:
-            raise ConfigError("writeback: the write-back needs the ID&V flow "
-                              "([[service]] or [crm])")
-        else:
-            handler = ScriptedHandler.from_config(engine_table.sub("script"))
-        if writeback is not None:
-            worker = _delivery_worker(handler.record.store.path, writeback)
-        engine = Engine(line, handler, cfg, on_call=show, watchdog=notify)
-        with line:
-            if notify:
-                notify("READY=1")
+        with logs_off_the_audio_thread(sys.stderr, "callgate run: %(message)s"):
             try:
-                engine.run(max_calls=args.calls)
-            finally:
-                if hasattr(handler, "line_down"):    # live status: nobody answers it now
-                    handler.line_down(engine.name, "callgate stopped")
-    except ConfigError as err:
-        print(f"callgate run: {err}", file=sys.stderr)
-        return 2
-    except LineError as err:
-        print(f"callgate run: {err}", file=sys.stderr)
-        return 1
+                app = App.from_settings(Settings.load(args.config), on_call=show,
+                                        watchdog=lambda: watchdog.feed(time.monotonic()))
+                with app:
+                    with app.line:
+                        sdnotify.ready("answering calls")
+                        app.engine.run(max_calls=args.calls)
+                    sdnotify.stopping()
+            except ConfigError as err:
+                print(f"callgate run: {err}", file=sys.stderr)
+                return 2
+            except LineError as err:
+                print(f"callgate run: {err}", file=sys.stderr)
+                return 1
     finally:
-        if worker is not None:
-            worker.stop()                # what is due gets a few seconds; the rest waits
         signal.signal(signal.SIGTERM, previous)
     return 0
-
-
-def _writeback(table):
-    """[writeback] settings, or None when the table is absent or switched off."""
-    from .crm.writeback import load_writeback
-
-    return load_writeback(table.sub("writeback"))
-
-
-def _delivery_worker(store_path, settings):
-    """The write-back delivery thread on its own connection to the call-record file."""
-    from .config import ConfigError
-    from .crm.writeback import DeliveryWorker
-    from .store.records import StoreError
-
-    try:
-        return DeliveryWorker(store_path, settings).start()
-    except (StoreError, OSError) as err:
-        raise ConfigError(f"store.path: {err}") from None
-
-
-def _idv_flow(table, writeback=None):
-    """The ID&V flow of the config's service line, on its back end, writing call records.
-
-    [crm] picks the back end (default: the embedded directory at [crm] directory);
-    [store] path is the call-record database.
-    """
-    from .config import ConfigError
-    from .crm import make_backend
-    from .flow import IdvFlow, load_services, service_for_line
-    from .store.records import CallStore, StoreError, store_path
-
-    crm = table.sub("crm")
-    backend = make_backend(crm, crm.get("directory", str, None))
-    try:
-        store = CallStore(store_path(table))
-    except (StoreError, OSError) as err:
-        raise ConfigError(f"store.path: {err}") from None
-    services = load_services(table, crm.get("default_country", str, "US"))
-    return IdvFlow(service_for_line(services, "line"), backend, store,
-                   writeback_max_age_s=writeback.max_age_s if writeback else None)
 
 
 def _terminate(signum, frame) -> None:
     """SIGTERM (systemd stop): unwind so the line is put back on hook."""
     raise KeyboardInterrupt
-
-
-def _systemd_notifier():
-    """sd_notify over $NOTIFY_SOCKET (Type=notify, watchdog), or None outside systemd."""
-    import os
-    import socket
-
-    path = os.environ.get("NOTIFY_SOCKET")
-    if not path:
-        return None
-    if path.startswith("@"):
-        path = "\0" + path[1:]
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-
-    def notify(message: str = "WATCHDOG=1") -> None:
-        try:
-            sock.sendto(message.encode(), path)
-        except OSError:
-            pass
-
-    return notify
 
 
 def _call_text(r: dict) -> str:
@@ -236,6 +154,10 @@ def _call_text(r: dict) -> str:
     parts.append(f"end={end}")
     if r["handler_error"]:
         parts.append(f"handler error {r['handler_error']}")
+    if r.get("pacing"):
+        p = r["pacing"]
+        parts.append(f"overruns={p['overruns']} late={p['late_frames']} "
+                     f"max_lag={p['max_lag_ms']}ms")
     return "  ".join(parts)
 
 
@@ -313,7 +235,7 @@ def directory_settings(db: str | None, config: str | None) -> tuple[str, str]:
 def cmd_directory(args: argparse.Namespace) -> int:
     from .config import ConfigError
     from .crm.directory import Directory, DirectoryError
-    from .store.records import mask
+    from .privacy import mask
 
     me = f"callgate directory {args.action}"
     try:
@@ -404,68 +326,13 @@ def _check_config_parser(sub) -> None:
     chk.set_defaults(func=cmd_check_config)
 
 
-CONFIG_TABLES = ("engine", "line", "crm", "service", "store", "web", "writeback")
-
-
 def check_config(path: str) -> list[str]:
-    """Validate the file at `path`; ConfigError (one line naming the key) if anything is
-    wrong. Returns the names of the service lines. Opens no line and no back end."""
-    from pathlib import Path
+    """Validate the file at `path` as `run` reads it (app.Settings); ConfigError (one
+    line naming the key) if anything is wrong. Returns the names of the service lines.
+    Opens no line and no back end."""
+    from .app import Settings
 
-    from .config import ConfigError, load
-    from .engine import EngineConfig
-    from .engine.prompts import default_prompt_root
-    from .flow import load_services
-    from .line import LineError, make_line
-
-    table = load(path)
-    for key in table.data:
-        if key not in CONFIG_TABLES:
-            raise ConfigError(f"{key}: unknown key (known: {', '.join(CONFIG_TABLES)})")
-    engine = EngineConfig.from_table(table.sub("engine"))
-    try:
-        make_line(table.sub("line"))
-    except (LineError, ValueError, OSError) as err:
-        text = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"line: {text}") from None
-    crm = table.sub("crm")
-    country = _check_crm(crm)
-    from .web.settings import WebSettings; WebSettings.from_table(table)   # [web]
-    _writeback(table)                                                       # [writeback]
-    services = load_services(table, country)
-    root = Path(engine.prompts) if engine.prompts else default_prompt_root()
-    folder = root / engine.language
-    key = "engine.prompts" if engine.prompts else "engine.language"
-    if not folder.is_dir():
-        raise ConfigError(f"{key}: no prompt folder {folder}")
-    for policy in services:
-        for name in policy.prompt_names():
-            if not (folder / f"{name}.wav").is_file():
-                role = next((r for r, v in policy.prompts.items() if v == name), name)
-                raise ConfigError(f"service.{policy.name}.prompts.{role}: no prompt "
-                                  f"{folder / (name + '.wav')}")
-    return [p.name for p in services]
-
-
-def _check_crm(crm) -> str:
-    """Check [crm] without opening a directory file or a connection; its default country."""
-    from .config import ConfigError
-    from .crm import KINDS, make_backend
-
-    kind = crm.choice("kind", KINDS, "directory")
-    country = crm.get("default_country", str, "US")
-    if len(country) != 2 or not country.isalpha():
-        raise ConfigError(f"{crm.key('default_country')}: {country!r} is not a two-letter "
-                          "country code")
-    if kind == "directory":
-        crm.get("directory", str, "")
-    else:
-        backend = make_backend(crm)
-        backend.close()
-    unknown = crm.unknown()
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown key")
-    return country.upper()
+    return [p.name for p in Settings.load(path).services]
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

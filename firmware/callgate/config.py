@@ -73,6 +73,15 @@ class Table:
         """Keys present in the file that nobody asked for (likely typos)."""
         return [self.key(k) for k in self.data if k not in self.used]
 
+    def reject_unknown(self, known: tuple[str, ...] | list[str] = ()) -> None:
+        """ConfigError naming the first key nobody asked for; call it after reading the
+        table, so a typo is reported instead of silently ignored. `known` is listed in
+        the message when given."""
+        bad = self.unknown()
+        if bad:
+            hint = f" (known: {', '.join(known)})" if known else ""
+            raise ConfigError(f"{bad[0]}: unknown key{hint}")
+
 
 def _names(kinds: tuple[type, ...]) -> str:
     words = {str: "a string", int: "an integer", float: "a number", bool: "true or false",

@@ -1,22 +1,22 @@
 """Customer back ends: the embedded directory (default), a generic HTTPS REST
-connector and presets for common CRMs, all behind one `Backend` interface."""
+connector and presets for common CRMs, all behind one `Crm` interface."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..config import ConfigError, Table
-from .base import Backend, Customer, Lookup, Verdict, mask
+from .base import Crm, Customer, Lookup, Verdict, mask
 from .phone import normalise_phone
 from .presets import PRESETS, apply_preset
 
 KINDS = ("directory", "rest", *PRESETS)
 
-__all__ = ["Backend", "Customer", "Lookup", "Verdict", "make_backend", "normalise_phone",
+__all__ = ["Crm", "Customer", "Lookup", "Verdict", "make_crm", "normalise_phone",
            "mask", "KINDS", "ConfigError"]
 
 
-def make_backend(table: Table, directory_path: str | Path | None = None) -> Backend:
+def make_crm(table: Table, directory_path: str | Path | None = None) -> Crm:
     """The back end the [crm] table asks for; ConfigError (one line naming the key) if bad.
 
     kind = "directory" (default): the embedded SQLite directory at `directory_path`.
@@ -31,10 +31,10 @@ def make_backend(table: Table, directory_path: str | Path | None = None) -> Back
             return Directory(directory_path or DEFAULT_PATH, default_country=country)
         except DirectoryError as err:
             raise ConfigError(f"{table.key('kind')}: directory: {err}") from None
-    from .rest import RestBackend
+    from .rest import RestConnector
     if kind == "rest":
-        return RestBackend(table, name="rest")
+        return RestConnector(table, name="rest")
     merged = apply_preset(kind, table)
-    backend = RestBackend(merged, name=kind)
+    backend = RestConnector(merged, name=kind)
     table.used |= set(table.data)            # every key was checked through the merged table
     return backend

@@ -1,6 +1,6 @@
 """What every customer back end answers, whatever it talks to.
 
-The flow codes against `Backend` only. Back-end trouble (a timeout, a 5xx, bad
+The flow codes against `Crm` only. Back-end trouble (a timeout, a 5xx, bad
 JSON, a TLS failure, an open circuit) never raises: it comes back as status
 "error" with a one-line reason that holds no keyed digit and no secret.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ..store.records import mask  # noqa: F401  (one masking rule for logs and records)
+from ..privacy import mask  # noqa: F401  (one masking rule for logs and records)
 
 LOOKUP_STATUSES = ("hit", "miss", "ambiguous", "error")
 VERDICT_STATUSES = ("verified", "rejected", "error")
@@ -39,7 +39,7 @@ class Verdict:
 
 
 @runtime_checkable
-class Backend(Protocol):
+class Crm(Protocol):
     name: str
 
     def lookup_phone(self, e164: str) -> Lookup: ...

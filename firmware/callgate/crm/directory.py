@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
-from ..store.records import StoreError, mask, open_db
+from ..privacy import mask
+from ..store.records import StoreError, open_db
 from .base import Customer, Lookup, Verdict
 
 DEFAULT_PATH = Path("/var/lib/callgate/directory.sqlite")
@@ -121,7 +122,7 @@ def _kind(kind: str, where: str) -> str:
 
 
 class Directory:
-    """The embedded directory; a crm Backend (lookup_phone, lookup_identifier, verify)."""
+    """The embedded directory; a Crm (lookup_phone, lookup_identifier, verify)."""
 
     name = "directory"
 
@@ -139,7 +140,7 @@ class Directory:
             raise DirectoryError(str(err)) from None
         self.lock = threading.RLock()
 
-    # -- the Backend ----------------------------------------------------------------
+    # -- the Crm ----------------------------------------------------------------
 
     def lookup_phone(self, e164: str) -> Lookup:
         t0 = time.perf_counter()

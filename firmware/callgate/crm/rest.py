@@ -176,8 +176,8 @@ class RestSettings:
 
 # --- the connector ---------------------------------------------------------------------
 
-class RestBackend:
-    """A `Backend` over HTTPS, shaped entirely by its [crm] table."""
+class RestConnector:
+    """A `Crm` over HTTPS, shaped entirely by its [crm] table."""
 
     def __init__(self, table: Table, name: str = "rest",
                  clock: Callable[[], float] = time.monotonic,
@@ -232,7 +232,7 @@ class RestBackend:
         self._closed = False
         self._lock = threading.Lock()
 
-    # -- the Backend interface --
+    # -- the Crm interface --
 
     def lookup_phone(self, e164: str) -> Lookup:
         start = self.clock()

@@ -27,13 +27,13 @@ countries, Benelux and Denmark) is decoded from DTMF digit events by
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from . import RATE
-from .events import Event
+from .events import CallerIdEvent
 from .fsk import (BELL202, V23, ByteHold, CarrierGate, FskByte, FskDemodulator, FskSpec, FskTransmitter,
                   callerid_bits, specs_tuple)
 
@@ -253,31 +253,6 @@ def callerid_tx(message: bytes, spec: FskSpec = BELL202, level_dbm0: float = -13
     return FskTransmitter(spec, level_dbm0).send_bits(bits)
 
 
-# --------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True)
-class CallerIdEvent(Event):
-    """A caller ID message heard on the line; `sample` is the onset of its burst."""
-
-    format: str = "MDMF"
-    number: str | None = None
-    name: str | None = None
-    datetime: str | None = None
-    number_absent: str | None = None
-    name_absent: str | None = None
-    checksum_ok: bool = False
-    error: str | None = None
-    modem: str | None = field(default=None, repr=False)
-    raw: bytes = field(default=b"", repr=False)
-    kind = "callerid"
-
-    @classmethod
-    def from_message(cls, sample: int, msg: CallerId, modem: str | None) -> "CallerIdEvent":
-        return cls(sample, msg.format, msg.number, msg.name, msg.datetime, msg.number_absent,
-                   msg.name_absent, msg.checksum_ok, msg.error, modem=modem, raw=msg.raw)
-
-
 # --------------------------------------------------------------------------- FSK receiver
 
 
@@ -345,6 +320,15 @@ class CallerIdReceiver:
         self.demods = [FskDemodulator(s, self.gate.delay) for s in self.specs]
         self.assemblers = [_Assembler(s.name) for s in self.specs]
         self.holds = [ByteHold(s) for s in self.specs]
+        self.reset()
+
+    def reset(self, at: int = 0) -> None:
+        """Forget any burst in progress; the next sample fed is line sample `at`."""
+        self.gate.reset(at)
+        for demod, asm, hold in zip(self.demods, self.assemblers, self.holds):
+            demod.start(at)
+            asm.reset()
+            hold.clear()
         self._onset: int | None = None
         self._reported = False
         self._live = list(range(len(self.demods)))  # modems still listening to this carrier
@@ -448,6 +432,10 @@ class DtmfCallerIdDecoder:
         if not isinstance(timeout, int) or timeout <= 0:
             raise ValueError(f"timeout must be a positive number of samples, got {timeout!r}")
         self.timeout = timeout
+        self.reset()
+
+    def reset(self, at: int = 0) -> None:
+        """Drop a message in progress. Digits carry their own stamps: `at` is not needed."""
         self._digits = ""
         self._start: int | None = None
         self._last: int | None = None

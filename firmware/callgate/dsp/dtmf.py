@@ -205,11 +205,12 @@ class DtmfReceiver:
         self.max_harmonic = 10.0 ** (max_harmonic_db / 10.0)
         self.onset_windows = int(onset_windows)
         self.release_windows = int(release_windows)
-        self._reset()
+        self.reset()
 
-    def _reset(self) -> None:
+    def reset(self, at: int = 0) -> None:
+        """Forget any digit in progress; the next sample fed is line sample `at`."""
         self._buf = np.zeros(0, dtype=np.float64)
-        self._base = 0           # absolute index of self._buf[0], a half-block start
+        self._base = int(at)     # absolute index of self._buf[0], a half-block start
         self._digit = -1         # digit being held, -1 when idle
         self._misses = 0         # windows in a row without the held digit
         self._run_code = -1      # candidate of the current run of equal windows
@@ -228,10 +229,10 @@ class DtmfReceiver:
         return self._process()
 
     def flush(self) -> list[DtmfEvent]:
-        """End of stream: judge the last windows as if silence followed, then reset."""
+        """End of stream: judge the last windows as if silence followed, then restart at 0."""
         self._buf = np.concatenate([self._buf, np.zeros(WINDOW + HALF)])
         events = self._process()
-        self._reset()
+        self.reset()
         return events
 
     def _process(self) -> list[DtmfEvent]:

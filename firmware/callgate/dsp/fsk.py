@@ -128,9 +128,14 @@ class CarrierGate:
         self._wake_ms = 0.5 * self._off_ms  # below this a block cannot hold the gate
         self._on_ratio = on_ratio
         self._off_ratio = off_ratio
+        self.reset()
+
+    def reset(self, at: int = 0) -> None:
+        """Carrier off, filter at rest; the next sample fed is line sample `at` (blocks count
+        from there)."""
         self._zi = np.zeros(self._a.size - 1)
         self._raw = np.zeros(0)
-        self._pos = 0  # absolute index of _raw[0]
+        self._pos = int(at)  # absolute index of _raw[0]
         self._prev_raw = np.zeros(0)  # last complete block, as received
         self._prev = np.zeros(0)  # ... and band-passed (when it was)
         self._filtering = False  # the filter state runs up to _pos
@@ -489,6 +494,12 @@ class FskReceiver:
         self.gate = CarrierGate(**gate_options)
         self.demod = FskDemodulator(spec, self.gate.delay)
         self.hold = ByteHold(spec)
+
+    def reset(self, at: int = 0) -> None:
+        """Forget any carrier in progress; the next sample fed is line sample `at`."""
+        self.gate.reset(at)
+        self.demod.start(at)
+        self.hold.clear()
 
     def feed(self, frame: np.ndarray) -> list[Event]:
         """Consume int16 samples; return FskCarrier and FskByte events in time order."""

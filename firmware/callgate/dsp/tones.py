@@ -493,9 +493,13 @@ class CallProgressDetector:
                 self._steady.setdefault(m.signature, []).append(m)
         self._cadenced = [m for m in self._matchers if not m.tone.continuous]
         self._history_len = max([m.tone.segments_to_confirm for m in self._cadenced] + [1])
-        self._reset()
+        self.reset()
 
-    def _reset(self) -> None:
+    def reset(self, at: int = 0) -> None:
+        """Forget every burst and cadence in progress; the next sample fed is line sample `at`.
+
+        Blocks are counted from `at`, so events are stamped on the caller's clock."""
+        self._origin = int(at)
         self._buf = np.zeros(0, dtype=np.float32)
         self._block = 0
         self._run = _Run(-1, 0, 0)
@@ -523,7 +527,7 @@ class CallProgressDetector:
         tail = np.zeros((DEBOUNCE + 1) * BLOCK, dtype=np.float32)
         tail[: self._buf.size] = self._buf
         events = self._process(tail.reshape(-1, BLOCK))
-        self._reset()
+        self.reset()
         return events
 
     def _process(self, blocks: np.ndarray) -> list[Event]:
@@ -621,5 +625,5 @@ class CallProgressDetector:
 
     def _event(self, m: _Matcher, burst: _Run) -> ToneEvent:
         level = float(power_to_dbm0(burst.head / max(burst.head_blocks, 1) / BLOCK))
-        return ToneEvent(burst.start * BLOCK, m.tone.name,
+        return ToneEvent(self._origin + burst.start * BLOCK, m.tone.name,
                          frequencies=m.tone.frequencies, level_dbm0=round(level, 1))

@@ -14,15 +14,14 @@ an error note, never as a number.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import logging
 
 import numpy as np
 
 from ..dsp import RATE
-from ..dsp.callerid import CallerIdEvent, CallerIdReceiver, DtmfCallerIdDecoder
-from ..dsp.dtmf import DtmfReceiver
+from ..dsp.bank import DetectorBank
+from ..dsp.events import CallerIdEvent
+from ..dsp.fsk import BELL202, V23
 
 log = logging.getLogger("callgate.engine")
 
@@ -34,29 +33,28 @@ class CallerIdCapture:
         self.listen_always = listen_always
         self.hold = hold_ms * rate // 1000
         self.heard: list[CallerIdEvent] = []
-        self._fsk: CallerIdReceiver | None = None
-        self._dtmf: DtmfReceiver | None = None
-        self._dtmf_cid: DtmfCallerIdDecoder | None = None
-        self._origin = 0
+        # every frame straight through (slow_block=0): a message is taken the frame it ends
+        self._bank = DetectorBank(dtmf=False, dtmf_callerid=True, fsk=(BELL202, V23),
+                                  slow_block=0)
+        self._listening = False
+        self._fresh = True               # the bank starts afresh at the next frame fed
         self._last_activity: int | None = None
         self.errors = 0                 # receiver faults survived
 
     @property
     def listening(self) -> bool:
-        return self._fsk is not None
+        return self._listening
 
     def open(self, sample: int) -> None:
         """A ring or a polarity reversal: caller ID may follow (or may be in progress)."""
         self._last_activity = sample
-        if self._fsk is None:
-            self._fsk = CallerIdReceiver()
-            self._dtmf = DtmfReceiver()
-            self._dtmf_cid = DtmfCallerIdDecoder()
-            self._origin = None
+        if not self._listening:
+            self._listening = True
+            self._fresh = True
 
     def close(self) -> None:
         """Stop listening (answered, or the window passed) and forget what was heard."""
-        self._fsk = self._dtmf = self._dtmf_cid = None
+        self._listening = False
         self.heard = []
         self._last_activity = None
 
@@ -67,28 +65,24 @@ class CallerIdCapture:
 
     def feed(self, start: int, samples: np.ndarray) -> None:
         """On-hook audio of one frame starting at line sample `start`."""
-        if self._fsk is None:
+        if not self._listening:
             if not self.listen_always:
                 return
             self.open(start)
-        if self._origin is None:
-            self._origin = start
-        o = self._origin
-        now = start + len(samples)
+        if self._fresh:
+            self._bank.reset(start)
+            self._fresh = False
         try:
-            got = [replace(ev, sample=ev.sample + o) for ev in self._fsk.feed(samples)]
-            digits = self._dtmf.feed(samples)
-            moved = [replace(d, sample=d.sample + o) for d in digits]
-            got += self._dtmf_cid.feed(moved, now=now)
+            got = self._bank.feed(samples, at=start)
         except Exception as err:        # noqa: BLE001 - a receiver fault must not stop the line
             log.warning("caller ID receiver failed (%s); listening afresh", type(err).__name__)
             self.errors += 1
-            self._fsk = self._dtmf = self._dtmf_cid = None
-            self.open(now)
+            self._fresh = True
+            self.open(start + len(samples))
             return
         if got:
             self.heard += got
-            self._last_activity = now
+            self._last_activity = start + len(samples)
 
     def expire(self, now: int, ringing: bool) -> None:
         """Close a window that no call came to (kept open while a call rings)."""

@@ -8,7 +8,7 @@ so a key pressed during a long prompt does not time out before it is read.
 
 from __future__ import annotations
 
-from .actions import Collect, Digits
+from ..call import Collect, Digits
 
 
 class Collector:

@@ -1,19 +1,19 @@
 """A small scripted call handler: welcome, collect digits, transfer.
 
-Used by the tests and by `callgate run` until the ID&V flow (issue 4)
-exists. It shows the contract in use: prompts with barge-in, one retry when
-nothing is keyed, a transfer, and what to do when the transfer fails. It
+Used by the tests and by `callgate run` when no service line is configured.
+It shows the contract in use: prompts with barge-in, one retry when nothing
+is keyed, a transfer, and what to do when the transfer fails. It
 keeps the events it saw (for tests) but never logs the digits.
 """
 
 from __future__ import annotations
 
+from ..call import (CallerHungUp, CallInfo, Collect, Digits, Handler, HangUp, Play,
+                    PromptDone, Transfer, TransferResult)
 from ..config import ConfigError, Table
-from .actions import (CallerHungUp, CallInfo, Collect, Digits, HangUp, Play, PromptDone,
-                      Transfer, TransferResult)
 
 
-class ScriptedHandler:
+class ScriptedHandler(Handler):
     """welcome + enter_digits -> Collect -> transferring -> Transfer(extension)."""
 
     prompts_needed = ("welcome", "enter_digits", "transferring", "no_input", "agent_busy",
@@ -73,6 +73,7 @@ class ScriptedHandler:
             return []
         return []
 
-    def end(self, call: CallInfo) -> None:
+    def end(self, call: CallInfo) -> list:
         if self.keep:
             self.calls.append(call)
+        return []

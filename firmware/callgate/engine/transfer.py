@@ -10,7 +10,7 @@
 While a transfer runs the engine ignores keys (the caller is on hold, and
 what the receiver would hear is the echo of our own dialling) and gives the
 exchange's tones to the transfer instead of the hang-up detector. Answer is
-told by a voice (VoiceGate) once our dialling and its echo are over.
+told by a voice (dsp.gates.VoiceGate, in the detector bank) once our dialling and its echo are over.
 A blind transfer cannot know whether the extension rang: the exchange
 recalls the caller if it did not, as it would for a person.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..dsp.dtmf import dtmf_tx
-from .actions import Transfer
+from ..call import Transfer
 
 FLASH, RECALL, DIAL, SETTLE, LISTEN, BACK, DONE = (
     "flash", "recall", "dial", "settle", "listen", "back", "done")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from .actions import Work, WorkDone
+from ..call import Work, WorkDone
 
 
 def _error_line(err: BaseException) -> str:

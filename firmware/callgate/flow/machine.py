@@ -1,11 +1,12 @@
 """The ID&V call flow: identify by caller ID or a keyed identifier, verify a secret,
 send the call on with what was learned.
 
-A call handler for the engine (engine/actions.py): events in, actions out. It
-does no I/O of its own: back-end requests leave as `Work` actions whose reply
-comes back as `WorkDone`, and the record goes to the store step by step
-through `CallRecord`. Its only clock is the line's: times come from the
-samples of the events (wall time is the answer time plus elapsed samples).
+A call handler for the engine (callgate/call.py): events in, actions out. It
+does no I/O and reads no clock of its own: back-end requests and reads of the
+attempt counter leave as `Work` actions whose reply comes back as `WorkDone`,
+and the record leaves step by step as `Record` and `LineState` actions that
+the engine hands to the recorder's thread. Durations are counted in the
+samples of the events; wall times are the ones the engine stamped on them.
 
 The steps (the customer's "Customer Authentication" use case):
 
@@ -19,20 +20,23 @@ Security rules kept here:
 - only the back end's "verified" verifies; any error, timeout or answer we do
   not understand sends the caller to an agent, never verified;
 - verification failures are counted across calls (per customer and per
-  calling number); past the limit the caller is sent to an agent as locked;
+  calling number); past the limit the caller is sent to an agent as locked.
+  The count is read (and each failure counted) through the recorder, after
+  every step handed over before it, so it is never stale; a count that
+  cannot be read or written treats the customer as locked (fail closed);
 - keyed digits live only in the closure of one Work; they are never logged,
   recorded or put in an exception (identifiers are recorded masked).
 
 Beyond the contract, three optional parts (all off unless configured):
 - the line's live state (idle / ringing / in_flow at `step` / transferring /
-  down) goes to the store through `LineStatus`, fed by the engine's optional
+  down) leaves as LineState steps (written on change), fed by the engine's
   hooks (`ringing`, `line_up`, `line_down`) and by the flow's own steps;
 - the agent whisper ([service.whisper]): when the agent answers a supervised
   transfer they hear the outcome and, if the policy says so, the customer's
   id digit by digit, before we hang up and the exchange joins the call. The
-  digits are played as one piece of audio (`use_prompts` gives the flow the
-  engine's prompt set), in equal slots, so no prompt name, label or event
-  ever spells the id out;
+  digits leave as one `SayDigits` action that the engine renders from its
+  prompt set in equal slots, so no prompt name, label or event ever spells
+  the id out;
 - the write-back: at the end of a call its outcome is queued in the store's
   outbox (`writeback_max_age_s`), delivered by crm/writeback.py.
 """
@@ -40,20 +44,17 @@ Beyond the contract, three optional parts (all off unless configured):
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Protocol
 
-import numpy as np
-
+from ..call import (CallerHungUp, CallInfo, Collect, Digits, Handler, HangUp, Pause, Play,
+                    PromptDone, SayDigits, Transfer, TransferResult, Work, WorkDone)
 from ..crm.base import Customer, Lookup, Verdict
 from ..crm.phone import normalise_phone
-from ..engine.actions import (CallerHungUp, CallInfo, Collect, Digits, HangUp, Play, PromptDone,
-                              Transfer, TransferResult, Work, WorkDone)
-from ..store.records import CallStore, mask
+from ..privacy import mask
 from .outcome import Outcome, outcome_for
 from .policy import Entry, Policy
-from .record import CallRecord, LineStatus
+from .trail import CallTrail, LineStatus
 
 log = logging.getLogger("callgate.flow")
 
@@ -62,6 +63,18 @@ HOLD_CHUNK_MS = 20             # silence while waiting for the back end, per pie
 NUMBER_GAP_MS = 250            # "customer number" -> first digit
 DIGIT_GAP_MS = 120             # between digits (each digit has a slot as long as the longest)
 MAX_READ_DIGITS = 20           # a longer (or non-numeric) id is not read back
+COUNTER_WORK = ("lockout", "count_failure")    # reads of the attempt counter, not the CRM
+
+
+class AttemptCounter(Protocol):
+    """Verification failures across calls (store.recorder.RecordedCounter in `run`).
+    Called only inside Work, so never on the audio thread of a paced line."""
+
+    def recent_failures(self, customer_id: str, number: str | None, window_s: float,
+                        at: float) -> int: ...
+
+    def record_failure(self, customer_id: str, number: str | None, at: float,
+                       window_s: float) -> int: ...
 
 
 @dataclass
@@ -69,7 +82,7 @@ class _Pending:
     """The back-end request in flight."""
 
     tag: str
-    what: str                  # lookup_phone | lookup_identifier | verify
+    what: str                  # lookup_phone | lookup_identifier | verify | lockout | count_failure
     since: int                 # sample it was sent at
 
 
@@ -78,8 +91,9 @@ class _Call:
 
     def __init__(self, info: CallInfo, t0: float, s0: int) -> None:
         self.info = info
-        self.t0 = t0               # wall time at answer (unix seconds)
+        self.t0 = t0               # wall time at answer (unix seconds, stamped by the engine)
         self.s0 = s0               # line sample at answer
+        self.wall = t0             # wall time of the event being handled
         self.step = "answer"
         self.ani: str | None = None            # E.164 of a good caller ID
         self.customer: Customer | None = None
@@ -94,23 +108,26 @@ class _Call:
         self.assurance: str | None = None
         self.hung_up = False
         self.now = s0
+        self.record_id: str | None = None
 
 
-class IdvFlow:
-    """The ID&V handler of one service line (a Policy) over one back end."""
+class IdvFlow(Handler):
+    """The ID&V handler of one service line (a Policy) over one CRM.
 
-    def __init__(self, policy: Policy, backend, store: CallStore | None = None, *,
-                 clock: Callable[[], float] = time.time, rate: int = 8000,
-                 record: CallRecord | None = None, status: LineStatus | None = None,
-                 writeback_max_age_s: float | None = None) -> None:
+    `counter` counts verification failures across calls (None: no lockout,
+    for tests of the steps alone); `writeback_max_age_s` queues each call's
+    outcome for the write-back (None: no write-back).
+    """
+
+    def __init__(self, policy: Policy, crm, *, counter: AttemptCounter | None = None,
+                 rate: int = 8000, writeback_max_age_s: float | None = None) -> None:
         self.policy = policy
-        self.backend = backend
-        self.record = record or CallRecord(store)
-        self.clock = clock
+        self.crm = crm
+        self.counter = counter
         self.rate = rate
-        self.status = status if status is not None else LineStatus(self.record.store, clock)
-        self.writeback_max_age_s = writeback_max_age_s   # None: no write-back
-        self.prompt_audio = None             # the engine's PromptSet (use_prompts)
+        self.writeback_max_age_s = writeback_max_age_s
+        self.trail = CallTrail()
+        self.status = LineStatus()
         self.c: _Call | None = None
         self.last: _Call | None = None       # the call that ended last (tests, simulate)
 
@@ -118,68 +135,67 @@ class IdvFlow:
     def prompts_needed(self) -> tuple[str, ...]:
         return tuple(self.policy.prompt_names())
 
-    # ------------------------------------------------------------------ optional engine hooks
+    # ------------------------------------------------------------------ engine hooks
 
-    def use_prompts(self, prompts) -> None:
-        """The engine's prompt set: the whisper reads the customer's id from its audio."""
-        self.prompt_audio = prompts
+    def ringing(self, call: CallInfo) -> list:
+        return self.status.set(call.line, "ringing", call.started_wall)
 
-    def ringing(self, call: CallInfo) -> None:
-        self.status.set(call.line, "ringing")
+    def line_up(self, line: str, at: float) -> list:
+        return [*self.status.up(line, at), *self._publish()]
 
-    def line_up(self, line: str) -> None:
-        self.status.up(line)
-        self._publish()
+    def line_down(self, line: str, reason: str | None, at: float) -> list:
+        return self.status.down(line, reason, at)
 
-    def line_down(self, line: str, reason: str | None = None) -> None:
-        self.status.down(line, reason)
-
-    def _publish(self) -> None:
-        """The line's state from the step of the call in progress (written on change)."""
+    def _publish(self) -> list:
+        """The line's state from the step of the call in progress (a step on change)."""
         c = self.c
         if c is None:
-            return
+            return []
         if c.step in ("transferred", "whisper"):
             state, step = "transferring", ("whisper" if c.step == "whisper" else None)
         elif c.step == "transfer" and c.plays == 0:
             state, step = "transferring", None     # the announcements are over: dialling
         else:
             state, step = "in_flow", c.step
-        self.status.set(c.info.line, state, step, getattr(c, "record_id", None))
+        return self.status.set(c.info.line, state, c.wall, step, c.record_id)
 
     # ------------------------------------------------------------------ the contract
 
     def start(self, call: CallInfo) -> list:
         actions = self._start(call)
-        self._publish()
-        return actions
+        return [*self.trail.take(), *self._publish(), *actions]
 
     def on_event(self, ev) -> list:
         actions = self._on_event(ev)
-        self._publish()
-        return actions
+        return [*self.trail.take(), *self._publish(), *actions]
 
-    def end(self, call: CallInfo) -> None:
+    def end(self, call: CallInfo) -> list:
+        at = call.ended_wall if call.ended_wall is not None else call.started_wall
         try:
             self._end(call)
         finally:
-            self.status.set(call.line, "idle")
+            steps = [*self.trail.take(), *self.status.set(call.line, "idle", at)]
+            if self.c is None:
+                self.trail.call_id = None        # nothing more belongs to the call that ended
+        return steps
 
     def _start(self, call: CallInfo) -> list:
         s0 = call.answered_at if call.answered_at is not None else call.started_at
-        c = self.c = _Call(call, self.clock(), s0)
+        t0 = call.answered_wall if call.answered_wall is not None else call.started_wall
+        c = self.c = _Call(call, t0, s0)
         p = self.policy
         number, why = self._caller_number(call)
         c.ani = number
         c.record_id = f"{call.line}-{int(c.t0 * 1000)}-{call.call_id}"
-        self.record.start(c.record_id, call.line, p.name, c.t0, number)
+        self.trail.moment(c.wall, c.now)
+        self.trail.start(c.record_id, call.line, p.name, number)
         greeting = self._plays("greeting")
         if p.number_lookup and number is not None:
             c.step = "lookup_number"
-            work = self._work("lookup_phone", lambda b=self.backend, n=number: b.lookup_phone(n))
+            work = self._work("lookup_phone", lambda b=self.crm, n=number: b.lookup_phone(n))
             return [work, *greeting] if greeting else [work, self._hold_first()]
         lookup = "disabled" if not p.number_lookup else "withheld"
-        self.record.update(lookup=lookup)
+        self._set(lookup=lookup)
         self._event("lookup", source="number", result=lookup,
                     **({"why": why} if lookup == "withheld" else {}))
         return [*greeting, *self._ask_identifier()]
@@ -189,6 +205,8 @@ class IdvFlow:
         if c is None:
             return []
         c.now = max(c.now, ev.sample)
+        c.wall = max(c.wall, ev.wall)
+        self.trail.moment(c.wall, c.now)
         if isinstance(ev, PromptDone):
             c.plays = max(0, c.plays - 1)
             if c.pending is not None and c.plays == 0 and c.outcome is None:
@@ -213,11 +231,11 @@ class IdvFlow:
             return self._on_transfer(ev)
         if isinstance(ev, CallerHungUp):
             c.hung_up = True
-            self.record.update(hangup_step=c.step)
+            self._set(hangup_step=c.step)
             self._event("hangup", step=c.step, how=ev.how)
             if c.outcome is None:
                 known = outcome_for(c.customer is not None)
-                self.record.update(status=known.status)
+                self._set(status=known.status)
             return []
         return []
 
@@ -225,18 +243,22 @@ class IdvFlow:
         c = self.c
         if c is None or (c.info.call_id, c.info.line) != (call.call_id, call.line):
             return                          # abandoned before answer: no record was started
-        end = call.ended_at if call.ended_at is not None else c.now
-        fields = {"ended": self._wall(end)}
+        if call.ended_wall is not None:
+            c.wall = max(c.wall, call.ended_wall)
+        if call.ended_at is not None:
+            c.now = max(c.now, call.ended_at)
+        self.trail.moment(c.wall, c.now)
+        fields = {"ended": c.wall}
         if c.outcome is None and not c.hung_up:
             fields["status"] = outcome_for(c.customer is not None).status
             fields["hangup_step"] = None if call.end_reason != "caller" else c.step
-        self.record.update(**fields)
+        self._set(**fields)
         self._event("end", step=c.step, reason=call.end_reason)
         c.pending = None
         self.last, self.c = c, None
         if self.writeback_max_age_s is not None:
             identifier = c.customer.id if c.customer is not None else None
-            self.record.writeback(identifier, self.clock(), self.writeback_max_age_s)
+            self.trail.writeback(identifier, self.writeback_max_age_s)
 
     # ------------------------------------------------------------------ identification
 
@@ -266,13 +288,13 @@ class IdvFlow:
         if self._is_opt_out(ev.digits):
             return self._opted_out("identifier")
         c.id_tries += 1
-        self.record.update(id_attempts=c.id_tries)
+        self._set(id_attempts=c.id_tries)
         problem = self._entry_problem(ev, p.identifier)
         if problem is None:
             c.step = "lookup_identifier"
             kind, digits = p.identifier.kind, ev.digits
             work = self._work("lookup_identifier",
-                              lambda b=self.backend, k=kind, d=digits: b.lookup_identifier(k, d))
+                              lambda b=self.crm, k=kind, d=digits: b.lookup_identifier(k, d))
             return [work, self._hold_first()]
         self._event("identifier", attempt=c.id_tries, result=problem)
         return self._retry_identifier(problem)
@@ -287,9 +309,9 @@ class IdvFlow:
     def _on_lookup(self, what: str, result, error: str | None, ms: float) -> list:
         c = self.c
         status, customer = _lookup_status(result, error)
-        self.record.backend(ms, status == "error")
+        self.trail.backend(ms, status == "error")
         if what == "lookup_phone":
-            self.record.update(lookup=status)
+            self._set(lookup=status)
             self._event("lookup", source="number", result=status, ms=round(ms, 1),
                         **_why(result, error, status))
             if status == "hit":
@@ -311,28 +333,45 @@ class IdvFlow:
     def _identified(self, customer: Customer, by: str) -> list:
         c, p = self.c, self.policy
         c.customer, c.identified_by = customer, by
-        self.record.update(identified_by=by, customer_id_masked=mask(customer.id),
-                           customer_name=customer.name)
+        self._set(identified_by=by, customer_id_masked=mask(customer.id),
+                  customer_name=customer.name)
         log.info("call %s: identified by %s as %s", c.info.call_id, by, mask(customer.id))
         greet = []
         if by == "number" and p.greet_by_name and customer.name:
             greet = self._plays("welcome_back")
         if not p.security.enabled:
-            self.record.update(verify_result="skipped")
+            self._set(verify_result="skipped")
             return [*greet, *self._finish(outcome_for(True))]
-        self.record.update(verify_kind=p.security.entry.kind)
-        if self._locked():
-            self.record.update(verify_result="locked")
-            return [*greet, *self._finish(outcome_for(True, reason="locked"))]
-        return [*greet, *self._ask_secret()]
+        self._set(verify_kind=p.security.entry.kind)
+        if self.counter is None:
+            return [*greet, *self._ask_secret()]
+        # the security step starts with the lockout check: a read through the recorder
+        c.step = "security"
+        counter, s = self.counter, p.security
+        cid, ani, at = customer.id, c.ani, c.wall
+        work = self._work("lockout", lambda: counter.recent_failures(
+            cid, ani, s.lockout_window_s, at), latency_ms=0)
+        return [work, *greet] if greet else [work, self._hold()]
 
     # ------------------------------------------------------------------ verification
 
-    def _locked(self) -> bool:
+    def _on_failures(self, what: str, count, error: str | None) -> list:
+        """The attempt counter answered (before asking for the secret, or after a wrong
+        one): past the limit the caller goes to an agent as locked. A count that could
+        not be read or written counts as locked: fail closed, never one guess more."""
         c, s = self.c, self.policy.security
-        n = self.record.failures(c.customer.id, c.ani, s.lockout_window_s,
-                                 self._wall(c.now), s.lockout_limit)
-        return n >= s.lockout_limit
+        if error is not None or not isinstance(count, int) or isinstance(count, bool):
+            log.error("call %s: attempt counter %s (%s): treating the customer as locked",
+                      c.info.call_id, "unreadable" if what == "lockout" else "not written",
+                      error or f"unexpected reply {type(count).__name__}")
+            count = s.lockout_limit
+        if count >= s.lockout_limit:
+            self._set(verify_result="locked")
+            return self._finish(outcome_for(True, reason="locked"))
+        if what == "lockout":
+            return self._ask_secret()
+        c.step = "security"
+        return self._retry_secret("rejected")
 
     def _ask_secret(self) -> list:
         self.c.step = "security"
@@ -343,13 +382,13 @@ class IdvFlow:
         if self._is_opt_out(ev.digits):
             return self._opted_out("security")
         c.sec_tries += 1
-        self.record.update(verify_attempts=c.sec_tries)
+        self._set(verify_attempts=c.sec_tries)
         problem = self._entry_problem(ev, s.entry)
         if problem is None:
             c.step = "verify"
             customer, kind, secret = c.customer, s.entry.kind, ev.digits
             work = self._work("verify",
-                              lambda b=self.backend, cu=customer, k=kind, x=secret:
+                              lambda b=self.crm, cu=customer, k=kind, x=secret:
                               b.verify(cu, k, x))
             return [work, self._hold_first()]
         self._event("verify", attempt=c.sec_tries, result=problem)
@@ -358,7 +397,7 @@ class IdvFlow:
     def _retry_secret(self, problem: str) -> list:
         c, s = self.c, self.policy.security
         if c.sec_tries >= s.entry.retries:
-            self.record.update(verify_result="failed")
+            self._set(verify_result="failed")
             return self._finish(outcome_for(True))
         role = {"no_input": "no_input", "invalid": "invalid"}.get(problem, "wrong_secret")
         return [*self._plays(role, barge_in=True), *self._ask_secret()]
@@ -366,32 +405,33 @@ class IdvFlow:
     def _on_verdict(self, result, error: str | None, ms: float) -> list:
         c = self.c
         status = _verdict_status(result, error)
-        self.record.backend(ms, status == "error")
+        self.trail.backend(ms, status == "error")
         self._event("verify", attempt=c.sec_tries, result=status, ms=round(ms, 1),
                     **_why(result, error, status))
-        at = self._wall(c.now)
         if status == "verified":
             c.assurance = result.assurance if result.assurance in ("high", "low") else "low"
-            self.record.success(c.customer.id, at)
-            self.record.update(verify_result="verified", assurance=c.assurance)
+            self.trail.success(c.customer.id, c.ani)
+            self._set(verify_result="verified", assurance=c.assurance)
             return self._finish(outcome_for(True, verified=True))
         if status == "error":
-            self.record.update(verify_result="error")
+            self._set(verify_result="error")
             return self._finish(outcome_for(True, reason="backend_down"))
-        self.record.failure(c.customer.id, c.ani, at)
-        if self._locked():
-            self.record.update(verify_result="locked")
-            return self._finish(outcome_for(True, reason="locked"))
-        c.step = "security"
-        return self._retry_secret("rejected")
+        if self.counter is None:
+            c.step = "security"
+            return self._retry_secret("rejected")
+        counter, s = self.counter, self.policy.security
+        cid, ani, at = c.customer.id, c.ani, c.wall
+        work = self._work("count_failure", lambda: counter.record_failure(
+            cid, ani, at, s.lockout_window_s), latency_ms=0)
+        return [work, self._hold()]
 
     # ------------------------------------------------------------------ the way out
 
     def _opted_out(self, step: str) -> list:
-        self.record.update(opted_out=step)
+        self._set(opted_out=step)
         self._event("opt_out", step=step)
         if step == "security":
-            self.record.update(verify_result="skipped")
+            self._set(verify_result="skipped")
         return self._finish(outcome_for(self.c.customer is not None, reason="opted_out"))
 
     def _finish(self, outcome: Outcome) -> list:
@@ -401,8 +441,8 @@ class IdvFlow:
         ext = p.extension(outcome.route)
         c.step = "transfer"
         auth_ms = max(0, round((c.now - c.s0) * 1000 / self.rate))
-        self.record.update(status=outcome.status, reason=outcome.reason, auth_ms=auth_ms,
-                           transfer_target=ext, transfer_mode=p.transfer_mode)
+        self._set(status=outcome.status, reason=outcome.reason, auth_ms=auth_ms,
+                  transfer_target=ext, transfer_mode=p.transfer_mode)
         self._event("outcome", status=outcome.status, reason=outcome.reason, extension=ext)
         log.info("call %s: %s%s -> %s", c.info.call_id, outcome.status,
                  f" ({outcome.reason})" if outcome.reason else "", ext)
@@ -413,7 +453,7 @@ class IdvFlow:
 
     def _on_transfer(self, ev: TransferResult) -> list:
         c = self.c
-        self.record.update(transfer_result=ev.outcome)
+        self._set(transfer_result=ev.outcome)
         self._event("transfer", extension=ev.extension, result=ev.outcome)
         if ev.outcome in ("completed", "answered"):
             c.step = "transferred"
@@ -431,17 +471,17 @@ class IdvFlow:
             return []
         c.step = "whisper"
         o = c.outcome
-        actions = []
+        actions: list = []
         if w.pause_ms:
             c.plays += 1
-            actions.append(Play(_silence(w.pause_ms, self.rate), barge_in=False))
+            actions.append(Pause(w.pause_ms))
         actions += self._plays(f"whisper_{o.reason or o.status}", barge_in=False)
         why = "policy"
         if w.read_identifier:
-            number, why = self._number_audio()
-            if number is not None:
+            say, why = self._read_back()
+            if say is not None:
                 c.plays += 1
-                actions.append(Play(number, barge_in=False))
+                actions.append(say)
         read = why is None
         self._event("whisper", status=o.status, reason=o.reason, identifier_read=read,
                     **({} if read else {"why": why}))
@@ -450,36 +490,20 @@ class IdvFlow:
                  "read back" if read else f"not read: {why}")
         return [*actions, HangUp()]
 
-    def _number_audio(self) -> tuple[np.ndarray | None, str | None]:
-        """"Customer number" and the id's digits as one piece of audio, each digit in a
-        slot as long as the longest digit prompt (so its length says only how many);
-        (None, why) when it cannot be read back."""
+    def _read_back(self) -> tuple[SayDigits | None, str | None]:
+        """"Customer number" and the id's digits, rendered by the engine as one piece of
+        audio in equal slots; (None, why) when the id cannot be read back."""
         c, p = self.c, self.policy
         if c.customer is None:
             return None, "not identified"
         ident = c.customer.id
         if not (ident.isascii() and ident.isdigit()) or len(ident) > MAX_READ_DIGITS:
             return None, f"not 1-{MAX_READ_DIGITS} digits"
-        if self.prompt_audio is None:
-            return None, "no prompt audio"
-        try:
-            digits = [np.asarray(self.prompt_audio[p.prompt(f"digit_{d}")], dtype=np.int16)
-                      for d in range(10)]
-            lead_name = p.prompt("whisper_number")
-            lead = (np.asarray(self.prompt_audio[lead_name], dtype=np.int16) if lead_name
-                    else np.zeros(0, np.int16))
-        except (KeyError, TypeError):
+        digit_prompts = tuple(p.prompt(f"digit_{d}") or "" for d in range(10))
+        if not all(digit_prompts):
             return None, "prompt missing"
-        ms = self.rate // 1000
-        start = len(lead) + (NUMBER_GAP_MS * ms if len(lead) else 0)
-        slot = max(len(a) for a in digits) + DIGIT_GAP_MS * ms
-        out = np.zeros(start + slot * len(ident), dtype=np.int16)
-        out[:len(lead)] = lead
-        for i, ch in enumerate(ident):
-            audio = digits[ord(ch) - 48]
-            at = start + i * slot
-            out[at:at + len(audio)] = audio
-        return out, None
+        return SayDigits(ident, digit_prompts, lead=p.prompt("whisper_number") or "",
+                         lead_gap_ms=NUMBER_GAP_MS, digit_gap_ms=DIGIT_GAP_MS), None
 
     # ------------------------------------------------------------------ helpers
 
@@ -512,22 +536,30 @@ class IdvFlow:
             return "invalid"
         return None
 
-    def _work(self, what: str, fn) -> Work:
+    def _work(self, what: str, fn, latency_ms: int | None | str = "policy") -> Work:
+        """Work for the reply the flow waits on (one at a time). A CRM request is
+        modelled with the policy's simulated latency; a counter read is local (0)."""
         c = self.c
         c.seq += 1
         c.pending = _Pending(f"{what}#{c.seq}", what, c.now)
         c.moment_played = False
-        return Work(c.pending.tag, fn, self.policy.simulated_latency_ms)
+        latency = self.policy.simulated_latency_ms if latency_ms == "policy" else latency_ms
+        return Work(c.pending.tag, fn, latency)
 
-    def _hold_first(self) -> Play:
+    def _hold_first(self) -> Play | Pause:
         """What the caller hears right after a request goes out: silence for hold_ms (a
         fast back end answers within it), or "one moment" at once when hold_ms is 0."""
         c = self.c
-        c.plays += 1
         if self.policy.hold_ms <= 0:
+            c.plays += 1
             c.moment_played = True
             return Play(self.policy.prompt("one_moment"), barge_in=False)
-        return Play(_silence(HOLD_CHUNK_MS, self.rate), barge_in=False)
+        return self._hold()
+
+    def _hold(self) -> Pause:
+        """One piece of hold silence (a frame): a reply is acted on as soon as it comes."""
+        self.c.plays += 1
+        return Pause(HOLD_CHUNK_MS)
 
     def _still_waiting(self, now: int) -> list:
         """Every prompt is done and the back end has not answered: "one moment", then
@@ -537,11 +569,11 @@ class IdvFlow:
         if waited_ms >= p.backend_timeout_ms:
             pending, c.pending = c.pending, None
             return self._reply(pending, None, "timeout", now)
-        c.plays += 1
         if not c.moment_played and waited_ms >= p.hold_ms:
+            c.plays += 1
             c.moment_played = True
             return [Play(p.prompt("one_moment"), barge_in=False)]
-        return [Play(_silence(HOLD_CHUNK_MS, self.rate), barge_in=False)]
+        return [self._hold()]
 
     def _waited_ms(self, pending: _Pending, now: int) -> float:
         """How long the back end has had the request, on the line's clock."""
@@ -555,27 +587,25 @@ class IdvFlow:
             and ms >= 0 else waited
         if error == "timeout":
             ms = waited
+        if pending.what in COUNTER_WORK:
+            return self._on_failures(pending.what, result, error)
         if pending.what == "verify":
             return self._on_verdict(result, error, ms)
         if c.step not in ("lookup_number", "lookup_identifier"):
             return []
         return self._on_lookup(pending.what, result, error, ms)
 
-    def _wall(self, sample: int) -> float:
-        c = self.c
-        return c.t0 + (sample - c.s0) / self.rate
+    def _set(self, **fields) -> None:
+        """Columns of the call's record (masked values only), as a record step."""
+        self.trail.update(**fields)
 
     def _event(self, name: str, /, **detail) -> None:
-        self.record.event(name, self._wall(self.c.now), **detail)
+        self.trail.event(name, **detail)
 
     @property
     def record_id(self) -> str | None:
         c = self.c or self.last
-        return getattr(c, "record_id", None)
-
-
-def _silence(ms: float, rate: int) -> np.ndarray:
-    return np.zeros(max(1, int(ms * rate / 1000)), dtype=np.int16)
+        return None if c is None else c.record_id
 
 
 def _lookup_status(result, error: str | None) -> tuple[str, Customer | None]:

@@ -114,7 +114,7 @@ class LineRestored(Event):
 
 
 # caller ID reported by hardware (a modem's NMBR=/NAME=) uses
-# callgate.dsp.callerid.CallerIdEvent, the same event the FSK receiver gives.
+# callgate.dsp.events.CallerIdEvent, the same event the FSK receiver gives.
 
 
 @dataclass
@@ -139,7 +139,34 @@ class Capabilities:
     parallel_handset: bool = False   # reports ParallelHandset
     full_duplex: bool = True         # can listen while it plays
     onhook_audio: bool = False       # audio while on hook (FSK caller ID via our DSP)
-    paced: bool = False              # read() runs at the wall-clock rate (real hardware)
+    paced: bool = False              # read() runs at the wall-clock rate (hardware, paced sim)
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How well the reader kept up with a line that runs on the wall clock.
+
+    `overruns` (frames of audio lost because the reader was too late to take
+    them) and `late_frames` (frames taken more than one period after they were
+    captured) count from the line's start. `max_lag_ms` is the largest
+    capture-to-take lag of the current window: since the last
+    `Line.pacing_mark()`, or the start. So a per-call figure is
+    `line.pacing.since(mark)` with `mark = line.pacing_mark()` at the call's start.
+    """
+
+    paced: bool
+    overruns: int
+    late_frames: int
+    max_lag_ms: float
+
+    def since(self, earlier: "Pacing") -> "Pacing":
+        """The counts since `earlier` (a mark); the lag is this window's maximum."""
+        return Pacing(self.paced, self.overruns - earlier.overruns,
+                      self.late_frames - earlier.late_frames, self.max_lag_ms)
+
+
+UNPACED = Pacing(False, 0, 0, 0.0)
+"""What a line that is not paced (or does not measure it) reports."""
 
 
 class Line(ABC):
@@ -162,6 +189,15 @@ class Line(ABC):
     @property
     def is_off_hook(self) -> bool:
         return self._off_hook
+
+    @property
+    def pacing(self) -> Pacing:
+        """How well the reader has kept up with the wall clock (UNPACED if not measured)."""
+        return UNPACED
+
+    def pacing_mark(self) -> Pacing:
+        """`pacing` now, then start a new max-lag window; the mark for `Pacing.since`."""
+        return self.pacing
 
     # -- lifecycle
     def open(self) -> None:

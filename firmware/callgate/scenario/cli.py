@@ -38,6 +38,10 @@ def add_parser(sub) -> None:
                                      "check the expectations. Exit 0: all hold; 1: a "
                                      "mismatch; 2: a bad scenario file.")
     sim.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    sim.add_argument("--realtime", action="store_true",
+                     help="run at real speed: the exchange on the wall clock, frames through "
+                          "a sound-card-like capture buffer; each call's overruns, late "
+                          "frames and largest lag are in the transcript (\"pacing\")")
     sim.set_defaults(func=cmd_simulate)
 
     rep = sub.add_parser("replay", parents=[common],
@@ -134,7 +138,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             if keep is not None and len(args.scenarios) > 1:
                 keep = Path(keep) / Path(name).stem
             emit = _printer(name, args.text)
-            code = _one(me, name, lambda: simulate(name, emit, keep), emit)
+            code = _one(me, name, lambda: simulate(name, emit, keep, args.realtime), emit)
             status = max(status, code)
     return status
 

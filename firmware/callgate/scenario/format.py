@@ -6,10 +6,10 @@ One TOML file (the README has the whole format):
     [sim]                    # the simulated exchange: country, seed, echo_db, noise_dbm0,
                              #   max_seconds, line (the line's name, picks the service)
     [engine]                 # exactly as [engine] in the run config
-    [backend]                # the back end (backends.py)
+    [backend]                # the back end (crm.py)
     [[service]]              # exactly as in the run config (flow/policy.py)
     [store]                  # path = where the call records go (default: a temporary file)
-    [[calls]]                # one call, keys exactly as [[line.sim.calls]] (line/sim_calls.py)
+    [[calls]]                # one call, keys exactly as [[line.sim.calls]] (line/sim/calls.py)
     [calls.expect]           # what must be true of that call (check.py)
     [expect]                 # the same, for a scenario of one call (or a replay)
 
@@ -34,8 +34,8 @@ from ..toneplans import available_toneplans, load_toneplan
 from ..engine import EngineConfig
 from ..flow import Policy, load_services, service_for_line
 from ..line.sim import level_or_off
-from ..line.sim_calls import Agent, SimCall, calls_from_config
-from .backends import BackendSpec, parse_backend
+from ..line.sim.calls import Agent, SimCall, calls_from_config
+from .crm import BackendSpec, parse_backend
 from .check import parse_expect
 
 SIM_KEYS = ("description", "sim", "engine", "backend", "service", "store", "calls", "expect")

@@ -1,7 +1,8 @@
 """Run a scenario (on the sim line) or a recording (on the replay line) and check it.
 
-Both go through the real parts: Engine, IdvFlow, the chosen back end and a
-CallStore in SQLite. The store and the back end's files live in a temporary
+Both go through the real parts, assembled by the composition root (app.App)
+as `callgate run` assembles them: Engine, IdvFlow, the chosen back end, and
+the recorder writing a CallStore in SQLite on its own thread. The store and the back end's files live in a temporary
 folder, or in the folder `keep` names (so the records can be read afterwards:
 the web pages and reports take the same file).
 """
@@ -14,12 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..app import App
 from ..config import ConfigError, Table, read_toml
-from ..engine import Engine
-from ..flow import IdvFlow
 from ..line.base import LineError
-from ..store.records import CallStore, StoreError
-from .backends import Backend
+from .crm import ScenarioCrm
 from .check import Check, check_call
 from .format import Scenario, load_scenario
 from .transcript import Call, Observer
@@ -53,33 +52,23 @@ def _folder(stack: ExitStack, keep: str | Path | None) -> Path:
     return folder
 
 
-def _store(path: Path) -> CallStore:
-    try:
-        return CallStore(path, synchronous="NORMAL")
-    except (StoreError, OSError) as err:
-        raise ConfigError(f"store.path: {err}") from None
-
-
 def _run(line, sc: Scenario, emit: Callable[[dict], None], keep, after=None) -> Result:
     """The engine and the flow on `line` until it ends; the checks of each call."""
     with ExitStack() as stack:
         folder = _folder(stack, keep)
-        backend = stack.enter_context(Backend(sc.backend, folder))
-        store_path = folder / STORE_NAME if keep is not None or sc.store is None else sc.store
-        store = _store(store_path)
-        stack.callback(store.close)
-        obs = Observer(emit, line.rate, served=lambda: backend.served)
-        record = obs.record(store)
-        flow = IdvFlow(sc.policy, backend.backend, store, clock=obs.clock, rate=line.rate,
-                       record=record)
-        tap = obs.tap(line)
-        engine = Engine(tap, obs.handler(flow), sc.engine, name=sc.sim.line,
-                        on_call=obs.call_ended)
-        obs.attach(engine)
-        try:
-            engine.run()
-        finally:
-            line.close()
+        crm = stack.enter_context(ScenarioCrm(sc.backend, folder))
+        store = folder / STORE_NAME if keep is not None or sc.store is None else sc.store
+        obs = Observer(emit, line.rate, served=lambda: crm.served)
+        app = App(obs.tap(line), sc.engine, policy=sc.policy, crm=crm.crm, store=store,
+                  synchronous="FULL", name=sc.sim.line, on_call=obs.call_ended,
+                  wrap=obs.handler, player=obs.player(line.frame_samples))
+        app.crm = None                   # ScenarioCrm closes it
+        with app:
+            try:
+                app.engine.run()
+            finally:
+                line.close()
+        obs.finish_records(wait=True)
         if after is not None:
             after(obs.calls)
     result = Result(obs.calls, line=line)
@@ -90,15 +79,21 @@ def _run(line, sc: Scenario, emit: Callable[[dict], None], keep, after=None) -> 
     return result
 
 
-def simulate(path: str | Path, emit: Callable[[dict], None], keep=None) -> Result:
-    """Run the scenario at `path`; ConfigError (naming the key) if the file is wrong."""
+def simulate(path: str | Path, emit: Callable[[dict], None], keep=None,
+             realtime: bool = False) -> Result:
+    """Run the scenario at `path`; ConfigError (naming the key) if the file is wrong.
+
+    `realtime`: the exchange runs on the wall clock and hands frames through a
+    capture buffer as a sound card does (line/paced.py), so the call takes as
+    long as it would on a line, and each call's pacing is in the transcript."""
     from ..line.sim import SimLine
 
     sc = load_scenario(path)
     s = sc.sim
     guard = s.max_seconds or SECONDS_PER_CALL * len(sc.calls)
     try:
-        line = SimLine(sc.calls, s.country, s.echo_db, s.noise_dbm0, s.seed, max_seconds=guard)
+        line = SimLine(sc.calls, s.country, s.echo_db, s.noise_dbm0, s.seed, max_seconds=guard,
+                       paced=realtime)
     except ValueError as err:
         raise ConfigError(str(err)) from None
 

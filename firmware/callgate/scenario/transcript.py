@@ -7,9 +7,11 @@ Nothing here changes what the engine or the flow do; it only looks:
   prompts listed are those the caller really heard, barge-ins and hang-ups included;
 - a wrapper around the handler sees the answer, the caller ID, each keyed entry
   (its length, never its digits) and each barge-in;
-- the call record (flow/record.py) is the flow's own account of each step: the
+- the flow's record steps (call.Record) are its own account of each step: the
   back-end requests with their result and latency, the outcome, the transfer and
-  the hang-up; at the end of the call the row it wrote is read back (masked).
+  the hang-up; at the end of the call the row the recorder wrote is read back
+  (masked), through the recorder's queue, without waiting on the audio thread;
+- on a paced line, how well the engine kept up (overruns, late frames, lag).
 
 Each thing that happened becomes one JSON object with `t`, seconds on the
 line's sample clock, and `call`, the number of the call (1, 2, ...).
@@ -18,15 +20,17 @@ line's sample clock, and `call`, the number of the call (1, 2, ...).
 from __future__ import annotations
 
 import re
-import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..engine.actions import CallInfo, Digits, PromptDone
+from ..call import CallInfo, Digits, Handler, PromptDone, Record
 from ..engine.player import Player
-from ..flow.record import CallRecord
 from ..line.base import RingStart
-from ..store.records import CallStore, mask
+from ..privacy import mask
+
+RECORD_WAIT_S = 10.0            # a row read back after the line has ended waits this long
 
 PROMPT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")    # hold silence and dialling are not prompts
 
@@ -58,30 +62,26 @@ class Observer:
         self.emit = emit
         self.rate = rate
         self.served = served
-        self.base = float(int(time.time()))      # wall time of line sample 0
         self.now = 0                             # end of the last frame read
         self.calls: list[Call] = []
         self.current: Call | None = None
         self._http_seen = 0
+        self._waiting: list[tuple[Call, Future, list[dict], int]] = []  # rows being read back
+        self.recorder = None
 
     # ------------------------------------------------------------------ plumbing
-
-    def clock(self) -> float:
-        """The flow's wall clock: the sample clock from `base`, so record times line up."""
-        return self.base + self.now / self.rate
 
     def tap(self, line) -> "LineTap":
         return LineTap(line, self)
 
-    def record(self, store: CallStore) -> "ObservedRecord":
-        return ObservedRecord(store, self)
-
-    def handler(self, inner) -> "ObservedHandler":
+    def handler(self, inner: Handler, recorder=None) -> "ObservedHandler":
+        """Watch `inner`; its rows are read back through `recorder` (None: not shown)."""
+        self.recorder = recorder
         return ObservedHandler(inner, self)
 
-    def attach(self, engine) -> None:
-        """Let the engine play through a player that tells us each prompt it starts."""
-        engine.player = HeardPlayer(engine.line.frame_samples, self)
+    def player(self, frame_samples: int) -> "HeardPlayer":
+        """A player that tells us each prompt it starts (the engine plays through it)."""
+        return HeardPlayer(frame_samples, self)
 
     def line(self, event: str, sample: int | None = None, call: Call | None = None,
              **fields: Any) -> None:
@@ -90,7 +90,11 @@ class Observer:
         call = call or self._call()
         t = self.now if sample is None else sample
         obj = {"t": round(t / self.rate, 3), "call": call.no, "event": event, **fields}
-        if call.answered or call.done:
+        held = next((lines for c, _, lines, _ in self._waiting if c is call), None)
+        if held is not None:
+            held.append(obj)             # after the row being read back
+        elif call.answered or call.done:
+            self.finish_records(wait=True)   # an earlier call's lines come first
             self.emit(obj)
         else:
             call.before_answer.append(obj)
@@ -145,13 +149,25 @@ class Observer:
         self._call().keys += len(ev.digits)
         self.line("keys", ev.sample, step=step, count=len(ev.digits), reason=ev.reason)
 
-    def barge_in(self, ev: PromptDone) -> None:
-        if PROMPT_NAME.match(ev.prompt):
-            self.line("barge_in", ev.sample, prompt=ev.prompt)
+    def barge_in(self, ev: PromptDone, info: CallInfo | None) -> None:
+        """A prompt stopped by a key; `after_ms`: from the key's onset to our silence."""
+        if not PROMPT_NAME.match(ev.prompt):
+            return
+        extra = {}
+        if info is not None and info.barge_ins:
+            onset, stopped = info.barge_ins[-1]
+            extra["after_ms"] = round((stopped - onset) * 1000 / self.rate)
+        self.line("barge_in", ev.sample, prompt=ev.prompt, **extra)
 
-    def flow_event(self, name: str, at: float, detail: dict) -> None:
+    def flow_step(self, step: Record) -> None:
+        """A record step the flow handed out: its row's id, and each trail event."""
+        if step.op == "start":
+            self._call().record_id = step.call_id
+        elif step.op == "event":
+            self.flow_event(step.fields["step"], step.sample, dict(step.fields.get("detail") or {}))
+
+    def flow_event(self, name: str, sample: int, detail: dict) -> None:
         """One step of the flow's trail, as the transcript shows it."""
-        sample = round((at - self.base) * self.rate)
         if name in ("lookup", "identifier", "verify") and "ms" in detail:
             what = {"lookup": "lookup_phone", "identifier": "lookup_identifier"}.get(name, name)
             result = detail.get("result")
@@ -169,19 +185,36 @@ class Observer:
         else:
             self.line(name, sample, **detail)
 
-    def handler_ended(self, flow) -> None:
-        call = self._call()
-        store = getattr(getattr(flow, "record", None), "store", None)
-        if call.record_id is None or store is None:
+    def _read_back(self, call: Call, at: int) -> None:
+        """Ask the recorder for the call's row (after the call's last steps); it is
+        shown once written, the lines after it waiting, and the frame loop never waits."""
+        recorder = self.recorder
+        if call.record_id is None or recorder is None:
             return
-        try:
-            row = store.get(call.record_id)
-        except Exception as err:                    # noqa: BLE001 - the transcript says so
-            self.line("record", error=type(err).__name__)
-            return
-        call.record = row
-        if row is not None:
-            self.line("record", **row)
+        record_id = call.record_id
+        self._waiting.append((call, recorder.ask(lambda store, _: store.get(record_id)), [], at))
+
+    def finish_records(self, wait: bool = False) -> None:
+        """Show the rows read back so far (all of them with `wait`), each followed by
+        the lines that waited for it."""
+        while self._waiting:
+            call, future, held, at = self._waiting[0]
+            if not future.done() and not wait:
+                return
+            self._waiting.pop(0)
+            try:
+                row = future.result(RECORD_WAIT_S)
+            except (Exception, FutureTimeout) as err:   # noqa: BLE001 - the transcript says so
+                self.emit(self._obj(call, at, "record", error=type(err).__name__))
+            else:
+                call.record = row
+                if row is not None:
+                    self.emit(self._obj(call, at, "record", **row))
+            for obj in held:
+                self.emit(obj)
+
+    def _obj(self, call: Call, sample: int, event: str, **fields: Any) -> dict:
+        return {"t": round(sample / self.rate, 3), "call": call.no, "event": event, **fields}
 
     def call_ended(self, info: CallInfo) -> None:
         """The engine's on_call: the call is over, whatever happened."""
@@ -189,6 +222,8 @@ class Observer:
         call = self._call()
         call.done = True
         self._flush(call)
+        if info.answered_at is not None:
+            self._read_back(call, info.ended_at)
         call.end = info.end_reason
         fields: dict[str, Any] = {"reason": info.end_reason, "keys": info.keys}
         if info.hangup_how:
@@ -198,6 +233,8 @@ class Observer:
                                   "mode": info.transfer.mode, "result": info.transfer.outcome}
         if info.handler_error:
             fields["handler_error"] = info.handler_error
+        if info.pacing is not None:
+            self.line("pacing", info.ended_at, call=call, **info.pacing)
         self.line("end", info.ended_at, call=call, **fields)
 
 
@@ -215,6 +252,7 @@ class LineTap:
         frame = self._line.read()
         obs = self._obs
         obs.poll_http()
+        obs.finish_records()
         if frame is not None:
             obs.now = frame.end
             for ev in frame.events:
@@ -235,47 +273,46 @@ class HeardPlayer(Player):
         self._obs.prompt(label)
 
 
-class ObservedRecord(CallRecord):
-    """The flow's call record, each trail event also shown in the transcript."""
+class ObservedHandler(Handler):
+    """The call handler (the ID&V flow) with its events and record steps watched; what
+    it answers is passed on unchanged."""
 
-    def __init__(self, store: CallStore, observer: Observer) -> None:
-        super().__init__(store)
-        self._obs = observer
-
-    def start(self, call_id: str, line: str, service: str, started: float,
-              ani: str | None) -> None:
-        self._obs._call().record_id = call_id
-        super().start(call_id, line, service, started, ani)
-
-    def event(self, name: str, at: float, /, **detail) -> None:
-        self._obs.flow_event(name, at, detail)
-        super().event(name, at, **detail)
-
-
-class ObservedHandler:
-    """The call handler (the ID&V flow) with its events watched; anything else passes
-    straight through (prompts_needed and any hook a newer engine looks for)."""
-
-    def __init__(self, inner, observer: Observer) -> None:
+    def __init__(self, inner: Handler, observer: Observer) -> None:
         self._inner = inner
         self._obs = observer
+        self._info: CallInfo | None = None
 
-    def __getattr__(self, name: str):
-        return getattr(self._inner, name)
+    @property
+    def prompts_needed(self) -> tuple[str, ...]:
+        return tuple(self._inner.prompts_needed)
+
+    def _seen(self, actions) -> list:
+        for a in actions or ():
+            if isinstance(a, Record):
+                self._obs.flow_step(a)
+        return actions
 
     def start(self, call: CallInfo) -> list:
+        self._info = call
         self._obs.answered(call)
-        return self._inner.start(call)
+        return self._seen(self._inner.start(call))
 
     def on_event(self, event) -> list:
         if isinstance(event, Digits):
             c = getattr(self._inner, "c", None)
             self._obs.keys(event, getattr(c, "step", None))
         elif isinstance(event, PromptDone) and event.interrupted:
-            self._obs.barge_in(event)
-        return self._inner.on_event(event)
+            self._obs.barge_in(event, self._info)
+        return self._seen(self._inner.on_event(event))
 
-    def end(self, call: CallInfo) -> None:
-        self._inner.end(call)
-        if call.answered_at is not None:
-            self._obs.handler_ended(self._inner)
+    def end(self, call: CallInfo) -> list:
+        return self._seen(self._inner.end(call))
+
+    def ringing(self, call: CallInfo) -> list:
+        return self._inner.ringing(call)
+
+    def line_up(self, line: str, at: float) -> list:
+        return self._inner.line_up(line, at)
+
+    def line_down(self, line: str, reason: str | None, at: float) -> list:
+        return self._inner.line_down(line, reason, at)

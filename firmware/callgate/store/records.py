@@ -32,8 +32,12 @@ import secrets
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from ..call import LINE_STATES
+from ..privacy import check_masked, mask, secret_details
 
 
 DEFAULT_PATH = "/var/lib/callgate/calls.sqlite"
@@ -78,8 +82,6 @@ CALL_COLUMNS: dict[str, str] = {
 }
 UPDATABLE = frozenset(CALL_COLUMNS) - {"call_id"}
 _MASKED = ("ani_masked", "customer_id_masked")
-# detail keys that would only ever hold what the caller keyed
-_SECRET_KEYS = frozenset({"digits", "keyed", "pin", "secret", "password"})
 
 
 def _v1(db: sqlite3.Connection) -> None:
@@ -147,7 +149,6 @@ def _v3(db: sqlite3.Connection) -> None:
 
 # MIGRATIONS[i] takes the schema from version i to i + 1. Add, never edit.
 MIGRATIONS = [_v1, _v2, _v3]
-LINE_STATES = ("idle", "ringing", "in_flow", "transferring", "down")
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -209,23 +210,30 @@ def _migrate(db: sqlite3.Connection, migrations: list, path: Path, what: str) ->
         raise
 
 
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One committed write transaction, or part of the one already open.
+
+    Alone, each write is its own committed transaction; the recorder
+    (store/recorder.py) opens one around a group of steps, and then the writes
+    inside it join that group and are committed with it.
+    """
+    if db.in_transaction:
+        yield db
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
 def _why(err: BaseException) -> str:
     if isinstance(err, OSError):
         return err.strerror or str(err)
     return str(err).splitlines()[0] if str(err) else type(err).__name__
-
-
-def mask(identifier: str | None, keep: int = 2) -> str | None:
-    """'12345678' -> '******78': the last `keep` characters, the rest as '*'.
-
-    Short values show less (never more than len - 4 characters), so a 4-digit
-    identifier is masked completely. None stays None.
-    """
-    if identifier is None:
-        return None
-    text = "".join(str(identifier).split())
-    shown = max(0, min(keep, len(text) - 4))
-    return "*" * (len(text) - shown) + (text[-shown:] if shown else "")
 
 
 def time_to_authenticate(started: float, at: float) -> int:
@@ -250,7 +258,7 @@ class CallStore:
 
     def start(self, call_id: str, line: str, service: str, started: float,
               ani_masked: str | None) -> None:
-        _check_masked("ani_masked", ani_masked)
+        check_masked("ani_masked", ani_masked)
         self._write("INSERT INTO calls (call_id, line, service, started, ani_masked) "
                     "VALUES (?, ?, ?, ?, ?)", (call_id, line, service, float(started), ani_masked))
 
@@ -262,7 +270,7 @@ class CallStore:
             raise ValueError(f"not a call record field: {', '.join(bad)}")
         for name in _MASKED:
             if name in fields:
-                _check_masked(name, fields[name])
+                check_masked(name, fields[name])
         sets = ", ".join(f"{name} = ?" for name in fields)
         self._write(f"UPDATE calls SET {sets} WHERE call_id = ?",
                     (*fields.values(), call_id), must_match=call_id)
@@ -270,8 +278,7 @@ class CallStore:
     def event(self, call_id: str, step: str, detail: dict | None = None,
               at: float | None = None) -> None:
         detail = dict(detail or {})
-        leaked = sorted(k for k, v in detail.items()
-                        if k.lower() in _SECRET_KEYS and isinstance(v, str))
+        leaked = secret_details(detail)
         if leaked:
             raise ValueError(f"event detail must not hold keyed digits: {', '.join(leaked)}")
         self._write("INSERT INTO events (call_id, at, step, detail) VALUES (?, ?, ?, ?)",
@@ -297,17 +304,11 @@ class CallStore:
 
     def _write(self, sql: str, params: tuple,
                must_match: str | None = None) -> sqlite3.Cursor:
-        """One statement in its own committed transaction; its cursor."""
-        with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self.db.execute(sql, params)
-                if must_match is not None and cur.rowcount == 0:
-                    raise KeyError(must_match)
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+        """One statement in its own committed transaction (or the open one); its cursor."""
+        with self.lock, transaction(self.db):
+            cur = self.db.execute(sql, params)
+            if must_match is not None and cur.rowcount == 0:
+                raise KeyError(must_match)
         return cur
 
     def set_line_status(self, line: str, state: str, step: str | None = None,
@@ -395,6 +396,7 @@ class AttemptCounter:
     KEEP_S = 30 * 86400   # failures older than this are deleted on the next write
 
     def __init__(self, store: "CallStore | str | Path") -> None:
+        self.store = store if isinstance(store, CallStore) else None
         if isinstance(store, CallStore):
             self.db, self.lock, self._own = store.db, store.lock, False
         else:
@@ -412,18 +414,20 @@ class AttemptCounter:
     def failure(self, customer_id: str, calling_number: str | None,
                 at: float | None = None) -> None:
         at = time.time() if at is None else float(at)
-        with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                self.db.execute("INSERT INTO verify_failures (customer_key, number_key, "
-                                "customer_masked, at) VALUES (?, ?, ?, ?)",
-                                (self._digest("customer", customer_id),
-                                 self._digest("number", calling_number), mask(customer_id), at))
-                self.db.execute("DELETE FROM verify_failures WHERE at < ?", (at - self.KEEP_S,))
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+        with self.lock, transaction(self.db):
+            self.db.execute("INSERT INTO verify_failures (customer_key, number_key, "
+                            "customer_masked, at) VALUES (?, ?, ?, ?)",
+                            (self._digest("customer", customer_id),
+                             self._digest("number", calling_number), mask(customer_id), at))
+            self.db.execute("DELETE FROM verify_failures WHERE at < ?", (at - self.KEEP_S,))
+
+    def record_failure(self, customer_id: str, calling_number: str | None, at: float,
+                       window_s: float = 86400) -> int:
+        """Count one failure and return the recent failures with it (one round trip
+        through the recorder: the flow decides on the count that includes this one)."""
+        with self.lock, transaction(self.db):
+            self.failure(customer_id, calling_number, at)
+            return self.recent_failures(customer_id, calling_number, window_s, at)
 
     def recent_failures(self, customer_id: str, calling_number: str | None,
                         window_s: float = 86400, at: float | None = None) -> int:
@@ -446,7 +450,7 @@ class AttemptCounter:
     def success(self, customer_id: str, at: float | None = None) -> None:
         """Record a verification success (does not clear failures; see the class doc)."""
         at = time.time() if at is None else float(at)
-        with self.lock:
+        with self.lock, transaction(self.db):
             self.db.execute("INSERT INTO verify_successes VALUES (?, ?) ON CONFLICT(customer_key)"
                             " DO UPDATE SET at = excluded.at",
                             (self._digest("customer", customer_id), at))
@@ -459,7 +463,7 @@ class AttemptCounter:
 
     def clear(self, customer_id: str) -> int:
         """Unlock a customer on purpose (an agent checked them): delete their failures."""
-        with self.lock:
+        with self.lock, transaction(self.db):
             cur = self.db.execute("DELETE FROM verify_failures WHERE customer_key = ?",
                                   (self._digest("customer", customer_id),))
         return cur.rowcount
@@ -468,12 +472,6 @@ class AttemptCounter:
         if self._own:
             with self.lock:
                 self.db.close()
-
-
-def _check_masked(name: str, value: Any) -> None:
-    """A last guard: a 'masked' field with more than 4 digits is a full number."""
-    if value is not None and sum(ch.isdigit() for ch in str(value)) > 4:
-        raise ValueError(f"{name} must be masked (use store.mask)")
 
 
 def _row(cur: sqlite3.Cursor, row: tuple) -> dict:

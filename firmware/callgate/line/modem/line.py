@@ -1,6 +1,7 @@
 """The `modem` line backend: a USB voice modem (ITU-T V.253) over pyserial.
 
-How a call looks to the modem (profiles in modem_profiles.py, protocol in v253.py):
+How a call looks to the modem (profiles in profiles.py, protocol in v253.py, sample
+formats in audio.py):
 
 - init (at open and after a recovery): end any voice data state the modem was
   left in, ATZ, ATE0, ATV1, ATI0/ATI3 to pick the profile ("auto"), then the
@@ -45,12 +46,13 @@ from typing import Callable
 import numpy as np
 import serial
 
-from ..config import ConfigError, Table
-from ..dsp.callerid import CallerIdEvent
-from . import modem_audio, v253
-from .base import (Capabilities, FlashDone, Frame, Line, LineError, LineFault, LineRestored,
-                   LineTone, LoopCurrent, ParallelHandset, PolarityReversal, RingStart)
-from .modem_profiles import PROFILES, ModemProfile, identify
+from ...config import ConfigError, Table
+from ...dsp.events import CallerIdEvent
+from ..base import (Capabilities, FlashDone, Frame, Line, LineError, LineFault, LineRestored,
+                    LineTone, LoopCurrent, ParallelHandset, PolarityReversal, RingStart)
+from . import audio as modem_audio
+from . import v253
+from .profiles import PROFILES, ModemProfile, identify
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +153,7 @@ class ModemLine(Line):
         fmt = table.choice("format", modem_audio.FORMATS, "ulaw")
         flash_ms = table.number("flash_ms", 600.0, low=50, high=2550)
         duplex = table.choice("duplex", ("auto", "full", "half"), "auto")
-        unknown = table.unknown()
-        if unknown:
-            raise ConfigError(f"{unknown[0]}: unknown setting (known: port, baud, profile, "
-                              "format, flash_ms, duplex)")
+        table.reject_unknown(("port", "baud", "profile", "format", "flash_ms", "duplex"))
         return cls(port, baud, profile, fmt, flash_ms, duplex)
 
     @property

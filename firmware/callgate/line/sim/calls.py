@@ -1,8 +1,8 @@
 """What the simulated exchange is asked to do: calls, callers' scripts, agents.
 
 These are plain descriptions, checked when built (ValueError naming the
-field); `line/exchange.py` carries them out on the sample clock and fills in
-one `SimOutcome` per call. `calls_from_config` reads them from the
+field); the exchange (exchange.py and its parts) carries them out on the
+sample clock and fills in one `SimOutcome` per call. `calls_from_config` reads them from the
 [line.sim] table, with ConfigError naming the bad key.
 
 Scenario timing rules (all counted in samples of the line):
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config import ConfigError, Table
-from ..dsp.callerid import ABSENT_REASONS, build_mdmf, build_sdmf, dtmf_callerid_digits
+from ...config import ConfigError, Table
+from ...dsp.callerid import ABSENT_REASONS, build_mdmf, build_sdmf, dtmf_callerid_digits
 
 WHEN = ("answer", "prompt_end", "previous")
 CALLERID_KINDS = ("bell202", "v23", "dtmf")
@@ -126,8 +126,10 @@ class Press:
 
 
 @dataclass
-class HangUp:
-    """The caller hangs up; `how` is what the line shows us.
+class Clear:
+    """The caller clears down (hangs up); `how` is what the line shows us.
+
+    A step of the caller's script (the engine's own HangUp action is ours).
 
     "cpc": loop current drops for `drop_ms`, then the exchange sends
     `tone_after` (a tone of the plan, or None for silence); "polarity": a
@@ -188,7 +190,7 @@ class Agent:
             raise ValueError(f"busy: {self.busy!r} is not true or false")
 
 
-STEPS = (Press, HangUp, CallWaiting)
+STEPS = (Press, Clear, CallWaiting)
 
 
 @dataclass
@@ -211,7 +213,7 @@ class SimCall:
             raise ValueError(f"abandon_after_rings: {n!r} is not 1..50 (or None)")
         for i, step in enumerate(self.script):
             if not isinstance(step, STEPS):
-                raise ValueError(f"script[{i}]: {step!r} is not a Press, HangUp or CallWaiting")
+                raise ValueError(f"script[{i}]: {step!r} is not a Press, Clear or CallWaiting")
         for ext, agent in self.agents.items():
             if not isinstance(ext, str) or not ext or not set(ext) <= DTMF_KEYS:
                 raise ValueError(f"agents: extension {ext!r} is not a string of DTMF keys")
@@ -239,7 +241,7 @@ class SimOutcome:
 
 def default_calls() -> list[SimCall]:
     """What `callgate run` simulates with no [line.sim] calls: one ordinary call."""
-    return [SimCall(script=[Press("4271#"), HangUp("cpc", after_ms=8000)])]
+    return [SimCall(script=[Press("4271#"), Clear("cpc", after_ms=8000)])]
 
 
 # ------------------------------------------------------------------ from config
@@ -257,9 +259,7 @@ def _checked(table: Table, build, keys: dict[str, str] | None = None):
         if sep and head.replace("_", "").isalnum():
             raise ConfigError(f"{table.key((keys or {}).get(head, head))}: {rest}") from None
         raise ConfigError(f"{table.path}: {err}") from None
-    bad = table.unknown()
-    if bad:
-        raise ConfigError(f"{bad[0]}: unknown key")
+    table.reject_unknown()
     return obj
 
 
@@ -314,8 +314,8 @@ def _step(table: Table):
             _int(table, "off_ms", d.off_ms, 20, 5000),
             table.number("level_dbm0", d.level_dbm0, -50, -3)), {"digits": "press"})
     if kind == "hangup":
-        d = HangUp()
-        return _checked(table, lambda: HangUp(
+        d = Clear()
+        return _checked(table, lambda: Clear(
             table.get("hangup", str), _int(table, "after_ms", d.after_ms, 0, 3_600_000),
             table.choice("when", WHEN, d.when), _int(table, "drop_ms", d.drop_ms, 20, 60000),
             _str_or_none(table, "tone_after", d.tone_after)), {"how": "hangup"})
@@ -361,7 +361,7 @@ def _call(table: Table, tones: tuple[str, ...] = ()) -> SimCall:
 
 def _check_tones(table: Table, step, tones: tuple[str, ...]) -> None:
     """Hang-up signals the country's plan cannot give, named by their config key."""
-    if isinstance(step, HangUp):
+    if isinstance(step, Clear):
         if step.how not in HANGUP_SIGNALS and step.how not in tones:
             raise ConfigError(f"{table.key('hangup')}: {step.how!r} is not one of "
                               f"{', '.join(HANGUP_SIGNALS + tones)}")

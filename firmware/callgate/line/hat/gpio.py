@@ -16,7 +16,7 @@ import glob
 from dataclasses import dataclass
 from datetime import timedelta
 
-from .base import LineError, RingStart, RingStop
+from ..base import LineError, RingStart, RingStop
 
 INPUTS = ("ring", "loop_current", "polarity")
 OUTPUTS = ("hook", "cid_enable", "led_ring", "led_call")

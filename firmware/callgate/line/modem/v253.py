@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..dsp.callerid import CallerIdEvent, parse_message
+from ...dsp.callerid import parse_message
+from ...dsp.events import CallerIdEvent
 
 DLE = 0x10
 ETX = 0x03

@@ -2,8 +2,8 @@
 
 The board is data: hw/<board>.toml names the GPIO lines (ring detect, hook
 relay, caller-ID path enable, LEDs, optional loop current and polarity
-inputs), their active levels, the ring and relay timing and the codec. This
-file turns that into the Line interface of base.py:
+inputs), their active levels, the ring and relay timing and the codec
+(board.py reads it). This file turns that into the Line interface of base.py:
 
 - the codec's capture stream is the clock: read() blocks for one 20 ms period,
   so the backend is paced by the hardware, and every sample count is real time;
@@ -18,175 +18,21 @@ other backend) works on a machine that has neither.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from importlib import import_module
-from pathlib import Path
 
 import numpy as np
 
-from ..config import ConfigError, Table, load
-from ..dsp import RATE
-from .alsa import AlsaAudio, AudioSpec
-from .base import (FRAME_SAMPLES, Capabilities, FlashDone, Frame, Line, LineError, LineFault,
-                   LineRestored, LoopCurrent, PolarityReversal)
-from .gpio import BIASES, INPUTS, SIGNALS, GpioLines, PinSpec, RingBursts
+from ...config import Table
+from ...dsp import RATE
+from ..base import (FRAME_SAMPLES, Capabilities, FlashDone, Frame, Line, LineError, LineFault,
+                    LineRestored, LoopCurrent, PolarityReversal)
+from .alsa import AlsaAudio
+from .board import DEFAULT_BOARD, Board, audio_spec, find_board, load_board
+from .gpio import GpioLines, RingBursts
 
-HW_ENV = "CALLGATE_HW"
-DEFAULT_BOARD = "xe0092-usb"
 REOPEN_S = 1.0          # retry a lost audio device this often
-
-
-# ----------------------------------------------------------------- finding hw/
-
-
-def hw_dirs(hw_dir: str | None = None) -> list[Path]:
-    """Where board files are looked for, first match wins.
-
-    An explicit `hw_dir` ([line.hat] key), then $CALLGATE_HW, then the source
-    checkout's hw/ (beside firmware/), then the system places an image
-    installs them to.
-    """
-    dirs = []
-    if hw_dir:
-        dirs.append(Path(hw_dir))
-    if os.environ.get(HW_ENV):
-        dirs.append(Path(os.environ[HW_ENV]))
-    dirs.append(Path(__file__).resolve().parents[3] / "hw")
-    dirs += [Path("/etc/callgate/hw"), Path("/usr/share/callgate/hw")]
-    return dirs
-
-
-def find_board(board: str, hw_dir: str | None = None) -> Path:
-    """The board file for a name ("xe0092-usb") or a path; ConfigError if none."""
-    if "/" in board or board.endswith(".toml"):
-        path = Path(board).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"line.hat.board: no board file {path}")
-        return path
-    places = hw_dirs(hw_dir)
-    for d in places:
-        path = d / f"{board}.toml"
-        if path.is_file():
-            return path
-    raise ConfigError(f"line.hat.board: no {board}.toml in {', '.join(map(str, places))} "
-                      f"(set line.hat.hw_dir or ${HW_ENV})")
-
-
-# ----------------------------------------------------------------- the board file
-
-
-@dataclass(frozen=True)
-class RingSpec:
-    gap_ms: float = 200.0       # a burst ends after this long without a pulse
-    min_edges: int = 3          # edges before a burst counts
-    settle_ms: float = 60.0     # ring input ignored this long after the hook relay moves
-
-
-@dataclass(frozen=True)
-class HookSpec:
-    operate_ms: float = 10.0    # relay: coil energised -> contacts closed and settled
-    release_ms: float = 5.0     # relay: coil released -> contacts open
-    loop_settle_ms: float = 100.0   # loop current input ignored after going off hook
-
-
-@dataclass(frozen=True)
-class Board:
-    name: str
-    path: Path
-    pins: dict[str, PinSpec]
-    ring: RingSpec = field(default_factory=RingSpec)
-    hook: HookSpec = field(default_factory=HookSpec)
-    audio: AudioSpec = field(default_factory=AudioSpec)
-    onhook_audio: bool = True   # the DAA passes line audio on hook (caller ID path)
-
-
-def _strict(table: Table) -> None:
-    unknown = table.unknown()
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown key")
-
-
-def _pin(signal: str, t: Table) -> PinSpec:
-    name = t.get("name", str, None)
-    chip = t.get("chip", str, None)
-    offset = t.get("offset", int, None)
-    if name is None and (chip is None or offset is None):
-        raise ConfigError(f"{t.key('name')}: missing (or give chip and offset)")
-    if offset is not None and offset < 0:
-        raise ConfigError(f"{t.key('offset')}: {offset} is negative")
-    pin = PinSpec(signal, name, chip, offset,
-                  active_low=t.get("active_low", bool, False),
-                  bias=t.choice("bias", BIASES, "pull_up" if signal in INPUTS else "as_is"),
-                  debounce_ms=t.number("debounce_ms", 0.0, 0.0, 100.0)
-                  if signal in INPUTS else 0.0)
-    _strict(t)
-    return pin
-
-
-def _audio(t: Table, base: AudioSpec | None = None) -> AudioSpec:
-    base = base or AudioSpec()
-    rate = t.get("rate", int, base.rate)
-    if rate <= 0 or rate % RATE:
-        raise ConfigError(f"{t.key('rate')}: {rate} is not a multiple of {RATE} "
-                          f"(use 8000, 16000, 48000 ...)")
-    spec = AudioSpec(
-        device=t.get("device", str, base.device), rate=rate,
-        period_ms=int(t.number("period_ms", base.period_ms, 20, 20)),
-        periods=t.get("periods", int, base.periods),
-        capture_channels=t.get("capture_channels", int, base.capture_channels),
-        capture_channel=t.get("capture_channel", int, base.capture_channel),
-        playback_channels=t.get("playback_channels", int, base.playback_channels),
-        rx_gain_db=t.number("rx_gain_db", base.rx_gain_db, -40.0, 40.0),
-        tx_gain_db=t.number("tx_gain_db", base.tx_gain_db, -40.0, 40.0))
-    if not 2 <= spec.periods <= 64:
-        raise ConfigError(f"{t.key('periods')}: {spec.periods} is outside 2..64")
-    for key in ("capture_channels", "playback_channels"):
-        if not 1 <= getattr(spec, key) <= 8:
-            raise ConfigError(f"{t.key(key)}: {getattr(spec, key)} is outside 1..8")
-    if not 0 <= spec.capture_channel < spec.capture_channels:
-        raise ConfigError(f"{t.key('capture_channel')}: {spec.capture_channel} is not one of "
-                          f"the {spec.capture_channels} capture channels")
-    return spec
-
-
-def load_board(path: str | Path) -> Board:
-    """Read and check a board file; ConfigError "<file>: <key>: <what>" on any fault."""
-    path = Path(path)
-    top = load(path)
-    try:
-        meta = top.sub("board")
-        name = meta.get("name", str, path.stem)
-        meta.get("description", str, "")
-        onhook_audio = meta.get("onhook_audio", bool, True)
-        _strict(meta)
-        gpio = top.sub("gpio")
-        pins = {s: _pin(s, gpio.sub(s)) for s in SIGNALS if s in gpio.data}
-        _strict(gpio)
-        for needed in ("ring", "hook"):
-            if needed not in pins:
-                raise ConfigError(f"gpio.{needed}: missing (a DAA needs ring detect and hook)")
-        r = top.sub("ring")
-        ring = RingSpec(gap_ms=r.number("gap_ms", 200.0, 60.0, 1000.0),
-                        min_edges=r.get("min_edges", int, 3),
-                        settle_ms=r.number("settle_ms", 60.0, 0.0, 1000.0))
-        if not 1 <= ring.min_edges <= 50:
-            raise ConfigError(f"ring.min_edges: {ring.min_edges} is outside 1..50")
-        _strict(r)
-        h = top.sub("hook")
-        hook = HookSpec(operate_ms=h.number("operate_ms", 10.0, 0.0, 100.0),
-                        release_ms=h.number("release_ms", 5.0, 0.0, 100.0),
-                        loop_settle_ms=h.number("loop_settle_ms", 100.0, 0.0, 2000.0))
-        _strict(h)
-        a = top.sub("audio")
-        audio = _audio(a)
-        _strict(a)
-        _strict(top)
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
-    return Board(name, path, pins, ring, hook, audio, onhook_audio)
 
 
 # ----------------------------------------------------------------- clocks
@@ -269,10 +115,10 @@ class HatLine(Line):
         periods, rx_gain_db, tx_gain_db (they replace the board file's [audio] values)."""
         hw_dir = table.get("hw_dir", str, None)
         board = load_board(find_board(table.get("board", str, DEFAULT_BOARD), hw_dir))
-        audio = _audio(table, board.audio)
+        audio = audio_spec(table, board.audio)
         for key in ("period_ms", "capture_channels", "capture_channel", "playback_channels"):
             table.used.discard(key)      # board properties, not overrides: flag them below
-        _strict(table)
+        table.reject_unknown()
         return cls(Board(board.name, board.path, board.pins, board.ring, board.hook, audio,
                          board.onhook_audio))
 
@@ -504,5 +350,4 @@ class HatLine(Line):
                 self._events.append(PolarityReversal(at))
 
 
-__all__ = ["Board", "HatLine", "HookSpec", "RingSpec", "SampleClock", "find_board", "hw_dirs",
-           "load_board"]
+__all__ = ["HatLine", "SampleClock"]

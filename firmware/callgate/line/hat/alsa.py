@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import firwin, lfilter
 
-from ..dsp import RATE
-from .base import LineError
+from ...dsp import RATE
+from ..base import LineError
 
 XRUN_STATE = 4  # SND_PCM_STATE_XRUN, for pyalsaaudio builds without PCM_STATE_XRUN
 

@@ -2,7 +2,7 @@
 
 `RecordingLine` wraps a Line and passes everything through; on the side it
 writes what the line received as a WAV plus the sidecar JSON of line events
-and of our controls, in exactly the format `replay` reads (line/replay.py).
+and of our controls, in exactly the format `replay` reads (line/replay/sidecar.py).
 So a call from the field becomes a fixture.
 
 One file pair per call. Recording starts at the first sign of a call (a
@@ -46,8 +46,8 @@ from ..config import Table
 from ..dsp.dtmf import DTMF_FREQS, DtmfReceiver
 from ..dsp.events import Event
 from ..dsp.level import dbm0_to_rms, power_to_dbm0
-from .base import FlashDone, Frame, Line, LineError, ParallelHandset
-from .replay import SIDECAR_SUFFIX, Control, event_entry, sidecar_object
+from .base import FlashDone, Frame, Line, LineError, Pacing, ParallelHandset
+from .replay.sidecar import SIDECAR_SUFFIX, Control, event_entry, sidecar_object
 
 RATE = 8000
 PREROLL_MS = 1000        # audio kept from before the first sign of a call
@@ -141,13 +141,18 @@ class RecordingLine(Line):
     @classmethod
     def from_config(cls, inner: Line, table: Table) -> Line:
         """[line.record]: `enabled` (default false), `dir`, `margin_ms`. Off: `inner` itself."""
-        if not table.get("enabled", bool, False):
-            table.get("dir", str, None)
-            table.number("margin_ms", None, 20, 500)
-            return inner
+        enabled, directory, margin = cls.settings(table)
+        return cls(inner, directory, margin) if enabled else inner
+
+    @staticmethod
+    def settings(table: Table) -> tuple[bool, str, float]:
+        """[line.record] read and checked, nothing made (check-config): enabled, dir,
+        margin_ms."""
+        enabled = table.get("enabled", bool, False)
         directory = table.get("dir", str, "/var/lib/callgate/recordings")
         margin = table.number("margin_ms", MARGIN_MS, 20, 500)
-        return cls(inner, directory, margin)
+        table.reject_unknown(("enabled", "dir", "margin_ms"))
+        return enabled, directory, margin
 
     def _prepare_directory(self) -> None:
         try:
@@ -165,6 +170,13 @@ class RecordingLine(Line):
     @property
     def is_off_hook(self) -> bool:
         return self.inner.is_off_hook
+
+    @property
+    def pacing(self) -> Pacing:
+        return self.inner.pacing
+
+    def pacing_mark(self) -> Pacing:
+        return self.inner.pacing_mark()
 
     def open(self) -> None:
         self.inner.open()

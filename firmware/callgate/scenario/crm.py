@@ -146,29 +146,29 @@ def _misbehaviour(table: Table) -> Misbehaviour:
                         None if retry_after is None else str(retry_after), times, tuple(affects))
 
 
-class Backend:
-    """The built back end (`.backend`, a crm Backend) and what it runs on; close() ends it."""
+class ScenarioCrm:
+    """The built back end (`.crm`, a callgate.crm.Crm) and what it runs on; close() ends it."""
 
     def __init__(self, spec: BackendSpec, folder: Path) -> None:
         self.spec = spec
         self.directory: Directory | None = None
         self.server: ReferenceServer | None = None
-        self.backend = None
+        self.crm = None
         try:
             if spec.kind == "crm":          # a run config's [crm], as `callgate run` makes it
-                self.backend = _from_crm(Table(spec.crm, "crm"))
+                self.crm = _from_crm(Table(spec.crm, "crm"))
                 return
             self.directory = _directory(spec, folder)
             if spec.kind == "directory":
-                self.backend = self.directory
+                self.crm = self.directory
             else:
-                self.backend = self._https(folder)
+                self.crm = self._https(folder)
         except BaseException:
             self.close()
             raise
 
     def _https(self, folder: Path):
-        from ..crm import make_backend
+        from ..crm import make_crm
 
         token = os.urandom(16).hex()
         token_file = folder / "reference-token"
@@ -183,21 +183,21 @@ class Backend:
                "ca_bundle": str(self.server.ca_path),
                "auth": {"kind": "bearer", "token_file": str(token_file)},
                "default_country": self.spec.default_country}
-        return make_backend(Table(crm, "backend.crm"))
+        return make_crm(Table(crm, "backend.crm"))
 
     @property
     def served(self) -> list[tuple[str, int]]:
         return [] if self.server is None else list(self.server.served)
 
     def close(self) -> None:
-        if self.backend is not None and self.backend is not self.directory:
-            self.backend.close()
+        if self.crm is not None and self.crm is not self.directory:
+            self.crm.close()
         if self.server is not None:
             self.server.close()
         if self.directory is not None:
             self.directory.close()
 
-    def __enter__(self) -> "Backend":
+    def __enter__(self) -> "ScenarioCrm":
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -205,9 +205,9 @@ class Backend:
 
 
 def _from_crm(crm: Table):
-    from ..crm import make_backend
+    from ..crm import make_crm
 
-    return make_backend(crm, crm.get("directory", str, None))
+    return make_crm(crm, crm.get("directory", str, None))
 
 
 def _directory(spec: BackendSpec, folder: Path) -> Directory:

@@ -1,0 +1,272 @@
+"""The composition root: one config in, one running appliance out.
+
+`run`, `simulate`, `replay` and `check-config` all assemble the appliance
+here, so what a test simulates is what a device runs:
+
+    Settings.load(path)   read and check every table (opens nothing)
+    App(...)              line, engine, flow, back end, recorder, write-back
+    App.from_settings     the same, built from a run config
+
+The threads, and why: the audio thread runs the engine's frame loop and
+nothing else; the recorder's thread writes every call record, trail step,
+line state and outbox row (store/recorder.py); the work threads run the
+back-end requests and the attempt-counter reads; the write-back's thread
+delivers the outbox. The audio thread only hands over, through bounded
+queues.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import queue
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .call import CallInfo, Handler
+from .config import ConfigError, Table, load
+from .engine import Engine, EngineConfig, ScriptedHandler
+from .engine.prompts import default_prompt_root
+from .flow import IdvFlow, Policy, load_services, service_for_line
+from .line import Line, LineError, make_line
+from .store.records import StoreError, store_path
+from .store.recorder import Recorder
+
+TABLES = ("engine", "line", "crm", "service", "store", "web", "writeback")
+LINE_NAME = "line"
+LOG_QUEUE = 1000                 # log lines waiting for stderr at most
+
+
+@dataclass
+class Settings:
+    """A run config, read and checked; nothing opened yet."""
+
+    table: Table
+    engine: EngineConfig
+    services: list[Policy]
+    store_path: Path
+    writeback: object | None         # crm.writeback.WritebackSettings
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> "Settings":
+        """Read and check the file (None: the embedded defaults); ConfigError names the
+        first bad key, unknown key or missing prompt."""
+        return cls.from_table(load(path) if path else Table({}))
+
+    @classmethod
+    def from_table(cls, table: Table) -> "Settings":
+        from .crm.writeback import load_writeback
+        from .web.settings import WebSettings
+
+        for key in table.data:
+            if key not in TABLES:
+                raise ConfigError(f"{key}: unknown key (known: {', '.join(TABLES)})")
+        engine = EngineConfig.from_table(table.sub("engine"))
+        _check_line(table.sub("line"))
+        country = _check_crm(table.sub("crm"))
+        WebSettings.from_table(table)
+        writeback = load_writeback(table.sub("writeback"))
+        services = load_services(table, country) if _has_flow(table) else []
+        if writeback is not None and not services:
+            raise ConfigError("writeback: the write-back needs the ID&V flow "
+                              "([[service]] or [crm])")
+        if not services:
+            ScriptedHandler.from_config(table.sub("engine").sub("script"))
+        _check_prompts(engine, services)
+        return cls(table, engine, services, store_path(table), writeback)
+
+    @property
+    def policy(self) -> Policy | None:
+        """The service line of the line this device answers (None: the scripted handler)."""
+        return service_for_line(self.services, LINE_NAME) if self.services else None
+
+
+def _has_flow(table: Table) -> bool:
+    return "service" in table.data or "crm" in table.data
+
+
+def _check_line(line: Table) -> None:
+    """Build the line backend without opening it, and read [line.record] without making
+    its folder: their keys and values are checked."""
+    from .line.recording import RecordingLine
+
+    try:
+        make_line(line)
+        RecordingLine.settings(line.sub("record"))
+    except (LineError, ValueError, OSError) as err:
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"line: {text}") from None
+
+
+def _check_crm(crm: Table) -> str:
+    """Check [crm] without opening a directory file or a connection; its default country."""
+    from .crm import KINDS, make_crm
+
+    kind = crm.choice("kind", KINDS, "directory")
+    country = crm.get("default_country", str, "US")
+    if len(country) != 2 or not country.isalpha():
+        raise ConfigError(f"{crm.key('default_country')}: {country!r} is not a two-letter "
+                          "country code")
+    if kind == "directory":
+        crm.get("directory", str, "")
+    else:
+        make_crm(crm).close()
+    unknown = crm.unknown()
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown key")
+    return country.upper()
+
+
+def _check_prompts(engine: EngineConfig, services: list[Policy]) -> None:
+    root = Path(engine.prompts) if engine.prompts else default_prompt_root()
+    folder = root / engine.language
+    key = "engine.prompts" if engine.prompts else "engine.language"
+    if not folder.is_dir():
+        raise ConfigError(f"{key}: no prompt folder {folder}")
+    for policy in services:
+        for name in policy.prompt_names():
+            if not (folder / f"{name}.wav").is_file():
+                role = next((r for r, v in policy.prompts.items() if v == name), name)
+                raise ConfigError(f"service.{policy.name}.prompts.{role}: no prompt "
+                                  f"{folder / (name + '.wav')}")
+
+
+def build_line(table: Table) -> Line:
+    """The [line] backend, wrapped in the call recorder when [line.record] asks for it."""
+    from .line.recording import RecordingLine
+
+    line = make_line(table)
+    return RecordingLine.from_config(line, table.sub("record"))
+
+
+class App:
+    """One line's appliance, assembled: `start()`, `run()`, `close()` (or `with`).
+
+    `policy` None runs the scripted handler (`script`: its [engine.script]);
+    otherwise the ID&V flow over `crm`, its records written by the recorder
+    into `store` (`synchronous` as SQLite spells it). `wrap` lets a watcher
+    (the simulator's transcript) stand between the engine and the handler.
+    """
+
+    def __init__(self, line: Line, engine: EngineConfig, *, policy: Policy | None = None,
+                 crm=None, script: Table | None = None, store: str | Path | None = None,
+                 synchronous: str = "FULL", writeback=None,
+                 on_call: Callable[[CallInfo], None] | None = None,
+                 watchdog: Callable[[], None] | None = None,
+                 wrap: Callable[[Handler, Recorder | None], Handler] | None = None,
+                 player=None, name: str = LINE_NAME) -> None:
+        self.line = line
+        self.crm = crm
+        self.writeback = writeback
+        self.worker = None
+        self.recorder = None
+        if policy is not None:
+            if store is None:
+                raise ConfigError("store.path: the ID&V flow needs a call-record file")
+            self.recorder = Recorder(store, synchronous=synchronous,
+                                     on_writeback=self._wake_writeback)
+            handler: Handler = IdvFlow(
+                policy, crm, counter=self.recorder.counter, rate=line.rate,
+                writeback_max_age_s=writeback.max_age_s if writeback else None)
+        else:
+            handler = ScriptedHandler.from_config(script or Table({}, "engine.script"))
+        self.flow = handler
+        if wrap is not None:
+            handler = wrap(handler, self.recorder)
+        self.engine = Engine(line, handler, engine, name=name, on_call=on_call,
+                             watchdog=watchdog, recorder=self.recorder, player=player)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kw) -> "App":
+        """The appliance of a run config: its line, back end, store and write-back."""
+        from .crm import make_crm
+
+        line = build_line(settings.table.sub("line"))
+        policy = settings.policy
+        crm = None
+        if policy is not None:
+            table = settings.table.sub("crm")
+            crm = make_crm(table, table.get("directory", str, None))
+        return cls(line, settings.engine, policy=policy, crm=crm,
+                   script=settings.table.sub("engine").sub("script"),
+                   store=settings.store_path, writeback=settings.writeback, **kw)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> "App":
+        """Open the call records and the write-back; ConfigError if the store cannot be
+        used."""
+        try:
+            if self.recorder is not None:
+                self.recorder.start()
+            if self.writeback is not None:
+                from .crm.writeback import DeliveryWorker
+
+                self.worker = DeliveryWorker(self.recorder.path, self.writeback).start()
+        except (StoreError, OSError) as err:
+            self.close()
+            raise ConfigError(f"store.path: {err}") from None
+        return self
+
+    def run(self, max_calls: int | None = None) -> int:
+        """Open the line and run calls until it ends (or `max_calls`); the number of calls."""
+        with self.line:
+            return self.engine.run(max_calls=max_calls)
+
+    def close(self) -> None:
+        """Write what the recorder holds, give the write-back its last seconds, let go of
+        the back end. Safe to call twice."""
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            recorder.close()
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            worker.stop()
+        crm, self.crm = self.crm, None
+        close = getattr(crm, "close", None)
+        if callable(close):
+            close()
+
+    def __enter__(self) -> "App":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _wake_writeback(self) -> None:
+        """The recorder committed an outbox row: send it now, not at the next poll."""
+        if self.worker is not None:
+            self.worker.wake()
+
+
+@contextmanager
+def logs_off_the_audio_thread(stream, fmt: str):
+    """Log lines go to a bounded queue; a thread writes them to `stream`. A journal or
+    a terminal that stalls then costs log lines (dropped), never a frame."""
+    lines: queue.Queue = queue.Queue(LOG_QUEUE)
+    out = logging.StreamHandler(stream)
+    out.setFormatter(logging.Formatter(fmt))
+    listener = logging.handlers.QueueListener(lines, out)
+    handler = _DroppingQueueHandler(lines)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    listener.start()
+    try:
+        yield
+    finally:
+        listener.stop()
+        root.removeHandler(handler)
+
+
+class _DroppingQueueHandler(logging.handlers.QueueHandler):
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            pass                         # the stream is stuck: a lost line, not a lost frame
+
+
+__all__ = ["App", "Settings", "build_line", "logs_off_the_audio_thread"]

@@ -1,0 +1,412 @@
+"""The recorder: the one writer of the call-record file, on its own thread.
+
+The audio thread must never wait on a disk: an SD card can stall an fsync for
+half a second under wear levelling. So the engine only hands record steps
+over (`submit`, which never blocks) and this thread writes them: one SQLite
+connection, steps gathered for up to `group_ms` after the first one arrives
+and committed together (synchronous=FULL: one fsync per group, not per step).
+
+Durability, as a figure: a step is on disk within `group_ms` plus one commit
+of having happened (the default 50 ms gather plus a healthy card's 5-30 ms
+fsync: well under 250 ms, bench/recorder_speed.py measures it). A kill -9 or a
+power cut loses at most the steps of that window, never a committed one. A
+stalled card stretches the window by the stall; the audio thread does not
+notice.
+
+Reads that must see every step handed over before them (the attempt counter
+that decides a lockout) go through `query`: they run on this thread, in order
+after the queued steps, and are answered once their group is committed. The
+flow asks for them as Work, so on a paced line they wait in a worker thread,
+never on the audio thread.
+
+If the queue is full (the disk is stuck), a step is dropped, counted, and
+logged once per outage; the call goes on and reaches an agent. A step the
+store refuses (a field that is not masked, a row that is gone) is counted and
+logged with the exception's type only; the rest of its group is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..call import LineState, Record
+from .outbox import Outbox, payload_from_record
+from .records import AttemptCounter, CallStore, StoreError
+
+log = logging.getLogger("callgate.store")
+
+GROUP_MS = 50                  # gather steps this long after the first, then commit
+QUEUE_STEPS = 4096             # steps waiting at most (a few hundred calls' worth)
+QUERY_TIMEOUT_S = 5.0          # a read through the recorder gives up after this
+LATENCIES_KEPT = 10000         # step-to-disk latencies kept for the figures
+
+
+class RecorderStopped(StoreError):
+    """The recorder is not running (never started, or closed)."""
+
+
+@dataclass
+class RecorderStats:
+    """What the recorder did, for `callgate run`'s log, telemetry and the bench."""
+
+    submitted: int = 0
+    written: int = 0               # steps committed
+    dropped: int = 0               # queue full: never written
+    refused: int = 0               # the store refused the step (counted, logged)
+    lost: int = 0                  # in a group whose commit failed
+    commits: int = 0
+    queries: int = 0
+    max_queued: int = 0
+    commit_ms_max: float = 0.0
+    to_disk_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCIES_KEPT))
+
+    def figures(self) -> dict:
+        """Counts and the step-to-disk latency p50/p99/max in ms."""
+        lat = sorted(self.to_disk_ms)
+
+        def pct(p: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(p * len(lat)))], 2) if lat else None
+
+        return {"submitted": self.submitted, "written": self.written, "dropped": self.dropped,
+                "refused": self.refused, "lost": self.lost, "commits": self.commits,
+                "queries": self.queries, "max_queued": self.max_queued,
+                "commit_ms_max": round(self.commit_ms_max, 2),
+                "to_disk_ms_p50": pct(0.5), "to_disk_ms_p99": pct(0.99),
+                "to_disk_ms_max": round(lat[-1], 2) if lat else None}
+
+
+class _Step:
+    __slots__ = ("step", "since")
+
+    def __init__(self, step, since: float) -> None:
+        self.step, self.since = step, since
+
+
+class _Query:
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable, future: Future) -> None:
+        self.fn, self.future = fn, future
+
+
+class _Flush:
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+_STOP = object()
+
+
+class Recorder:
+    """Writes record steps (call.Record, call.LineState) to a CallStore on its own thread."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", group_ms: int = GROUP_MS,
+                 queue_steps: int = QUEUE_STEPS,
+                 on_writeback: Callable[[], None] | None = None) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.group_s = max(0, group_ms) / 1000
+        self.on_writeback = on_writeback     # told after a write-back row is committed
+        self.stats = RecorderStats()
+        self.counter = RecordedCounter(self)
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_steps)
+        self._thread: threading.Thread | None = None
+        self._opened = threading.Event()
+        self._open_error: BaseException | None = None
+        self._full = False                   # an outage is being counted (logged once)
+        self._dropped_logged = 0
+        self.store: CallStore | None = None  # the recorder thread's own; others: hands off
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> "Recorder":
+        """Open the store (on the recorder's thread) and start; StoreError if it cannot."""
+        if self._thread is not None:
+            return self
+        self._thread = threading.Thread(target=self._run, name="callgate-recorder", daemon=True)
+        self._thread.start()
+        self._opened.wait()
+        if self._open_error is not None:
+            self._thread.join()
+            self._thread = None
+            raise self._open_error
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Write what is queued (up to `timeout_s`), then stop and close the store."""
+        thread = self._thread
+        if thread is None:
+            return
+        try:
+            self._queue.put(_STOP, timeout=timeout_s)
+        except queue.Full:
+            log.error("call records: recorder stuck on close; %d steps not written",
+                      self._queue.qsize())
+        thread.join(timeout_s)
+        self._thread = None
+
+    def __enter__(self) -> "Recorder":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the audio thread's side
+
+    def submit(self, step: Record | LineState) -> bool:
+        """Hand a step over; never blocks. False if it was dropped (queue full)."""
+        self.stats.submitted += 1
+        try:
+            self._queue.put_nowait(_Step(step, time.monotonic()))
+        except queue.Full:
+            self.stats.dropped += 1
+            if not self._full:
+                self._full = True
+                log.error("call records: queue full (is the disk stuck?); steps are being "
+                          "dropped and counted, calls go on")
+            return False
+        queued = self._queue.qsize()
+        if queued > self.stats.max_queued:
+            self.stats.max_queued = queued
+        return True
+
+    # ------------------------------------------------------------------ other threads' side
+
+    def query(self, fn: Callable[[CallStore, AttemptCounter], Any],
+              timeout_s: float = QUERY_TIMEOUT_S) -> Any:
+        """Run `fn(store, counter)` on the recorder's thread after every step handed
+        over before it, and return its result once its group is committed. Blocks:
+        never call it from the audio thread of a paced line (the flow asks as Work)."""
+        if not self.running:
+            raise RecorderStopped(f"{self.path}: call records: recorder not running")
+        future: Future = Future()
+        try:
+            self._queue.put(_Query(fn, future), timeout=timeout_s)
+        except queue.Full:
+            raise TimeoutError("call records: recorder queue full") from None
+        return future.result(timeout_s)
+
+    def ask(self, fn: Callable[[CallStore, AttemptCounter], Any]) -> Future:
+        """`query` without the wait, for the audio thread: the answer comes in the
+        Future. A full queue or a stopped recorder fails the Future at once."""
+        future: Future = Future()
+        if not self.running:
+            future.set_exception(RecorderStopped(f"{self.path}: recorder not running"))
+            return future
+        try:
+            self._queue.put_nowait(_Query(fn, future))
+        except queue.Full:
+            future.set_exception(TimeoutError("call records: recorder queue full"))
+        return future
+
+    def flush(self, timeout_s: float = QUERY_TIMEOUT_S) -> bool:
+        """Wait until every step handed over so far is committed; False on timeout."""
+        if not self.running:
+            return False
+        marker = _Flush()
+        try:
+            self._queue.put(marker, timeout=timeout_s)
+        except queue.Full:
+            return False
+        return marker.done.wait(timeout_s)
+
+    # ------------------------------------------------------------------ the recorder's thread
+
+    def _run(self) -> None:
+        try:
+            self.store = CallStore(self.path, synchronous=self.synchronous)
+            counter = AttemptCounter(self.store)
+            outbox = Outbox(self.store)
+        except BaseException as err:        # noqa: BLE001 - told to start()
+            self._open_error = err if isinstance(err, StoreError) else StoreError(
+                f"{self.path}: cannot open the call records ({type(err).__name__})")
+            self._opened.set()
+            return
+        self._opened.set()
+        try:
+            while True:
+                batch, stop = self._gather()
+                if batch:
+                    self._commit(batch, counter, outbox)
+                if stop:
+                    return
+        finally:
+            self.store.close()
+
+    def _gather(self) -> tuple[list, bool]:
+        """The next group: what arrives within group_ms of its first item. A query or a
+        flush ends the gathering at once (someone waits for it)."""
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        batch = [first]
+        if isinstance(first, (_Query, _Flush)):
+            return batch, False
+        deadline = time.monotonic() + self.group_s
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+            if item is _STOP:
+                return batch, True
+            batch.append(item)
+            if isinstance(item, (_Query, _Flush)):
+                return batch, False
+
+    def _commit(self, batch: list, counter: AttemptCounter, outbox: Outbox) -> None:
+        db = self.store.db
+        answers: list[tuple[Future, Any, BaseException | None]] = []
+        steps = 0
+        writeback = False
+        began = time.monotonic()
+        try:
+            with self.store.lock:
+                db.execute("BEGIN IMMEDIATE")
+                for n, item in enumerate(batch):
+                    if isinstance(item, _Step):
+                        if self._apply(db, n, item.step, counter, outbox):
+                            steps += 1
+                            writeback = writeback or (isinstance(item.step, Record)
+                                                      and item.step.op == "writeback")
+                    elif isinstance(item, _Query):
+                        answers.append(self._ask(db, n, item, counter))
+                db.execute("COMMIT")
+        except (sqlite3.Error, OSError) as err:
+            _rollback(db)
+            lost = sum(isinstance(i, _Step) for i in batch)
+            self.stats.lost += lost
+            log.error("call records: %d steps not written (%s)", lost, _reason(err))
+            failed = StoreError(f"call records: not written ({_reason(err)})")
+            answers = [(item.future, None, failed) for item in batch
+                       if isinstance(item, _Query)]      # asked, answered or not
+            steps = 0
+        done = time.monotonic()
+        self.stats.commits += 1
+        self.stats.commit_ms_max = max(self.stats.commit_ms_max, (done - began) * 1000)
+        if steps:
+            self.stats.written += steps
+            lat = self.stats.to_disk_ms
+            for item in batch:
+                if isinstance(item, _Step):
+                    lat.append((done - item.since) * 1000)
+        for future, result, error in answers:
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+        for item in batch:
+            if isinstance(item, _Flush):
+                item.done.set()
+        if self._full and self._queue.qsize() == 0:
+            self._full = False
+            log.warning("call records: writing again; %d steps were dropped",
+                        self.stats.dropped - self._dropped_logged)
+            self._dropped_logged = self.stats.dropped
+        if writeback and self.on_writeback is not None:
+            try:
+                self.on_writeback()
+            except Exception as err:        # noqa: BLE001 - delivery is not worth a record
+                log.error("call records: write-back wake failed (%s)", type(err).__name__)
+
+    def _apply(self, db, n: int, step, counter: AttemptCounter, outbox: Outbox) -> bool:
+        """One step in its own savepoint: refused alone, the rest of the group kept."""
+        db.execute(f"SAVEPOINT step{n}")
+        try:
+            apply_step(self.store, counter, outbox, step)
+        except (ValueError, KeyError, TypeError, sqlite3.IntegrityError,
+                sqlite3.OperationalError) as err:
+            if not db.in_transaction:
+                raise                        # the error ended the group's transaction
+            db.execute(f"ROLLBACK TO step{n}")
+            db.execute(f"RELEASE step{n}")
+            self.stats.refused += 1
+            what = step.op if isinstance(step, Record) else "line status"
+            log.error("call record %s: %s not written (%s)", getattr(step, "call_id", None),
+                      what, type(err).__name__)
+            return False
+        db.execute(f"RELEASE step{n}")
+        return True
+
+    def _ask(self, db, n: int, item: _Query, counter: AttemptCounter):
+        self.stats.queries += 1
+        db.execute(f"SAVEPOINT query{n}")
+        try:
+            result = item.fn(self.store, counter)
+        except Exception as err:            # noqa: BLE001 - the asker decides
+            db.execute(f"ROLLBACK TO query{n}")
+            db.execute(f"RELEASE query{n}")
+            return item.future, None, err
+        db.execute(f"RELEASE query{n}")
+        return item.future, result, None
+
+
+def apply_step(store: CallStore, counter: AttemptCounter, outbox: Outbox,
+               step: Record | LineState) -> None:
+    """Write one record step to the store (inside the caller's transaction, if any)."""
+    if isinstance(step, LineState):
+        store.set_line_status(step.line, step.state, step.step, step.call_id, at=step.at)
+        return
+    f, call_id = step.fields, step.call_id
+    if step.op == "start":
+        store.start(call_id, f["line"], f["service"], f["started"], f.get("ani_masked"))
+    elif step.op == "update":
+        store.update(call_id, **f)
+    elif step.op == "event":
+        store.event(call_id, f["step"], dict(f.get("detail") or {}), step.at)
+    elif step.op == "backend":
+        store.add_backend(call_id, f["ms"], bool(f.get("error")))
+    elif step.op == "success":
+        counter.success(f["customer_id"], step.at)
+    elif step.op == "writeback":
+        outbox.enqueue(call_id, payload_from_record(f["record"], f.get("identifier")),
+                       step.at, f["max_age_s"])
+    else:
+        raise ValueError(f"not a record step: {step.op}")
+
+
+class RecordedCounter:
+    """The attempt counter as the flow's Work sees it: reads and counts through the
+    recorder, so they see every step handed over before them (lockout stays exact)."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def recent_failures(self, customer_id: str, number: str | None, window_s: float,
+                        at: float) -> int:
+        return self.recorder.query(
+            lambda store, counter: counter.recent_failures(customer_id, number, window_s, at))
+
+    def record_failure(self, customer_id: str, number: str | None, at: float,
+                       window_s: float) -> int:
+        return self.recorder.query(
+            lambda store, counter: counter.record_failure(customer_id, number, at, window_s))
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    try:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).splitlines()[0] if str(err) else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
