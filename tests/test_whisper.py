@@ -293,6 +293,7 @@ def test_a_recorded_call_does_not_keep_the_whisper_that_reads_the_identifier(
     sim = SimLine([jane_calls_and_keys_her_pin()], max_seconds=300)
     line = RecordingLine(sim, tmp_path / "rec")
     Engine(line, flow, EngineConfig(), recorder=StepsToStore(store)).run()
+    line.close()                                       # the recording's last writes land
     assert sim.outcomes[0].agent_heard_ms > 3000       # the whisper was said to the agent
     (wav,) = line.files
     audio = read_wav(wav)

@@ -81,7 +81,7 @@ class Engine:
         self.recorder = recorder
         self.wall = wall_clock
         self.rate = line.rate
-        self.plan = plan or load_toneplan(cfg.toneplan or getattr(line, "country", None) or "us")
+        self.plan = plan or load_toneplan(cfg.toneplan or line.country or "us")
         self.prompts = self._prompt_set(prompts, tuple(handler.prompts_needed))
         caps = line.capabilities
         self.caps = caps
@@ -127,14 +127,14 @@ class Engine:
         The handler hears `line_up` now and `line_down("callgate stopped")` when
         the loop ends, whatever ends it."""
         self.line.listen_callerid(True)
-        self._hook("line_up", self.name, self.wall())
+        self._hook(self.handler.line_up, self.name, self.wall())
         try:
             while self.step():
                 if max_calls is not None and self.calls >= max_calls and self.call is None:
                     break
         finally:
             self.work.close()
-            self._hook("line_down", self.name, "callgate stopped", self.wall())
+            self._hook(self.handler.line_down, self.name, "callgate stopped", self.wall())
         return self.calls
 
     def step(self) -> bool:
@@ -221,7 +221,7 @@ class Engine:
         self.call = CallInfo(self.calls, self.name, sample, started_wall=self.wall())
         self._pacing_mark = self.line.pacing_mark() if self.caps.paced else None
         self.state = RINGING
-        self._hook("ringing", self.call)
+        self._hook(self.handler.ringing, self.call)
 
     def _answer_now(self, ring: Ring) -> bool:
         if self.cfg.rings is not None:
@@ -329,18 +329,18 @@ class Engine:
         """A line fault or its end, on hook or in a call: logged and told to the handler."""
         if isinstance(ev, LineFault):
             log.warning("%s: line fault (%s)", self.name, ev.reason or "no reason given")
-            self._hook("line_down", self.name, ev.reason, self.wall())
+            self._hook(self.handler.line_down, self.name, ev.reason, self.wall())
         else:
             log.info("%s: line restored", self.name)
-            self._hook("line_up", self.name, self.wall())
+            self._hook(self.handler.line_up, self.name, self.wall())
 
-    def _hook(self, hook: str, *args) -> None:
+    def _hook(self, hook: Callable[..., list], *args) -> None:
         """A status hook of the handler (ringing, line_up, line_down): its record steps
         go to the recorder; a hook that raises costs one log line, never the call."""
         try:
-            steps = getattr(self.handler, hook)(*args)
+            steps = hook(*args)
         except Exception as err:        # noqa: BLE001 - status is never worth a call
-            log.error("%s: handler hook %s failed (%s)", self.name, hook, where(err))
+            log.error("%s: handler hook %s failed (%s)", self.name, hook.__name__, where(err))
             return
         self.record([s for s in steps or () if isinstance(s, RECORD_STEPS)])
 

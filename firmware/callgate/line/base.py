@@ -175,6 +175,7 @@ class Line(ABC):
     rate: int = RATE
     frame_samples: int = FRAME_SAMPLES
     capabilities: Capabilities = Capabilities()
+    country: str | None = None    # the tone plan the line's own network uses, if it knows
 
     def __init__(self) -> None:
         self._sample = 0          # samples read so far: the line's clock

@@ -35,9 +35,7 @@ way. What the exchange and the agent send while we are quiet is kept.
 
 from __future__ import annotations
 
-import json
 import os
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +45,7 @@ from ..dsp.dtmf import DTMF_FREQS, DtmfReceiver
 from ..dsp.events import Event
 from ..dsp.level import dbm0_to_rms, power_to_dbm0
 from .base import FlashDone, Frame, Line, LineError, Pacing, ParallelHandset
+from .recording_writer import RecordingWriter
 from .replay.sidecar import SIDECAR_SUFFIX, Control, event_entry, sidecar_object
 
 RATE = 8000
@@ -117,6 +116,7 @@ class RecordingLine(Line):
         self.rate = inner.rate
         self.frame_samples = inner.frame_samples
         self.capabilities = inner.capabilities
+        self.country = inner.country
         self.directory = Path(directory)
         self.margin = int(round(margin_ms * RATE / 1000))
         self.files: list[Path] = []               # WAVs finished so far
@@ -133,10 +133,10 @@ class RecordingLine(Line):
         self._agent_leg = False                   # flashed away from the caller
         self._events: list[tuple[int, Event]] = []
         self._controls: list[Control] = []
-        self._wav = None
-        self._file = None
-        self._base: Path | None = None
         self._prepare_directory()
+        self._writer = RecordingWriter(self.directory, SIDECAR_SUFFIX, self.files,
+                                       wait=not inner.capabilities.paced)
+        self._rec = 0                             # the writer's number of this recording
 
     @classmethod
     def from_config(cls, inner: Line, table: Table) -> Line:
@@ -186,6 +186,7 @@ class RecordingLine(Line):
             self.inner.close()
         finally:
             self._finish()
+            self._writer.close()             # the last files are on disk when close returns
 
     def write(self, samples: np.ndarray) -> None:
         self.inner.write(samples)
@@ -295,29 +296,13 @@ class RecordingLine(Line):
         self._last_activity = self._now
         self._answered = self.inner.is_off_hook
         self._events, self._controls = [], []
-        self._base = self._next_name()
-        try:
-            fd = os.open(self._base.with_suffix(".wav"), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                         0o600)
-        except OSError as err:
-            raise LineError(f"{self._base}.wav: cannot create recording "
-                            f"({err.strerror or err})") from None
-        self._file = os.fdopen(fd, "wb")
-        self._wav = wave.open(self._file, "wb")
-        self._wav.setnchannels(1)
-        self._wav.setsampwidth(2)
-        self._wav.setframerate(RATE)
-
-    def _next_name(self) -> Path:
-        used = [int(p.stem[5:]) for p in self.directory.glob("call-*.wav")
-                if p.stem[5:].isdigit()]
-        return self.directory / f"call-{max(used, default=0) + 1:04d}"
+        self._rec = self._writer.open()
 
     def _write_before(self, limit: int) -> None:
         """Write (scrubbed) every pending frame that ends before `limit`."""
         while self._pending and self._pending[0][0] + len(self._pending[0][1]) <= limit:
             start, samples = self._pending.pop(0)
-            self._wav.writeframes(self._scrub(start, samples).astype("<i2").tobytes())
+            self._writer.audio(self._rec, self._scrub(start, samples).astype("<i2").tobytes())
         self._spans = [s for s in self._spans if s.end is None or s.end > limit]
 
     def _scrub(self, start: int, samples: np.ndarray) -> np.ndarray:
@@ -342,21 +327,11 @@ class RecordingLine(Line):
             if span.end is None:
                 span.end = self._now + self.margin
         self._write_before(self._now + self.frame_samples)
-        self._wav.close()
-        self._file.close()
         start = self._start
         events = [(s - start, e) for s, e in self._events if s >= start]
         controls = [Control(c.sample - start, c.control, c.ms, c.on) for c in self._controls]
-        data = sidecar_object(events, controls, self.capabilities,
-                              recorded_from=type(self.inner).__name__)
-        sidecar = self._base.with_suffix(SIDECAR_SUFFIX)
-        tmp = sidecar.with_name(sidecar.name + ".part")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, sidecar)
-        self.files.append(self._base.with_suffix(".wav"))
-        self._start, self._wav, self._file, self._base = None, None, None, None
+        self._writer.finish(self._rec, sidecar_object(events, controls, self.capabilities,
+                                                      recorded_from=type(self.inner).__name__))
+        self._start = None
         self._events, self._controls = [], []
         self._answered = False
