@@ -67,6 +67,7 @@ def test_steps_reach_the_store_and_a_query_sees_every_step_before_it(recorder, t
     recorder.submit(LineState("line1", "in_flow", "security", "c1", T0 + 3))
     row = recorder.query(lambda store, counter: store.get("c1"))
     assert row["lookup"] == "hit" and row["id_attempts"] == 1
+    assert recorder.flush()                                 # committed: others see it too
     assert recorder.stats.written == 4 and recorder.stats.dropped == 0
     with CallStore(tmp_path / "calls.sqlite") as other:       # another process's view
         assert [e["step"] for e in other.events("c1")] == ["lookup"]

@@ -15,9 +15,10 @@ notice.
 
 Reads that must see every step handed over before them (the attempt counter
 that decides a lockout) go through `query`: they run on this thread, in order
-after the queued steps, and are answered once their group is committed. The
-flow asks for them as Work, so on a paced line they wait in a worker thread,
-never on the audio thread.
+after the queued steps, inside their group's transaction, and are answered
+before its fsync (a caller never hears the disk). The flow asks for them as
+Work, so on a paced line they wait in a worker thread, never on the audio
+thread.
 
 If the queue is full (the disk is stuck), a step is dropped, counted, and
 logged once per outage; the call goes on and reaches an agent. A step the
@@ -190,7 +191,7 @@ class Recorder:
     def query(self, fn: Callable[[CallStore, AttemptCounter], Any],
               timeout_s: float = QUERY_TIMEOUT_S) -> Any:
         """Run `fn(store, counter)` on the recorder's thread after every step handed
-        over before it, and return its result once its group is committed. Blocks:
+        over before it, and return its result (before the group's fsync). Blocks:
         never call it from the audio thread of a paced line (the flow asks as Work)."""
         if not self.running:
             raise RecorderStopped(f"{self.path}: call records: recorder not running")
@@ -287,6 +288,11 @@ class Recorder:
                                                       and item.step.op == "writeback")
                     elif isinstance(item, _Query):
                         answers.append(self._ask(db, n, item, counter))
+                # a read sees the group's steps already, in this connection: it is answered
+                # before the fsync, so a caller waiting on the lockout count never waits
+                # for the disk (a commit that then fails can only have over-counted)
+                _answer(answers)
+                answers = []
                 db.execute("COMMIT")
         except (sqlite3.Error, OSError) as err:
             _rollback(db)
@@ -295,7 +301,7 @@ class Recorder:
             log.error("call records: %d steps not written (%s)", lost, _reason(err))
             failed = StoreError(f"call records: not written ({_reason(err)})")
             answers = [(item.future, None, failed) for item in batch
-                       if isinstance(item, _Query)]      # asked, answered or not
+                       if isinstance(item, _Query) and not item.future.done()]
             steps = 0
         done = time.monotonic()
         self.stats.commits += 1
@@ -306,11 +312,7 @@ class Recorder:
             for item in batch:
                 if isinstance(item, _Step):
                     lat.append((done - item.since) * 1000)
-        for future, result, error in answers:
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)
+        _answer(answers)
         for item in batch:
             if isinstance(item, _Flush):
                 item.done.set()
@@ -397,6 +399,14 @@ class RecordedCounter:
                        window_s: float) -> int:
         return self.recorder.query(
             lambda store, counter: counter.record_failure(customer_id, number, at, window_s))
+
+
+def _answer(answers: list) -> None:
+    for future, result, error in answers:
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
 
 
 def _rollback(db: sqlite3.Connection) -> None:

@@ -1,16 +1,17 @@
 """Call records and verification-failure counters in one SQLite file.
 
-Written step by step: every `start`, `update` and `event` is its own
-transaction, committed before the call returns, so a power cut or a kill -9
-loses at most the step that was being written. The web app (issue 5) and the
-reports read the same file from another process; WAL lets them read while the
-engine writes.
+Written by one writer, the recorder (store/recorder.py), on its own thread:
+the engine hands it the flow's record steps and it commits them in groups.
+Alone, each `start`, `update` and `event` is its own transaction; inside the
+recorder's `transaction` they join its group. The web app and the reports
+read the same file from another process; WAL lets them read while it writes.
 
 Durability: journal_mode=WAL with synchronous=FULL. In WAL mode NORMAL already
 survives a crash of the process (kill -9), but on a power cut it may drop the
-last commits; the promise here is "a power cut loses at most the step in
-progress", so every commit is synced (FULL). A call writes a handful of
-steps, so the cost is a handful of fsyncs per call.
+last commits; every commit here is synced (FULL), one fsync per group. The
+promise, as a figure: a step is on disk within the recorder's 50 ms gather
+plus one commit of happening (stated as 250 ms on a healthy SD card), and a
+kill -9 or a power cut loses at most the steps of that window.
 
 Privacy: no keyed digit is ever stored. Identifiers and the caller's number go
 into records only masked (`mask`, last 2 digits). The attempt counter has to
