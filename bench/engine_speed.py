@@ -177,13 +177,15 @@ def bench_barge_in(prompts: PromptSet, n: int = 25) -> None:
           "the next frame written, so up to one 20 ms frame more)")
 
 
-def bench_memory(calls: int) -> None:
-    print(f"\n== memory over {calls} simulated calls (config -> make_line -> Engine) ==")
+def bench_memory(calls: int, flow: bool = False) -> None:
+    what = "app.App: ID&V flow, directory, recorder" if flow else "make_line -> Engine"
+    print(f"\n== memory over {calls} simulated calls (config -> {what}) ==")
+    script = ([{"press": "4271", "when": "prompt_end", "after_ms": 500}] if flow else
+              [{"press": "1#", "when": "answer", "after_ms": 300}])
+    callerid = {"number": "2015550123"} if flow else {"kind": "dtmf"}
     table = Table({"backend": "sim", "sim": {
         "noise_dbm0": -65.0, "repeat": calls,
-        "calls": [{"gap_ms": 300, "callerid": {"kind": "dtmf"},
-                   "script": [{"press": "1#", "when": "answer", "after_ms": 300}]}]}}, "line")
-    line = make_line(table)
+        "calls": [{"gap_ms": 300, "callerid": callerid, "script": script}]}}, "line")
     rss: dict[int, float] = {}
     objs: dict[int, int] = {}
     snap: dict[str, object] = {}
@@ -205,11 +207,21 @@ def bench_memory(calls: int) -> None:
             snap["b"] = tracemalloc.take_snapshot()
             tracemalloc.stop()
 
-    handler = ScriptedHandler.from_config(Table({}, "engine.script"))   # as `callgate run`
-    engine = Engine(line, handler, EngineConfig(), on_call=on_call)
+    app = None
+    if flow:
+        app = _flow_app(table, on_call)
+        line, engine, handler = app.line, app.engine, app.flow
+        app.start()
+    else:
+        line = make_line(table)
+        handler = ScriptedHandler.from_config(Table({}, "engine.script"))   # as `callgate run`
+        engine = Engine(line, handler, EngineConfig(), on_call=on_call)
     t0 = time.perf_counter()
     engine.run()
     wall = time.perf_counter() - t0
+    if app is not None:
+        app.close()
+        print(f"recorder: {app.engine.recorder.stats.figures() if app.engine.recorder else ''}")
     print(f"{state['n']} calls, {line.sample / RATE:.0f} s of line in {wall:.1f} s "
           f"({line.sample / RATE / wall:.0f}x real time, tracing on for the last {TRACED})")
     print("RSS (MB) after n calls: " + ", ".join(f"{n}: {v:.1f}" for n, v in sorted(rss.items())))
@@ -228,8 +240,25 @@ def bench_memory(calls: int) -> None:
               f"(live state at the snapshot, see above)")
         for s in sorted(stats, key=lambda s: -s.size_diff)[:4]:
             print(f"   {s.size_diff / 1024:+8.1f} KiB  {s.traceback[0].filename}")
-    print(f"the engine keeps the last {engine.finished.maxlen} CallInfo; the handler "
-          f"{len(handler.calls)}")
+    kept = len(handler.calls) if isinstance(handler, ScriptedHandler) else 0
+    print(f"the engine keeps the last {engine.finished.maxlen} CallInfo; the handler {kept}")
+
+
+def _flow_app(line_table: Table, on_call):
+    """The appliance as `callgate run` builds it from a config, in a temporary folder."""
+    import tempfile
+
+    from callgate.app import App, Settings
+    from callgate.crm.directory import Directory
+
+    folder = Path(tempfile.mkdtemp(prefix="callgate-bench-"))
+    with Directory(folder / "directory.sqlite", scrypt_n=16) as d:
+        d.import_csv(Path(__file__).resolve().parent.parent / "tests/fixtures/customers.csv")
+    config = Table({"line": line_table.data,
+                    "crm": {"directory": str(folder / "directory.sqlite")},
+                    "store": {"path": str(folder / "calls.sqlite")},
+                    "service": [{"name": "support", "transfer": {"agent": "201"}}]})
+    return App.from_settings(Settings.from_table(config), on_call=on_call)
 
 
 def _rss_mb() -> float:
@@ -243,6 +272,8 @@ def _rss_mb() -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--flow", action="store_true",
+                    help="the memory run through app.App with the ID&V flow and the recorder")
     ap.add_argument("--calls", type=int, default=1000)
     ap.add_argument("--skip-memory", action="store_true")
     args = ap.parse_args()
@@ -253,7 +284,7 @@ def main() -> int:
     bench_speed(args.seconds, prompts)
     bench_barge_in(prompts)
     if not args.skip_memory:
-        bench_memory(args.calls)
+        bench_memory(args.calls, args.flow)
     return 0
 
 
