@@ -83,3 +83,15 @@ def test_the_app_writes_its_records_through_the_recorder_and_closes_clean(tmp_pa
     with CallStore(tmp_path / "calls.sqlite") as store:
         row = store.recent()[0]
     assert row["status"] == "verified" and row["transfer_target"] == "201"
+
+
+def test_every_table_refuses_unknown_keys_and_the_scripted_prompts_are_checked(tmp_path):
+    config = tmp_path / "callgate.toml"
+    config.write_text('[store]\npath = "x.sqlite"\nbogus = 1\n')
+    with pytest.raises(ConfigError, match=r"store\.bogus: unknown key"):
+        Settings.load(config)
+    empty = tmp_path / "prompts"
+    (empty / "en").mkdir(parents=True)
+    config.write_text(f'[engine]\nprompts = "{empty}"\n')
+    with pytest.raises(ConfigError, match=r"engine\.prompts: no prompt .*welcome\.wav"):
+        Settings.load(config)

@@ -82,3 +82,65 @@ def test_a_verified_call_at_real_speed_keeps_up_while_every_fsync_stalls(tmp_pat
     assert row["ended"] is not None and row["ended"] > row["started"]
     assert steps[-1] == "end"
     assert os.environ.get("LD_PRELOAD", "") == ""            # the shim stayed in the child
+
+
+def test_sigterm_mid_call_on_a_paced_line_ends_the_call_cleanly(tmp_path):
+    """systemd stops callgate while a caller is in the flow, on a paced line with a disk
+    that stalls: the call is ended on hook and its record finished, STOPPING=1 is sent,
+    the exit status is 0, and the audio thread asked for no fsync all along."""
+    import signal
+    import socket
+    import time
+
+    from callgate.store.records import CallStore
+
+    directory = tmp_path / "directory.sqlite"
+    subprocess.run([sys.executable, "-m", "callgate.cli", "directory", "import",
+                    str(HERE / "fixtures" / "customers.csv"), "--db", str(directory)],
+                   check=True, capture_output=True, timeout=120)
+    store = tmp_path / "calls.sqlite"
+    config = tmp_path / "callgate.toml"
+    config.write_text(f'[engine]\nrings = 1\n[line]\nbackend = "sim"\n[line.sim]\n'
+                      f'paced = true\n[crm]\ndirectory = "{directory}"\n'
+                      f'[store]\npath = "{store}"\n'
+                      '[[service]]\nname = "support"\n[service.transfer]\nagent = "201"\n')
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify"))
+    sock.settimeout(120)
+    env = fsync_stall_env(tmp_path, ms=50)
+    env["NOTIFY_SOCKET"] = str(tmp_path / "notify")
+    proc = subprocess.Popen([sys.executable, "-m", "callgate.cli", "run", "--config",
+                             str(config), "--json"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert b"READY=1" in sock.recv(4096)
+        deadline = time.monotonic() + 120               # a guard, not a measurement
+        in_flow = False
+        while not in_flow and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            if store.exists():
+                with CallStore(store) as s:
+                    in_flow = any(r["state"] == "in_flow" for r in s.line_status())
+        assert in_flow, "the call never reached the flow"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    messages = []
+    sock.settimeout(5)
+    try:
+        while True:
+            messages.append(sock.recv(4096))
+    except OSError:
+        pass
+    assert any(b"STOPPING=1" in m for m in messages)
+    call = json.loads(out.splitlines()[0])
+    assert call["end_reason"] == "stopped"
+    with CallStore(store) as s:
+        row = s.recent()[0]
+        steps = [e["step"] for e in s.events(row["call_id"])]
+        assert row["ended"] is not None and steps[-1] == "end"
+        assert s.line_status()[0]["state"] == "down"           # "callgate stopped"
+    assert [c for c in fsync_calls(env["FSYNC_STALL_LOG"]) if c[0] == c[1]] == []

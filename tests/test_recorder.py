@@ -167,3 +167,19 @@ def test_a_kill_9_never_loses_a_committed_step_and_leaves_a_sound_file(tmp_path)
         assert [e["step"] for e in s.events("call-1")] == ["lookup"]
         late = s.db.execute("SELECT COUNT(*) FROM calls WHERE call_id LIKE 'late-%'").fetchone()
         assert late[0] in range(0, 51)               # whole groups only, never a torn row
+
+
+def test_a_step_sqlite_cannot_bind_is_refused_alone_and_the_recorder_lives_on(recorder):
+    """A CRM mapping that hands back a dict for a name: sqlite cannot bind it. Only that
+    step is lost; another call's steps in the same group, and later groups, are kept."""
+    release = hold(recorder)
+    recorder.submit(start("c1"))
+    recorder.submit(update("c1", customer_name={"first": "Jane"}))
+    recorder.submit(start("c2"))
+    release.set()
+    assert recorder.flush()
+    recorder.submit(update("c2", lookup="hit"))
+    row = recorder.query(lambda store, counter: store.get("c2"))
+    assert row["lookup"] == "hit" and recorder.running
+    assert recorder.query(lambda store, counter: store.get("c1")) is not None
+    assert recorder.stats.refused == 1 and recorder.stats.lost == 0

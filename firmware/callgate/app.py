@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import queue
+import sys
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,10 +74,16 @@ class Settings:
         if writeback is not None and not services:
             raise ConfigError("writeback: the write-back needs the ID&V flow "
                               "([[service]] or [crm])")
+        names = ScriptedHandler.prompts_needed
         if not services:
             ScriptedHandler.from_config(table.sub("engine").sub("script"))
-        _check_prompts(engine, services)
-        return cls(table, engine, services, store_path(table), writeback)
+        else:
+            names = ()
+        _check_prompts(engine, services, names)
+        store = table.sub("store")
+        path = store.get("path", str, store_path(table))
+        store.reject_unknown(("path",))
+        return cls(table, engine, services, path, writeback)
 
     @property
     def policy(self) -> Policy | None:
@@ -119,12 +127,18 @@ def _check_crm(crm: Table) -> str:
     return country.upper()
 
 
-def _check_prompts(engine: EngineConfig, services: list[Policy]) -> None:
+def _check_prompts(engine: EngineConfig, services: list[Policy],
+                   scripted: tuple[str, ...] = ()) -> None:
+    """Every prompt the service lines (or the scripted handler) may play is there."""
     root = Path(engine.prompts) if engine.prompts else default_prompt_root()
     folder = root / engine.language
     key = "engine.prompts" if engine.prompts else "engine.language"
     if not folder.is_dir():
         raise ConfigError(f"{key}: no prompt folder {folder}")
+    for name in scripted:
+        if not (folder / f"{name}.wav").is_file():
+            raise ConfigError(f"{key}: no prompt {folder / (name + '.wav')} "
+                              "(the scripted handler plays it)")
     for policy in services:
         for name in policy.prompt_names():
             if not (folder / f"{name}.wav").is_file():
@@ -189,9 +203,14 @@ class App:
         if policy is not None:
             table = settings.table.sub("crm")
             crm = make_crm(table, table.get("directory", str, None))
-        return cls(line, settings.engine, policy=policy, crm=crm,
-                   script=settings.table.sub("engine").sub("script"),
-                   store=settings.store_path, writeback=settings.writeback, **kw)
+        try:
+            return cls(line, settings.engine, policy=policy, crm=crm,
+                       script=settings.table.sub("engine").sub("script"),
+                       store=settings.store_path, writeback=settings.writeback, **kw)
+        except BaseException:
+            if crm is not None:
+                crm.close()              # a prompt missing: nothing is left open
+            raise
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -211,7 +230,10 @@ class App:
         return self
 
     def run(self, max_calls: int | None = None) -> int:
-        """Open the line and run calls until it ends (or `max_calls`); the number of calls."""
+        """Open the line and run calls until it ends (or `max_calls`); the number of calls.
+        Starts the recorder first if `start` was not called."""
+        if self.recorder is not None and not self.recorder.running:
+            self.start()
         with self.line:
             return self.engine.run(max_calls=max_calls)
 
@@ -219,15 +241,18 @@ class App:
         """Write what the recorder holds, give the write-back its last seconds, let go of
         the back end. Safe to call twice."""
         recorder, self.recorder = self.recorder, None
-        if recorder is not None:
-            recorder.close()
         worker, self.worker = self.worker, None
-        if worker is not None:
-            worker.stop()
         crm, self.crm = self.crm, None
-        close = getattr(crm, "close", None)
-        if callable(close):
-            close()
+        try:
+            if recorder is not None:
+                recorder.close()
+        finally:
+            try:
+                if worker is not None:
+                    worker.stop()
+            finally:
+                if crm is not None:
+                    crm.close()
 
     def __enter__(self) -> "App":
         return self.start()
@@ -242,13 +267,45 @@ class App:
 
 
 @contextmanager
+def lines_off_the_audio_thread(stream):
+    """`emit(text)` hands a line to a thread that prints it to `stream` (the per-call
+    summaries of `run`, a realtime transcript): a journal or a pipe that stalls then
+    costs lines (dropped, counted at the end), never a frame."""
+    lines: queue.Queue = queue.Queue(LOG_QUEUE)
+    dropped = [0]
+
+    def emit(text: str) -> None:
+        try:
+            lines.put_nowait(text)
+        except queue.Full:
+            dropped[0] += 1
+
+    def write() -> None:
+        while (text := lines.get()) is not None:
+            try:
+                print(text, file=stream, flush=True)
+            except (OSError, ValueError):
+                pass                         # a closed pipe: nobody is reading
+    thread = threading.Thread(target=write, name="callgate-print", daemon=True)
+    thread.start()
+    try:
+        yield emit
+    finally:
+        lines.put(None)
+        thread.join(30)
+        if dropped[0]:
+            print(f"callgate: {dropped[0]} lines not printed (output too slow)",
+                  file=sys.stderr)
+
+
+@contextmanager
 def logs_off_the_audio_thread(stream, fmt: str):
     """Log lines go to a bounded queue; a thread writes them to `stream`. A journal or
     a terminal that stalls then costs log lines (dropped), never a frame."""
     lines: queue.Queue = queue.Queue(LOG_QUEUE)
     out = logging.StreamHandler(stream)
     out.setFormatter(logging.Formatter(fmt))
-    listener = logging.handlers.QueueListener(lines, out)
+    listener = _PatientListener(lines, out)
     handler = _DroppingQueueHandler(lines)
     root = logging.getLogger()
     root.addHandler(handler)
@@ -261,6 +318,14 @@ def logs_off_the_audio_thread(stream, fmt: str):
         root.removeHandler(handler)
 
 
+class _PatientListener(logging.handlers.QueueListener):
+    def enqueue_sentinel(self) -> None:
+        try:
+            self.queue.put(self._sentinel, timeout=10)   # room comes once lines are written
+        except queue.Full:
+            pass
+
+
 class _DroppingQueueHandler(logging.handlers.QueueHandler):
     def enqueue(self, record: logging.LogRecord) -> None:
         try:
@@ -269,4 +334,5 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
             pass                         # the stream is stuck: a lost line, not a lost frame
 
 
-__all__ = ["App", "Settings", "build_line", "logs_off_the_audio_thread"]
+__all__ = ["App", "Settings", "build_line", "lines_off_the_audio_thread",
+           "logs_off_the_audio_thread"]

@@ -180,6 +180,7 @@ class Work:
     tag: str
     fn: Callable[[], Any]
     simulated_latency_ms: int | None = 0
+    outlives_call: bool = False      # runs to its end even if the call ends first
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ class Record:
     update    any call record columns (masked values only)
     event     step (the trail's step name), detail (no keyed digit)
     backend   ms, error: one back-end request's latency and whether it failed
-    success   customer_id, number: a verification success (for the counter)
+    success   customer_id: a verification success (for the counter)
     writeback record (the call's fields as written), identifier, max_age_s
 
     `at` is the wall time of the step, `sample` its line sample. Only `success`
@@ -318,7 +319,8 @@ class CallInfo:
     `end_reason`: "abandoned" (rang, never answered), "caller" (the caller hung
     up; `hangup_how` says which signal told us), "hangup" (the handler hung
     up), "transferred", "error" (the handler failed and the call was sent
-    on or hung up safely), "fault" (the line failed), "line_ended".
+    on or hung up safely), "fault" (the line failed), "line_ended", "stopped"
+    (callgate was told to stop during the call).
     `keys` counts the digits keyed during the call; the digits themselves
     stay with the handler. The `*_wall` times are stamped by the engine when
     each thing happened; `pacing` (paced lines only) says how well the engine

@@ -87,12 +87,13 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Build the appliance from the config (app.py); run until the line ends."""
+    """Build the appliance from the config (app.py); run until the line ends, or until
+    SIGTERM (systemd stop), which ends a call in progress cleanly, on hook and recorded."""
     import signal
     import time
 
     from . import sdnotify
-    from .app import App, Settings, logs_off_the_audio_thread
+    from .app import App, Settings, lines_off_the_audio_thread, logs_off_the_audio_thread
     from .config import ConfigError
     from .line import LineError
 
@@ -100,21 +101,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("callgate run: --calls must be 1 or more", file=sys.stderr)
         return 2
     watchdog = sdnotify.Watchdog()
-    app = None
+    running: list = []                   # the engine, once it runs: SIGTERM stops it
 
-    def show(call) -> None:
-        record = call.summary(app.line.rate)
-        print(json.dumps(record) if args.json else _call_text(record), flush=True)
+    def terminate(signum, frame) -> None:
+        if running:
+            running[0].stop()            # after this frame; the call in progress ends
+        else:
+            raise KeyboardInterrupt      # still starting: nothing to end
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        with logs_off_the_audio_thread(sys.stderr, "callgate run: %(message)s"):
+        with logs_off_the_audio_thread(sys.stderr, "callgate run: %(message)s"), \
+                lines_off_the_audio_thread(sys.stdout) as emit:
+            def show(call) -> None:
+                record = call.summary(call_rate)
+                emit(json.dumps(record) if args.json else _call_text(record))
+
             try:
                 app = App.from_settings(Settings.load(args.config), on_call=show,
                                         watchdog=lambda: watchdog.feed(time.monotonic()))
+                call_rate = app.line.rate
                 with app:
                     with app.line:
                         sdnotify.ready("answering calls")
+                        running.append(app.engine)
                         app.engine.run(max_calls=args.calls)
                     sdnotify.stopping()
             except ConfigError as err:
@@ -126,11 +136,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0
-
-
-def _terminate(signum, frame) -> None:
-    """SIGTERM (systemd stop): unwind so the line is put back on hook."""
-    raise KeyboardInterrupt
 
 
 def _call_text(r: dict) -> str:
@@ -343,8 +348,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"callgate check-config: {err}", file=sys.stderr)
         return 2
-    print(f"{args.file}: ok ({len(names)} service line{'s' * (len(names) != 1)}: "
-          f"{', '.join(names)})")
+    if names:
+        print(f"{args.file}: ok ({len(names)} service line{'s' * (len(names) != 1)}: "
+              f"{', '.join(names)})")
+    else:
+        print(f"{args.file}: ok (no service line: the scripted handler answers)")
     return 0
 
 

@@ -44,6 +44,7 @@ def notify(state: str, env: Mapping[str, str] = os.environ) -> bool:
         return False
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.setblocking(False)          # the watchdog ping is sent from the audio loop
             sock.connect(address)
             sock.sendall(state.encode("utf-8"))
         return True

@@ -104,6 +104,7 @@ class Engine:
         self.faults = 0                  # engine faults survived (see _engine_failed)
         self.runner = ActionRunner(self)
         self._pacing_mark = None
+        self._stopping = False
         self._silence = np.zeros(line.frame_samples, dtype=np.int16)
 
     def _prompt_set(self, prompts: PromptSet | None, need: tuple[str, ...]) -> PromptSet:
@@ -128,14 +129,22 @@ class Engine:
         the loop ends, whatever ends it."""
         self.line.listen_callerid(True)
         self._hook(self.handler.line_up, self.name, self.wall())
+        self._mark_pacing()
         try:
-            while self.step():
+            while not self._stopping and self.step():
                 if max_calls is not None and self.calls >= max_calls and self.call is None:
                     break
         finally:
+            if self.call is not None:    # stopped mid-call: ended and recorded all the same
+                self.end_call("stopped", self.line.sample)
             self.work.close()
             self._hook(self.handler.line_down, self.name, "callgate stopped", self.wall())
         return self.calls
+
+    def stop(self) -> None:
+        """End `run` after the frame in progress (safe from a signal handler): a call in
+        progress is ended, on hook, its record finished."""
+        self._stopping = True
 
     def step(self) -> bool:
         """One frame: read, listen, decide, write. False once the line has ended."""
@@ -219,7 +228,6 @@ class Engine:
     def _new_call(self, sample: int) -> None:
         self.calls += 1
         self.call = CallInfo(self.calls, self.name, sample, started_wall=self.wall())
-        self._pacing_mark = self.line.pacing_mark() if self.caps.paced else None
         self.state = RINGING
         self._hook(self.handler.ringing, self.call)
 
@@ -390,13 +398,18 @@ class Engine:
         self.finished.append(call)
         if self.on_call is not None:
             self.on_call(call)
+        self._mark_pacing()
+
+    def _mark_pacing(self) -> None:
+        """A call's pacing covers the line from the end of the call before it (its
+        rings and caller ID, and whatever the end of the last call cost) to its end."""
+        self._pacing_mark = self.line.pacing_mark() if self.caps.paced else None
 
     def _pacing_of_call(self) -> dict | None:
         """How well the loop kept up with a paced line during this call."""
         if self._pacing_mark is None:
             return None
         got = self.line.pacing.since(self._pacing_mark)
-        self._pacing_mark = None
         if not got.paced:
             return None                  # a line that paces itself but counts nothing
         return {"overruns": got.overruns, "late_frames": got.late_frames,

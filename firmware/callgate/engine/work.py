@@ -70,14 +70,16 @@ class WorkRunner:
         return out
 
     def cancel(self) -> None:
-        """The call is over: replies still to come are dropped."""
-        for _, fut in self._running:
-            fut.cancel()
+        """The call is over: replies still to come are dropped; work that must outlive
+        the call (a failure being counted) still runs, its reply unheard."""
+        for work, fut in self._running:
+            if not work.outlives_call:
+                fut.cancel()
         self._running = []
         self._timed = []
 
     def close(self) -> None:
         self.cancel()
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=False)
             self._pool = None

@@ -410,7 +410,7 @@ class IdvFlow(Handler):
                     **_why(result, error, status))
         if status == "verified":
             c.assurance = result.assurance if result.assurance in ("high", "low") else "low"
-            self.trail.success(c.customer.id, c.ani)
+            self.trail.success(c.customer.id)
             self._set(verify_result="verified", assurance=c.assurance)
             return self._finish(outcome_for(True, verified=True))
         if status == "error":
@@ -544,7 +544,8 @@ class IdvFlow(Handler):
         c.pending = _Pending(f"{what}#{c.seq}", what, c.now)
         c.moment_played = False
         latency = self.policy.simulated_latency_ms if latency_ms == "policy" else latency_ms
-        return Work(c.pending.tag, fn, latency)
+        # a failure being counted is counted even if the caller hangs up meanwhile
+        return Work(c.pending.tag, fn, latency, outlives_call=(what == "count_failure"))
 
     def _hold_first(self) -> Play | Pause:
         """What the caller hears right after a request goes out: silence for hold_ms (a

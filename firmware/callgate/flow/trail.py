@@ -54,8 +54,8 @@ class CallTrail:
     def backend(self, ms: float, error: bool) -> None:
         self._add("backend", ms=float(ms), error=bool(error))
 
-    def success(self, customer_id: str, number: str | None) -> None:
-        self._add("success", customer_id=customer_id, number=number)
+    def success(self, customer_id: str) -> None:
+        self._add("success", customer_id=customer_id)
 
     def writeback(self, identifier: str | None, max_age_s: float) -> None:
         self._add("writeback", record=dict(self.fields), identifier=identifier,

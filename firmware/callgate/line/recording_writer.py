@@ -55,6 +55,8 @@ class RecordingWriter:
             return
         self._hand_over_late()
         try:
+            if self._late:                   # its open is still waiting: no room
+                raise queue.Full
             self._queue.put(("audio", n, data), block=self.wait)
         except queue.Full:
             self._broken.add(n)
@@ -83,10 +85,12 @@ class RecordingWriter:
     def close(self, timeout_s: float = 30.0) -> None:
         if self._thread is None:
             return
-        for item in self._late:
-            self._queue.put(item, timeout=timeout_s)
+        try:
+            for item in [*self._late, None]:
+                self._queue.put(item, timeout=timeout_s)
+        except queue.Full:
+            log.error("recording: the disk is stuck; the last recording is not finished")
         self._late = []
-        self._queue.put(None, timeout=timeout_s)
         self._thread.join(timeout_s)
         self._thread = None
 
@@ -108,9 +112,10 @@ class RecordingWriter:
                 return
             try:
                 current = self._do(item, current)
-            except OSError as err:
-                log.error("recording: %s (%s)", err.filename or self.directory,
-                          err.strerror or type(err).__name__)
+            except Exception as err:         # noqa: BLE001 - the writer must keep draining
+                where = getattr(err, "filename", None) or self.directory
+                log.error("recording: %s (%s)", where,
+                          getattr(err, "strerror", None) or type(err).__name__)
                 if current is not None:
                     self._discard(current)
                 current = None

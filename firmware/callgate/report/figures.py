@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 
-# The values the flow writes (flow/outcome.py, engine/actions.py), spelled here so a
+# The values the flow writes (flow/outcome.py, call.py), spelled here so a
 # report does not import the engine (numpy, the flow) into the web process; the tests
 # check they agree.
 STATUSES = ("verified", "identified", "not_identified")

@@ -77,10 +77,16 @@ def _logs(verbose: bool, me: str):
         logger.handlers[:] = handlers
 
 
-def _printer(name: str, text: bool):
+def _printer(name: str, text: bool, out=None):
+    """One transcript line per object; through `out` (a thread's queue) when given, so a
+    slow pipe never holds up a realtime call."""
     def emit(obj: dict) -> None:
         line = {"file": name, **obj}
-        print(_text(line) if text else json.dumps(line), flush=True)
+        line = _text(line) if text else json.dumps(line)
+        if out is not None:
+            out(line)
+        else:
+            print(line, flush=True)
     return emit
 
 
@@ -128,16 +134,27 @@ def _one(me: str, name: str, run, emit) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    from ..app import lines_off_the_audio_thread, logs_off_the_audio_thread
     from .run import simulate
 
     me = "callgate simulate"
     status = EXIT_OK
-    with _logs(args.verbose, me):
+    with ExitStack() as stack:
+        out = None
+        if args.realtime:                # paced: nothing the frame loop does may wait
+            out = stack.enter_context(lines_off_the_audio_thread(sys.stdout))
+            if args.verbose:
+                stack.enter_context(logs_off_the_audio_thread(sys.stderr,
+                                                              f"{me}: %(name)s: %(message)s"))
+        if not (args.realtime and args.verbose):
+            stack.enter_context(_logs(args.verbose, me))
         for name in args.scenarios:
             keep = args.keep
             if keep is not None and len(args.scenarios) > 1:
                 keep = Path(keep) / Path(name).stem
-            emit = _printer(name, args.text)
+            emit = _printer(name, args.text, out)
             code = _one(me, name, lambda: simulate(name, emit, keep, args.realtime), emit)
             status = max(status, code)
     return status

@@ -90,19 +90,23 @@ class Observer:
         call = call or self._call()
         t = self.now if sample is None else sample
         obj = {"t": round(t / self.rate, 3), "call": call.no, "event": event, **fields}
-        held = next((lines for c, _, lines, _ in self._waiting if c is call), None)
-        if held is not None:
-            held.append(obj)             # after the row being read back
-        elif call.answered or call.done:
-            self.finish_records(wait=True)   # an earlier call's lines come first
-            self.emit(obj)
+        if call.answered or call.done:
+            self._out(obj)
         else:
             call.before_answer.append(obj)
+
+    def _out(self, obj: dict) -> None:
+        """Emit now, or after the rows still being read back (lines keep their order,
+        and the frame loop never waits for the recorder)."""
+        if self._waiting:
+            self._waiting[-1][2].append(obj)
+        else:
+            self.emit(obj)
 
     def _flush(self, call: Call) -> None:
         held, call.before_answer = call.before_answer, []
         for obj in sorted(held, key=lambda o: o["t"]):
-            self.emit(obj)
+            self._out(obj)
 
     def _call(self) -> Call:
         if self.current is None or self.current.done:

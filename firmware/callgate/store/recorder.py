@@ -3,22 +3,24 @@
 The audio thread must never wait on a disk: an SD card can stall an fsync for
 half a second under wear levelling. So the engine only hands record steps
 over (`submit`, which never blocks) and this thread writes them: one SQLite
-connection, steps gathered for up to `group_ms` after the first one arrives
-and committed together (synchronous=FULL: one fsync per group, not per step).
+connection, steps gathered until `group_ms` after the first of them was
+handed over and committed together (synchronous=FULL: one fsync per group).
 
-Durability, as a figure: a step is on disk within `group_ms` plus one commit
-of having happened (the default 50 ms gather plus a healthy card's 5-30 ms
-fsync: well under 250 ms, bench/recorder_speed.py measures it). A kill -9 or a
-power cut loses at most the steps of that window, never a committed one. A
-stalled card stretches the window by the stall; the audio thread does not
-notice.
+Durability, as a figure: a step is on disk within `group_ms` of being handed
+over plus at most two commits (the one in progress, then its own): the
+default 50 ms plus a healthy card's 5-30 ms fsyncs, well under 250 ms
+(bench/recorder_speed.py: p99 57 ms, max 95 ms on our test machine). A kill -9
+or a power cut loses at most the steps of that window, never a committed one.
+A stalled card stretches the window by twice the stall; the audio thread does
+not notice.
 
 Reads that must see every step handed over before them (the attempt counter
 that decides a lockout) go through `query`: they run on this thread, in order
-after the queued steps, inside their group's transaction, and are answered
-before its fsync (a caller never hears the disk). The flow asks for them as
-Work, so on a paced line they wait in a worker thread, never on the audio
-thread.
+after the queued steps, inside their group's transaction. A read-only one is
+answered before the fsync (a caller never hears the disk); one that writes
+(a failure counted) once its group is committed, so the flow never goes on
+believing in a count the disk does not hold. The flow asks for them as Work,
+so on a paced line they wait in a worker thread, never on the audio thread.
 
 If the queue is full (the disk is stuck), a step is dropped, counted, and
 logged once per outage; the call goes on and reaches an agent. A step the
@@ -93,10 +95,10 @@ class _Step:
 
 
 class _Query:
-    __slots__ = ("fn", "future")
+    __slots__ = ("fn", "future", "read_only")
 
-    def __init__(self, fn: Callable, future: Future) -> None:
-        self.fn, self.future = fn, future
+    def __init__(self, fn: Callable, future: Future, read_only: bool = False) -> None:
+        self.fn, self.future, self.read_only = fn, future, read_only
 
 
 class _Flush:
@@ -189,15 +191,16 @@ class Recorder:
     # ------------------------------------------------------------------ other threads' side
 
     def query(self, fn: Callable[[CallStore, AttemptCounter], Any],
-              timeout_s: float = QUERY_TIMEOUT_S) -> Any:
+              timeout_s: float = QUERY_TIMEOUT_S, *, read_only: bool = False) -> Any:
         """Run `fn(store, counter)` on the recorder's thread after every step handed
-        over before it, and return its result (before the group's fsync). Blocks:
-        never call it from the audio thread of a paced line (the flow asks as Work)."""
+        over before it, and return its result: a `read_only` one at once (before the
+        group's fsync), one that writes once its group is committed. Blocks: never
+        call it from the audio thread of a paced line (the flow asks as Work)."""
         if not self.running:
             raise RecorderStopped(f"{self.path}: call records: recorder not running")
         future: Future = Future()
         try:
-            self._queue.put(_Query(fn, future), timeout=timeout_s)
+            self._queue.put(_Query(fn, future, read_only), timeout=timeout_s)
         except queue.Full:
             raise TimeoutError("call records: recorder queue full") from None
         return future.result(timeout_s)
@@ -210,7 +213,7 @@ class Recorder:
             future.set_exception(RecorderStopped(f"{self.path}: recorder not running"))
             return future
         try:
-            self._queue.put_nowait(_Query(fn, future))
+            self._queue.put_nowait(_Query(fn, future, True))
         except queue.Full:
             future.set_exception(TimeoutError("call records: recorder queue full"))
         return future
@@ -243,11 +246,27 @@ class Recorder:
             while True:
                 batch, stop = self._gather()
                 if batch:
-                    self._commit(batch, counter, outbox)
+                    try:
+                        self._commit(batch, counter, outbox)
+                    except Exception as err:     # noqa: BLE001 - the one writer must live on
+                        self._failed(batch, err)
                 if stop:
                     return
         finally:
             self.store.close()
+
+    def _failed(self, batch: list, err: Exception) -> None:
+        """A group that failed in a way the commit did not foresee: counted, logged, its
+        askers told; the recorder goes on with the next group."""
+        _rollback(self.store.db)
+        lost = sum(isinstance(i, _Step) for i in batch)
+        self.stats.lost += lost
+        log.error("call records: %d steps not written (%s)", lost, type(err).__name__)
+        failed = StoreError(f"call records: not written ({type(err).__name__})")
+        _answer([(i.future, None, failed) for i in batch if isinstance(i, _Query)])
+        for item in batch:
+            if isinstance(item, _Flush):
+                item.done.set()
 
     def _gather(self) -> tuple[list, bool]:
         """The next group: what arrives within group_ms of its first item. A query or a
@@ -258,7 +277,7 @@ class Recorder:
         batch = [first]
         if isinstance(first, (_Query, _Flush)):
             return batch, False
-        deadline = time.monotonic() + self.group_s
+        deadline = first.since + self.group_s       # from its hand-over: the window is kept
         while True:
             left = deadline - time.monotonic()
             try:
@@ -274,6 +293,7 @@ class Recorder:
     def _commit(self, batch: list, counter: AttemptCounter, outbox: Outbox) -> None:
         db = self.store.db
         answers: list[tuple[Future, Any, BaseException | None]] = []
+        queries: list[_Query] = []
         steps = 0
         writeback = False
         began = time.monotonic()
@@ -288,11 +308,12 @@ class Recorder:
                                                       and item.step.op == "writeback")
                     elif isinstance(item, _Query):
                         answers.append(self._ask(db, n, item, counter))
+                        queries.append(item)
                 # a read sees the group's steps already, in this connection: it is answered
                 # before the fsync, so a caller waiting on the lockout count never waits
-                # for the disk (a commit that then fails can only have over-counted)
-                _answer(answers)
-                answers = []
+                # for the disk; a query that wrote (a failure counted) waits for the commit
+                _answer([a for a, q in zip(answers, queries) if q.read_only])
+                answers = [a for a, q in zip(answers, queries) if not q.read_only]
                 db.execute("COMMIT")
         except (sqlite3.Error, OSError) as err:
             _rollback(db)
@@ -332,8 +353,7 @@ class Recorder:
         db.execute(f"SAVEPOINT step{n}")
         try:
             apply_step(self.store, counter, outbox, step)
-        except (ValueError, KeyError, TypeError, sqlite3.IntegrityError,
-                sqlite3.OperationalError) as err:
+        except (sqlite3.Error, Exception) as err:     # noqa: BLE001 - refused alone
             if not db.in_transaction:
                 raise                        # the error ended the group's transaction
             db.execute(f"ROLLBACK TO step{n}")
@@ -393,7 +413,8 @@ class RecordedCounter:
     def recent_failures(self, customer_id: str, number: str | None, window_s: float,
                         at: float) -> int:
         return self.recorder.query(
-            lambda store, counter: counter.recent_failures(customer_id, number, window_s, at))
+            lambda store, counter: counter.recent_failures(customer_id, number, window_s, at),
+            read_only=True)
 
     def record_failure(self, customer_id: str, number: str | None, at: float,
                        window_s: float) -> int:
@@ -403,6 +424,8 @@ class RecordedCounter:
 
 def _answer(answers: list) -> None:
     for future, result, error in answers:
+        if future.done():
+            continue                         # answered already, or given up by its asker
         if error is None:
             future.set_result(result)
         else:
