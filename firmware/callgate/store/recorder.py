@@ -11,8 +11,8 @@ over plus at most two commits (the one in progress, then its own): the
 default 50 ms plus a healthy card's 5-30 ms fsyncs, well under 250 ms
 (bench/recorder_speed.py: p99 57 ms, max 95 ms on our test machine). A kill -9
 or a power cut loses at most the steps of that window, never a committed one.
-A stalled card stretches the window by twice the stall; the audio thread does
-not notice.
+A stalled card stretches the window by a few stalls (a commit that also
+checkpoints the WAL syncs three times); the audio thread does not notice.
 
 Reads that must see every step handed over before them (the attempt counter
 that decides a lockout) go through `query`: they run on this thread, in order
