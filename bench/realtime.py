@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,25 +28,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import machine
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fsync_stall import build_shim, fsync_calls, fsync_stall_env  # noqa: E402
 
 DEFAULT_SCENARIO = ROOT / "tests" / "scenarios" / "verified_by_number.toml"
-
-
-def machine() -> str:
-    """One line saying what these figures were taken on."""
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((r.split(":", 1)[1].strip() for r in f if r.startswith("model name")), "")
-    except OSError:
-        pass
-    return (f"{platform.machine()} {model or platform.processor()}, {os.cpu_count()} CPUs, "
-            f"Linux {platform.release()}, Python {platform.python_version()}, "
-            f"load average {os.getloadavg()[0]:.2f}")
 
 
 def child_env(firmware: Path, base: dict | None = None) -> dict[str, str]:

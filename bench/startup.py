@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import signal
 import socket
 import statistics
@@ -32,20 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import machine
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def machine() -> str:
-    """One line saying what these figures were taken on."""
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((r.split(":", 1)[1].strip() for r in f if r.startswith("model name")), "")
-    except OSError:
-        pass
-    return (f"{platform.machine()} {model or platform.processor()}, {os.cpu_count()} CPUs, "
-            f"Linux {platform.release()}, Python {platform.python_version()}, "
-            f"load average {os.getloadavg()[0]:.2f}")
 
 
 def write_config(tmp: Path, python: str, env: dict, minimal: bool) -> Path:

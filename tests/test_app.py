@@ -73,7 +73,6 @@ def test_the_app_writes_its_records_through_the_recorder_and_closes_clean(tmp_pa
                      agents={"201": Agent()})]
     app = App(SimLine(calls, max_seconds=300), EngineConfig(), policy=policy, crm=directory,
               store=tmp_path / "calls.sqlite")
-    app.crm = None                          # the fixture closes the directory
     with app:
         assert app.run() == 1
         recorder = app.recorder

@@ -47,6 +47,7 @@ class Settings:
 
     table: Table
     engine: EngineConfig
+    line: Line                       # built, not opened (nor wrapped for recording)
     services: list[Policy]
     store_path: Path
     writeback: object | None         # crm.writeback.WritebackSettings
@@ -66,7 +67,7 @@ class Settings:
             if key not in TABLES:
                 raise ConfigError(f"{key}: unknown key (known: {', '.join(TABLES)})")
         engine = EngineConfig.from_table(table.sub("engine"))
-        _check_line(table.sub("line"))
+        line = _check_line(table.sub("line"))
         country = _check_crm(table.sub("crm"))
         WebSettings.from_table(table)
         writeback = load_writeback(table.sub("writeback"))
@@ -80,10 +81,7 @@ class Settings:
         else:
             names = ()
         _check_prompts(engine, services, names)
-        store = table.sub("store")
-        path = store.get("path", str, store_path(table))
-        store.reject_unknown(("path",))
-        return cls(table, engine, services, path, writeback)
+        return cls(table, engine, line, services, store_path(table), writeback)
 
     @property
     def policy(self) -> Policy | None:
@@ -95,14 +93,15 @@ def _has_flow(table: Table) -> bool:
     return "service" in table.data or "crm" in table.data
 
 
-def _check_line(line: Table) -> None:
-    """Build the line backend without opening it, and read [line.record] without making
-    its folder: their keys and values are checked."""
+def _check_line(line: Table) -> Line:
+    """The line backend, built but not opened, and [line.record] read without making its
+    folder: their keys and values are checked."""
     from .line.recording import RecordingLine
 
     try:
-        make_line(line)
+        built = make_line(line)
         RecordingLine.settings(line.sub("record"))
+        return built
     except (LineError, ValueError, OSError) as err:
         text = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"line: {text}") from None
@@ -147,14 +146,6 @@ def _check_prompts(engine: EngineConfig, services: list[Policy],
                                   f"{folder / (name + '.wav')}")
 
 
-def build_line(table: Table) -> Line:
-    """The [line] backend, wrapped in the call recorder when [line.record] asks for it."""
-    from .line.recording import RecordingLine
-
-    line = make_line(table)
-    return RecordingLine.from_config(line, table.sub("record"))
-
-
 class App:
     """One line's appliance, assembled: `start()`, `run()`, `close()` (or `with`).
 
@@ -162,6 +153,8 @@ class App:
     otherwise the ID&V flow over `crm`, its records written by the recorder
     into `store` (`synchronous` as SQLite spells it). `wrap` lets a watcher
     (the simulator's transcript) stand between the engine and the handler.
+    A `crm` given here stays its giver's to close; the one `from_settings`
+    builds is the App's.
     """
 
     def __init__(self, line: Line, engine: EngineConfig, *, policy: Policy | None = None,
@@ -173,6 +166,7 @@ class App:
                  player=None, name: str = LINE_NAME) -> None:
         self.line = line
         self.crm = crm
+        self._own_crm = None                 # the back end this App built, closed with it
         self.writeback = writeback
         self.worker = None
         self.recorder = None
@@ -194,23 +188,27 @@ class App:
 
     @classmethod
     def from_settings(cls, settings: Settings, **kw) -> "App":
-        """The appliance of a run config: its line, back end, store and write-back."""
+        """The appliance of a run config: its line (wrapped in the call recorder when
+        [line.record] asks), back end, store and write-back."""
         from .crm import make_crm
+        from .line.recording import RecordingLine
 
-        line = build_line(settings.table.sub("line"))
+        line = RecordingLine.from_config(settings.line, settings.table.sub("line").sub("record"))
         policy = settings.policy
         crm = None
         if policy is not None:
             table = settings.table.sub("crm")
             crm = make_crm(table, table.get("directory", str, None))
         try:
-            return cls(line, settings.engine, policy=policy, crm=crm,
-                       script=settings.table.sub("engine").sub("script"),
-                       store=settings.store_path, writeback=settings.writeback, **kw)
+            app = cls(line, settings.engine, policy=policy, crm=crm,
+                      script=settings.table.sub("engine").sub("script"),
+                      store=settings.store_path, writeback=settings.writeback, **kw)
         except BaseException:
             if crm is not None:
                 crm.close()              # a prompt missing: nothing is left open
             raise
+        app._own_crm = crm
+        return app
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -242,7 +240,7 @@ class App:
         the back end. Safe to call twice."""
         recorder, self.recorder = self.recorder, None
         worker, self.worker = self.worker, None
-        crm, self.crm = self.crm, None
+        crm, self._own_crm = self._own_crm, None
         try:
             if recorder is not None:
                 recorder.close()
@@ -334,5 +332,5 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
             pass                         # the stream is stuck: a lost line, not a lost frame
 
 
-__all__ = ["App", "Settings", "build_line", "lines_off_the_audio_thread",
+__all__ = ["App", "Settings", "lines_off_the_audio_thread",
            "logs_off_the_audio_thread"]

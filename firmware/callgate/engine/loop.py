@@ -105,6 +105,7 @@ class Engine:
         self.runner = ActionRunner(self)
         self._pacing_mark = None
         self._stopping = False
+        self._silences: dict[int, np.ndarray] = {}
         self._silence = np.zeros(line.frame_samples, dtype=np.int16)
 
     def _prompt_set(self, prompts: PromptSet | None, need: tuple[str, ...]) -> PromptSet:
@@ -184,15 +185,22 @@ class Engine:
 
     # ------------------------------------------------------------------ what the runner uses
 
-    def record(self, steps) -> None:
-        """Hand record steps to the recorder; never waits (a full queue is its loss)."""
-        if self.recorder is None:
+    def record(self, actions) -> None:
+        """Hand the record steps among `actions` to the recorder; never waits (a full
+        queue is its loss). Anything else is not a hook's to ask for: ignored."""
+        if self.recorder is None or not actions:
             return
-        for step in steps:
-            self.recorder.submit(step)
+        for step in actions:
+            if isinstance(step, RECORD_STEPS):
+                self.recorder.submit(step)
 
     def silence_of(self, ms: int) -> np.ndarray:
-        return np.zeros(ms * self.rate // 1000, dtype=np.int16)
+        """Silence for a Pause; one array per length, reused (hold comes a frame at a time)."""
+        audio = self._silences.get(ms)
+        if audio is None:
+            audio = self._silences[ms] = np.zeros(ms * self.rate // 1000, dtype=np.int16)
+            audio.setflags(write=False)
+        return audio
 
     # ------------------------------------------------------------------ on hook
 
@@ -350,7 +358,7 @@ class Engine:
         except Exception as err:        # noqa: BLE001 - status is never worth a call
             log.error("%s: handler hook %s failed (%s)", self.name, hook.__name__, where(err))
             return
-        self.record([s for s in steps or () if isinstance(s, RECORD_STEPS)])
+        self.record(steps)
 
     # ------------------------------------------------------------------ ending
 
@@ -391,8 +399,7 @@ class Engine:
         self.hangup.pause(False)
         self.line.listen_callerid(True)
         try:
-            self.record([s for s in self.handler.end(call) or ()
-                         if isinstance(s, RECORD_STEPS)])
+            self.record(self.handler.end(call))
         except Exception as err:        # noqa: BLE001
             log.error("call %d: handler failed on end (%s)", call.call_id, where(err))
         self.finished.append(call)

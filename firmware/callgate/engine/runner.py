@@ -95,7 +95,7 @@ class ActionRunner:
             if isinstance(a, SayDigits) and any(
                     name not in prompts for name in (*a.digit_prompts, *filter(None, [a.lead]))):
                 raise KeyError("unknown prompt")
-        self.engine.record([a for a in actions if isinstance(a, RECORD_STEPS)])
+        self.engine.record(actions)
         if not self.ending:
             self.queue.extend(a for a in actions if not isinstance(a, RECORD_STEPS))
 

@@ -40,7 +40,9 @@ class RecordingWriter:
         self._late: list[tuple] = []         # control hand-overs waiting for room
         self._broken: set[int] = set()       # recordings that lost audio: abandoned
         self._n = 0
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._run, name="callgate-recording", daemon=True)
+        self._thread.start()                 # now, not from the frame loop
 
     # -- the frame loop's side: never blocks
 
@@ -61,7 +63,6 @@ class RecordingWriter:
         except queue.Full:
             self._broken.add(n)
             log.error("recording %d: the disk is too slow; the recording is abandoned", n)
-        self._start()
 
     def finish(self, n: int, sidecar: dict) -> None:
         self._control(("finish", n, sidecar, n in self._broken))
@@ -70,7 +71,6 @@ class RecordingWriter:
     def _control(self, item: tuple) -> None:
         self._late.append(item)
         self._hand_over_late()
-        self._start()
 
     def _hand_over_late(self) -> None:
         while self._late:
@@ -95,12 +95,6 @@ class RecordingWriter:
         self._thread = None
 
     # -- the writer's thread
-
-    def _start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="callgate-recording",
-                                            daemon=True)
-            self._thread.start()
 
     def _run(self) -> None:
         current: tuple[int, Path, wave.Wave_write] | None = None

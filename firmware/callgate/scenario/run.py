@@ -62,7 +62,6 @@ def _run(line, sc: Scenario, emit: Callable[[dict], None], keep, after=None) -> 
         app = App(obs.tap(line), sc.engine, policy=sc.policy, crm=crm.crm, store=store,
                   synchronous="FULL", name=sc.sim.line, on_call=obs.call_ended,
                   wrap=obs.handler, player=obs.player(line.frame_samples))
-        app.crm = None                   # ScenarioCrm closes it
         with app:
             try:
                 app.engine.run()

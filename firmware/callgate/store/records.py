@@ -45,8 +45,12 @@ DEFAULT_PATH = "/var/lib/callgate/calls.sqlite"
 
 
 def store_path(config) -> str:
-    """The call-record file of a configuration: [store] path, else the appliance's."""
-    return config.sub("store").get("path", str, DEFAULT_PATH)
+    """The call-record file of a configuration: [store] path, else the appliance's.
+    [store] holds nothing else: any other key is refused, named."""
+    table = config.sub("store")
+    path = table.get("path", str, DEFAULT_PATH)
+    table.reject_unknown(("path",))
+    return path
 
 
 class StoreError(Exception):
