@@ -7,6 +7,8 @@ included, is its audio) and from our own transmitter.
 
 from __future__ import annotations
 
+import logging
+
 import dataclasses
 from collections import namedtuple
 from pathlib import Path
@@ -368,8 +370,35 @@ def test_dtmf_timeout_and_flush_report_truncated():
     got = decode_digits(digits_at("A123"))
     assert [(e.error, e.sample) for e in got] == [("truncated", 0)]
     dec = DtmfCallerIdDecoder(timeout=4000)
-    assert dec.feed(digits_at("A12")) == []
-    assert [e.error for e in dec.feed([], now=1600 + 4001)] == ["truncated"]
+    assert dec.feed(digits_at("A123")) == []
+    assert dec.feed([], now=2400 + 4000) == []           # the gap has not passed yet
+    assert [e.error for e in dec.feed([], now=2400 + 4001)] == ["truncated"]
+
+
+@pytest.mark.parametrize("text,step", [
+    ("123A456B789C*0#D", 800),      # the whole keypad, keyed quickly
+    ("A*0#", 800),                  # a star is no number digit
+    ("A5551234C9", 800),            # digits after the end code
+    ("7A5551234C", 800),            # ... or before the start code, within the gap
+    ("A5551234C", 3200),            # a person keying a message slowly (400 ms a digit)
+    ("A12", 800),                   # cut off before it could hold a number
+    ("5551234#", 800),              # no start code
+])
+def test_keyed_digits_are_not_caller_id_and_say_why_in_the_debug_log(text, step, caplog):
+    """Figure 1 of the signal-core goals: zero caller ID events on keyed digits."""
+    with caplog.at_level(logging.DEBUG, logger="callgate.dsp.callerid"):
+        assert decode_digits(digits_at(text, step=step)) == []
+    if step == 800:
+        (record,) = caplog.records
+        assert "not caller ID" in record.getMessage()
+        assert "5551234" not in record.getMessage() and "123" not in record.getMessage()
+
+
+def test_a_message_standing_alone_between_keyed_digits_is_still_heard():
+    events = (digits_at("123", 0, step=3200) + digits_at("A5551234C", 20000)
+              + digits_at("#", 20000 + 8 * 800 + 2001))
+    (ev,) = decode_digits(events)
+    assert (ev.number, ev.checksum_ok, ev.sample) == ("5551234", True, 20000)
 
 
 def test_dtmf_bad_codes_are_not_passed_off_as_good():

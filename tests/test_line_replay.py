@@ -390,7 +390,7 @@ def test_dtmf_caller_id_before_answer_is_kept(tmp_path):
     run(rec, {6.0: "off_hook", 9.0: "on_hook"})
     recorded = read_wav(rec.files[0])
     digits = decode_dtmf(recorded)
-    cid = DtmfCallerIdDecoder().feed(digits)
+    cid = DtmfCallerIdDecoder().feed(digits, now=recorded.size)
     assert [(c.format, c.number) for c in cid] == [("DTMF", NUMBER)]
     assert "".join(d.digit for d in digits) == dtmf_callerid_digits(NUMBER)   # no "42"
 

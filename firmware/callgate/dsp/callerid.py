@@ -26,6 +26,7 @@ countries, Benelux and Denmark) is decoded from DTMF digit events by
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -51,6 +52,8 @@ P_NAME_ABSENT = 0x08
 P_VISUAL_INDICATOR = 0x0B
 
 ABSENT_REASONS = ("O", "P")
+
+log = logging.getLogger("callgate.dsp.callerid")
 
 
 # --------------------------------------------------------------------------- parsing
@@ -256,45 +259,114 @@ def callerid_tx(message: bytes, spec: FskSpec = BELL202, level_dbm0: float = -13
 # --------------------------------------------------------------------------- FSK receiver
 
 
-MIN_MARK_BITS = 8.0  # unbroken mark before a type byte (GR-30 sends 180, ETSI 80)
+MIN_MARK_BITS = 20.0
+"""Unbroken mark before the type byte of a burst that began with a channel seizure.
+GR-30 sends 180 bits, EN 300 659-1 80 +- 25; a noise hit may break the run."""
+MIN_BARE_MARK_BITS = 40.0
+"""... and before the type byte of a burst with no seizure (off-hook caller ID,
+GR-30 type 2 and EN 300 659-2, sends none): more, since nothing else vouches."""
+MIN_SEIZURE_BYTES = 4
+"""0x55 characters that make a channel seizure (EN 300 659-1 sends at least 96
+bits, about ten characters; GR-30 sends 300 bits)."""
+SEIZURE_GAP_BITS = 30
+"""Bits from one seizure character to the next before the run counts as broken
+(a noise hit may spoil a character or two)."""
+MAX_MARK_BITS = 300
+"""Bits from the last seizure character to the type byte (GR-30: 180 +- 25 of mark)."""
 MODEM_MARGIN_HZ = 30.0  # tone error beyond the best modem's that rules a modem out
-MIN_SEIZURE_BYTES = 5  # 0x55 characters that make a burst worth reporting if cut short
+
+MESSAGE_TYPES = (SDMF_CALLERID, SDMF_MWI, MDMF_CALLERID, MDMF_MWI, 0x86, 0x89)
+"""Message types a burst may open with: caller ID, message waiting, and ETSI's
+advice of charge and short message (received for their checksum, not reported)."""
+SDMF_LENGTHS = range(9, 41)
+"""An SDMF caller ID body: eight date digits and a number (or O/P)."""
+
+
+def plausible_start(mtype: int, length: int) -> bool:
+    """A type and length byte that a caller ID burst with no seizure may begin with."""
+    if mtype == SDMF_CALLERID:
+        return length in SDMF_LENGTHS
+    if mtype == SDMF_MWI:
+        return length == 3
+    return mtype in MESSAGE_TYPES and 3 <= length <= 255
 
 
 class _Assembler:
-    """Collects one modem's bytes into a message: hunt for mark, then type/length/body/sum."""
+    """Collects one modem's bytes into a message: channel seizure, mark, then the message.
 
-    def __init__(self, modem: str) -> None:
-        self.modem = modem
+    Voice and music in the 1200/2200 Hz band make the demodulator read
+    characters too, so nothing is taken as a message without the framing the
+    standards give it:
+
+    - a seizure (MIN_SEIZURE_BYTES of 0x55) and then at least MIN_MARK_BITS of
+      mark before a type byte: the message is reported whatever becomes of it
+      (a bad checksum or a cut-off message is still a damaged caller ID);
+    - or, with no seizure, MIN_BARE_MARK_BITS of mark, a type and length a
+      caller ID message can have, and then a good checksum: a damaged message
+      without a seizure cannot be told from noise, so it is not reported.
+
+    A seizure with nothing readable after it is reported as truncated. What is
+    turned down goes to the debug log.
+    """
+
+    def __init__(self, spec: FskSpec) -> None:
+        self.modem = spec.name
+        self.bit = spec.samples_per_bit
         self.reset()
 
     def reset(self) -> None:
         self.state = "hunt"
         self.buf = bytearray()
-        self.seizure = 0
+        self.seizure = 0  # 0x55 characters in a row (a lost one or two forgiven)
+        self._last_seizure = 0
+        self.mark = 0.0
+        self.bare = False  # the message began without a seizure
         self.tone_error = 0.0
         self.start: int | None = None
         self.result: CallerId | None = None
 
     def add(self, byte: FskByte) -> None:
         if self.state == "hunt":
-            if byte.framing_ok and byte.mark_bits >= MIN_MARK_BITS:
-                self.state = "msg"
-                self.start = byte.sample
-                self.buf.append(byte.value)
-            elif byte.framing_ok and byte.value == 0x55:
-                self.seizure += 1
+            self._hunt(byte)
         elif self.state == "msg":
             self.buf.append(byte.value)
-            if len(self.buf) >= 2 and len(self.buf) == self.buf[1] + 3:
-                self.state = "done"
-                self.result = parse_message(bytes(self.buf))
+            if self.bare and len(self.buf) == 2 and not plausible_start(*self.buf):
+                self._drop("type and length no caller ID message has")
+            elif len(self.buf) >= 2 and len(self.buf) == self.buf[1] + 3:
+                self._finish(parse_message(bytes(self.buf)))
+
+    def _hunt(self, byte: FskByte) -> None:
+        if not byte.framing_ok:
+            return
+        if byte.value == 0x55:
+            near = self.seizure and byte.sample - self._last_seizure <= SEIZURE_GAP_BITS * self.bit
+            self.seizure = self.seizure + 1 if near else 1
+            self._last_seizure = byte.sample
+            return
+        if byte.value not in MESSAGE_TYPES:
+            return  # a noise hit in the mark, or voice: keep hunting
+        seized = (self.seizure >= MIN_SEIZURE_BYTES
+                  and byte.sample - self._last_seizure <= MAX_MARK_BITS * self.bit)
+        if byte.mark_bits >= (MIN_MARK_BITS if seized else MIN_BARE_MARK_BITS):
+            self.state, self.bare = "msg", not seized
+            self.start, self.mark = byte.sample, byte.mark_bits
+            self.buf = bytearray((byte.value,))
+
+    def _finish(self, message: CallerId) -> None:
+        if self.bare and not (message.checksum_ok and message.error is None):
+            self._drop(f"{message.error} and no channel seizure")
+            return
+        self.state, self.result = "done", message
+
+    def _drop(self, why: str) -> None:
+        log.debug("%s: %d characters after %.0f bits of mark and no seizure are not "
+                  "caller ID: %s", self.modem, len(self.buf), self.mark, why)
+        self.state, self.buf = "hunt", bytearray()
 
     def lose_carrier(self) -> None:
         """Carrier gone: whatever was started is truncated."""
         if self.state == "msg":
-            self.result = parse_message(bytes(self.buf))
-            self.state = "done"
+            self._finish(parse_message(bytes(self.buf)))
         elif self.state == "hunt" and self.seizure >= MIN_SEIZURE_BYTES:
             self.result = CallerId(format="MDMF", error="truncated")
             self.state = "done"
@@ -318,7 +390,7 @@ class CallerIdReceiver:
         self.specs = specs_tuple(specs)
         self.gate = CarrierGate(**gate_options)
         self.demods = [FskDemodulator(s, self.gate.delay) for s in self.specs]
-        self.assemblers = [_Assembler(s.name) for s in self.specs]
+        self.assemblers = [_Assembler(s) for s in self.specs]
         self.holds = [ByteHold(s) for s in self.specs]
         self.reset()
 
@@ -405,6 +477,16 @@ class CallerIdReceiver:
 # --------------------------------------------------------------------------- DTMF caller ID
 
 
+DIGIT_PERIOD_MS = 250
+"""Longest onset-to-onset time inside a DTMF caller ID message. Exchanges send a
+digit every 100-140 ms (libspandsp 50 ms on / 55 ms off, Telia 70/70 ms); a
+longer gap ends the message, and a message must stand alone between such gaps."""
+
+MIN_NUMBER_DIGITS = 3
+MAX_NUMBER_DIGITS = 20
+MAX_MESSAGE_DIGITS = 64
+
+
 class DtmfCallerIdDecoder:
     """Caller ID sent as DTMF digits before the first ring.
 
@@ -418,75 +500,73 @@ class DtmfCallerIdDecoder:
     - ``D1#`` / ``D1C``: restricted by the caller -> "P"; ``D2`` (international)
       and ``D3`` (technical reasons) -> "O".
 
+    Framing, so that keys a person presses are never read as caller ID: the
+    digits of one message follow each other within `timeout` samples
+    (DIGIT_PERIOD_MS) and the message is the whole run between two longer gaps:
+    it starts with A, B or D, ends with its first C or #, and nothing follows
+    within the gap. A run is judged when the gap has passed (or at the end of
+    the stream), so the event comes one gap after the end digit, still well
+    before the first ring (200-500 ms after the data, EN 300 659-1).
+
+    A framed message with a field we cannot read is still an event, with
+    `error` saying why; so is a run that starts like a message and holds only
+    message digits but loses its end digit ("truncated"). Anything else is not
+    caller ID: it is noted in the debug log (reason and length, never the
+    digits) and dropped. There is no checksum: `checksum_ok` means well formed.
     Digits are consumed from any objects with `.sample` and `.digit` (the DTMF
-    receiver's events). A message starts at A, B or D and ends at C or #; a gap
-    longer than `timeout` samples between digit onsets, or the end of the
-    stream, cuts it short and it is reported with error "truncated". There is
-    no checksum in this signalling: `checksum_ok` means "well formed".
+    receiver's events).
     """
 
     START = "ABD"
     END = "C#"
 
-    def __init__(self, timeout: int = RATE // 2) -> None:
+    def __init__(self, timeout: int = DIGIT_PERIOD_MS * RATE // 1000) -> None:
         if not isinstance(timeout, int) or timeout <= 0:
             raise ValueError(f"timeout must be a positive number of samples, got {timeout!r}")
         self.timeout = timeout
         self.reset()
 
     def reset(self, at: int = 0) -> None:
-        """Drop a message in progress. Digits carry their own stamps: `at` is not needed."""
-        self._digits = ""
-        self._start: int | None = None
-        self._last: int | None = None
+        """Drop a run in progress. Digits carry their own stamps: `at` is not needed."""
+        self._run: list[tuple[int, str]] = []
 
     def feed(self, events: Iterable, now: int | None = None) -> list[CallerIdEvent]:
-        """Consume digit events; `now` (a sample index) lets a pending message time out."""
+        """Consume digit events; `now` (a sample index) lets a finished run be judged."""
         out: list[CallerIdEvent] = []
         for ev in events:
             digit = getattr(ev, "digit", None)
             sample = getattr(ev, "sample", None)
             if not isinstance(digit, str) or not isinstance(sample, (int, np.integer)):
                 continue  # not a DTMF digit event
-            if self._start is not None and sample - self._last > self.timeout:
-                out += self._cut_short()
-            out += self._digit(digit.upper(), int(sample))
-        if now is not None and self._start is not None and now - self._last > self.timeout:
-            out += self._cut_short()
+            if self._run and sample - self._run[-1][0] > self.timeout:
+                out += self._judge()
+            if len(self._run) <= MAX_MESSAGE_DIGITS:
+                self._run.append((int(sample), digit.upper()))
+        if now is not None and self._run and now - self._run[-1][0] > self.timeout:
+            out += self._judge()
         return out
 
     def flush(self) -> list[CallerIdEvent]:
-        """End of stream: a message still open is reported as truncated."""
-        return self._cut_short() if self._start is not None else []
+        """End of stream: judge the run still open."""
+        return self._judge() if self._run else []
 
-    def _digit(self, digit: str, sample: int) -> list[CallerIdEvent]:
-        if self._start is None:
-            if digit in self.START:
-                self._start, self._last, self._digits = sample, sample, digit
+    def _judge(self) -> list[CallerIdEvent]:
+        run, self._run = self._run, []
+        sample, digits = run[0][0], "".join(d for _, d in run)
+        why = _unframed(digits, self.START, self.END)
+        if why is not None:
+            log.debug("DTMF run of %d digits is not caller ID: %s", len(digits), why)
             return []
-        self._last = sample
-        if digit in self.END:
-            event = self._decode(self._start, self._digits)
-            self._start, self._digits = None, ""
-            return [event]
-        self._digits += digit
-        if len(self._digits) > 64:  # runaway: nobody sends that much
-            return self._cut_short()
-        return []
-
-    def _cut_short(self) -> list[CallerIdEvent]:
-        event = CallerIdEvent(self._start, "DTMF", checksum_ok=False, error="truncated",
-                              raw=self._digits.encode("ascii"))
-        self._start, self._digits = None, ""
-        return [event]
+        if digits[-1] not in self.END:
+            return [CallerIdEvent(sample, "DTMF", checksum_ok=False, error="truncated",
+                                  raw=digits.encode("ascii"))]
+        return [self._decode(sample, digits[:-1])]
 
     @staticmethod
     def _decode(sample: int, digits: str) -> CallerIdEvent:
         """Split A/B/D fields and map the absence codes."""
         raw = digits.encode("ascii")
-        fields = re.findall(r"([ABD])([0-9*]*)", digits)
-        if "".join(t + v for t, v in fields) != digits or not fields:
-            return CallerIdEvent(sample, "DTMF", error="bad digits", raw=raw)
+        fields = re.findall(r"([ABD])([0-9]*)", digits)
         number = absent = None
         for i, (tag, value) in enumerate(fields):
             if tag == "A" and number is None and value:
@@ -499,10 +579,32 @@ class DtmfCallerIdDecoder:
                 absent = {"1": "P", "2": "O", "3": "O"}.get(value)
                 if absent is None:
                     return CallerIdEvent(sample, "DTMF", error="unknown absence code", raw=raw)
+        if number is not None and not MIN_NUMBER_DIGITS <= len(number) <= MAX_NUMBER_DIGITS:
+            return CallerIdEvent(sample, "DTMF", error="bad number length", raw=raw)
         if number is None and absent is None:
             return CallerIdEvent(sample, "DTMF", error="no number", raw=raw)
         return CallerIdEvent(sample, "DTMF", number=number, number_absent=absent,
                              checksum_ok=True, raw=raw)
+
+
+_FIELDS = re.compile(r"(?:[ABD][0-9]*)+")
+
+
+def _unframed(digits: str, start: str, end: str) -> str | None:
+    """Why a run of digits is not a DTMF caller ID message; None when it is framed."""
+    if len(digits) > MAX_MESSAGE_DIGITS:
+        return "longer than any message"
+    if digits[0] not in start:
+        return "no start code"
+    ends = [i for i, d in enumerate(digits) if d in end]
+    if ends and ends[0] != len(digits) - 1:
+        return "digits after the end code"
+    body = digits[:-1] if ends else digits
+    if not _FIELDS.fullmatch(body):
+        return "not A/B/D fields of digits"
+    if not ends and len(body) < 1 + MIN_NUMBER_DIGITS:
+        return "too short to be a message cut off"
+    return None
 
 
 def dtmf_callerid_digits(number: str | None = None, absent: str | None = None,
