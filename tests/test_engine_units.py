@@ -398,9 +398,23 @@ def test_engine_config_names_bad_keys():
                       ({"cpc_msec": 5}, "engine.cpc_msec"),
                       ({"fallback_extension": "12a"}, "engine.fallback_extension"),
                       ({"toneplan": "mars"}, "engine.toneplan"),
-                      ({"silence_ms": "long"}, "engine.silence_ms")):
+                      ({"silence_ms": "long"}, "engine.silence_ms"),
+                      ({"dtmf_min_level_dbm0": -60}, "engine.dtmf_min_level_dbm0")):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             EngineConfig.from_table(Table(data, "engine"))
+
+
+def test_the_weakest_key_tone_heard_is_configurable():
+    """[engine] dtmf_min_level_dbm0 reaches the call loop's DTMF receiver (default -40)."""
+    assert EngineConfig.from_table(Table({})).dtmf_min_level_dbm0 == -40.0
+    cfg = EngineConfig.from_table(Table({"dtmf_min_level_dbm0": -30}))
+    from callgate.dsp.bank import DetectorBank
+    from callgate.dsp.dtmf import dtmf_tx
+    weak = np.concatenate([dtmf_tx("159#", -34.0, on_ms=60, off_ms=60), np.zeros(800, np.int16)])
+    for level, want in ((cfg.dtmf_min_level_dbm0, ""), (-40.0, "159#")):
+        bank = DetectorBank(dtmf=True, dtmf_min_level_dbm0=level)
+        events = bank.feed(weak) + bank.flush()
+        assert "".join(e.digit for e in events if e.kind == "dtmf") == want
 
 
 def test_line_fault_during_a_call_ends_it_on_hook(prompts):

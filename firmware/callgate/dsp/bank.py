@@ -71,7 +71,8 @@ class DetectorBank:
                  tones: TonePlan | None = None, voice: bool = False,
                  slow_block: int = SLOW_BLOCK, voice_level_dbm0: float = -42.0,
                  voice_max_tone_share: float = 0.5, cas_level_dbm0: float = -40.0,
-                 cas_min_share: float = 0.5, cas_window_ms: int = CAS_WINDOW_MS) -> None:
+                 cas_min_share: float = 0.5, cas_window_ms: int = CAS_WINDOW_MS,
+                 dtmf_min_level_dbm0: float | None = None) -> None:
         if callwaiting and not fsk:
             raise ValueError("DetectorBank: callwaiting needs the FSK modems (fsk=...)")
         if voice and tones is None:
@@ -82,7 +83,8 @@ class DetectorBank:
         if not isinstance(slow_block, int) or slow_block < 0:
             raise ValueError(f"DetectorBank: slow_block must be a whole number >= 0, "
                              f"got {slow_block!r}")
-        self._digits = DtmfReceiver() if dtmf or dtmf_callerid else None
+        levels = {} if dtmf_min_level_dbm0 is None else {"min_level_dbm0": dtmf_min_level_dbm0}
+        self._digits = DtmfReceiver(**levels) if dtmf or dtmf_callerid else None
         self._report_digits = dtmf
         self._dtmf_cid = DtmfCallerIdDecoder() if dtmf_callerid else None
         self._fsk = CallerIdReceiver(specs_tuple(fsk)) if fsk else None

@@ -30,6 +30,7 @@ class EngineConfig:
     fallback_extension: str | None = None
     toneplan: str | None = None       # default: the line's country, else "us"
     max_call_ms: int = 3_600_000
+    dtmf_min_level_dbm0: float = -40.0  # weakest key tone heard (a long rural loop: -36)
 
     @classmethod
     def from_table(cls, t: Table) -> "EngineConfig":
@@ -74,6 +75,7 @@ class EngineConfig:
             fallback_extension=fallback,
             toneplan=toneplan,
             max_call_ms=ms("max_call_s", 3600, 10, 86_400) * 1000,
+            dtmf_min_level_dbm0=t.number("dtmf_min_level_dbm0", -40.0, -50.0, -20.0),
         )
         t.sub("script")     # read by the scripted handler
         unknown = t.unknown()

@@ -94,7 +94,8 @@ class Engine:
         self.hangup = HangupDetector(self.rate, cfg.cpc_ms, cfg.silence_ms)
         # off-hook detectors, reused call after call; reset() at answer puts them on the line clock
         self.bank = DetectorBank(dtmf=True, fsk=(BELL202, V23), callwaiting=True,
-                                 tones=self.plan, voice=True)
+                                 tones=self.plan, voice=True,
+                                 dtmf_min_level_dbm0=cfg.dtmf_min_level_dbm0)
         self._quiet = dbm0_to_rms(-45.0) ** 2        # mean square: below it a frame is quiet
         self.state = IDLE
         self.call: CallInfo | None = None
