@@ -56,8 +56,9 @@ def add_parser(sub) -> None:
 
 
 def cmd_crm_test(args: argparse.Namespace, out: TextIO | None = None,
-                 ask: Callable[[str], str] = getpass.getpass) -> int:
-    return SiteCheck(out or sys.stdout, ask).run(args)
+                 ask: Callable[[str], str] | None = None) -> int:
+    """`ask` reads the secret for --verify: getpass (no echo) unless a caller gives one."""
+    return SiteCheck(out or sys.stdout, ask or getpass.getpass).run(args)
 
 
 class SiteCheck:
@@ -105,7 +106,9 @@ class SiteCheck:
             self.say(f"base_url: {base}"
                      + (f"  (ca_bundle {backend.settings.ca_bundle})"
                         if backend.settings.ca_bundle else ""))
-            hosts = [base]
+            # the API host a token response names (api_base_from) replaces base_url: it is
+            # checked once the token has named it
+            hosts = [] if getattr(backend.auth, "api_base_from", None) else [base]
             token_url = getattr(backend.auth, "token_url", None)
             if token_url:
                 hosts.append(token_url)
@@ -220,9 +223,10 @@ class SiteCheck:
         names = [v for k, v in cert.get("subjectAltName", ()) if k in ("DNS", "IP Address")]
         expires = ssl.cert_time_to_seconds(cert["notAfter"])
         days = int((expires - time.time()) // 86400)
+        common = subject.get("commonName")
         self.say(f"TLS  {label}: {version}, certificate for "
-                 f"{subject.get('commonName') or ', '.join(names[:3]) or '?'}"
-                 + (f" (names: {', '.join(names[:4])})" if names else "")
+                 f"{common or ', '.join(names[:4]) or '(no name)'}"
+                 + (f" (names: {', '.join(names[:4])})" if common and names else "")
                  + f", expires {time.strftime('%Y-%m-%d', time.gmtime(expires))} "
                    f"(in {days} days) in {_ms(t0):.0f} ms")
         if days < 14:
