@@ -291,3 +291,35 @@ def test_zoho_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="crm.data_centre: unknown key"):
         make_crm(Table({"kind": "hubspot", "data_centre": "eu",
                         "auth": {"kind": "none"}}, "crm"))
+
+
+def test_check_config_knows_the_new_keys(tmp_path):
+    from callgate.cli import check_config
+
+    secret = secret_file(tmp_path, "s", "x")
+    text = f"""
+[crm]
+kind = "zoho"
+data_centre = "eu"
+org_id = "600123"
+identifier_fields = {{ customer_id = "Customer_Number" }}
+identifier_types = {{ customer_id = "number" }}
+verify_fields = {{ pin = "IVR_PIN" }}
+verify_hashed = ["pin"]
+max_pages = 4
+[crm.auth]
+client_id = "1000.X"
+client_secret_file = "{secret}"
+[crm.lookup_identifier.paging]
+more = "info.more_records"
+param = "query.page"
+"""
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    check_config(str(path))
+    path.write_text(text.replace("max_pages", "max_pagez"))
+    with pytest.raises(ConfigError, match="crm.max_pagez: unknown key"):
+        check_config(str(path))
+    path.write_text(text.replace('param = "query.page"', 'param = "body.page"'))
+    with pytest.raises(ConfigError, match='crm.lookup_identifier.paging.param: expected "query'):
+        check_config(str(path))
