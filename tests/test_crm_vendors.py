@@ -288,6 +288,10 @@ def test_zoho_config_errors(tmp_path):
         make_crm(Table({"kind": "zoho", "data_centre": "xx", "org_id": "1", "auth": auth}, "crm"))
     with pytest.raises(ConfigError, match="crm.org_id: missing"):
         make_crm(Table({"kind": "zoho", "auth": auth}, "crm"))
+    with pytest.raises(ConfigError, match="crm.org_id: only for the client-credentials grant"):
+        make_crm(Table({"kind": "zoho", "org_id": "1", "auth": {
+            **auth, "grant": "refresh_token",
+            "refresh_token_file": secret_file(tmp_path, "r", "1000.r")}}, "crm"))
     with pytest.raises(ConfigError, match="crm.data_centre: unknown key"):
         make_crm(Table({"kind": "hubspot", "data_centre": "eu",
                         "auth": {"kind": "none"}}, "crm"))

@@ -225,6 +225,9 @@ def _zoho(table: Table) -> dict[str, Any]:
     if org is not None:
         if not str(org).isdigit():
             raise ConfigError(f"{table.key('org_id')}: expected the digits of the Zoho org ID")
+        if grant != "client_credentials":
+            raise ConfigError(f"{table.key('org_id')}: only for the client-credentials grant "
+                              f"(a refresh token carries its organisation)")
         preset["auth"]["params"] = {"soid": f"ZohoCRM.{org}"}
     elif grant == "client_credentials" and "params" not in (auth or {}):
         raise ConfigError(f"{table.key('org_id')}: missing (Zoho's client-credentials grant "
