@@ -266,7 +266,7 @@ def test_zoho_bad_refresh_token_is_an_auth_error(tmp_path, crm_of):
     with FakeZoho(tmp_path) as zoho:
         table = zoho.crm(tmp_path, refresh=True)
         table["auth"]["refresh_token_file"] = secret_file(tmp_path, "old", "1000.revoked")
-        r = crm_of(zoho, auth=table["auth"]).lookup_phone(CALLER)
+        r = crm_of(zoho, refresh=True, auth=table["auth"]).lookup_phone(CALLER)
         assert r.status == "error"
         assert r.error == "oauth2 token endpoint sent no access_token (invalid_code)"
 

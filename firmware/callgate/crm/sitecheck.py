@@ -103,9 +103,12 @@ class SiteCheck:
         if rest:
             self.auth_files = _credential_files(settings)
             base = backend.settings.base_url
+            named_by = getattr(backend.auth, "api_base_from", None)
             self.say(f"base_url: {base}"
                      + (f"  (ca_bundle {backend.settings.ca_bundle})"
-                        if backend.settings.ca_bundle else ""))
+                        if backend.settings.ca_bundle else "")
+                     + (f"; the API host is the token response's {named_by}"
+                        if named_by else ""))
             # the API host a token response names (api_base_from) replaces base_url: it is
             # checked once the token has named it
             hosts = [] if getattr(backend.auth, "api_base_from", None) else [base]
