@@ -95,7 +95,11 @@ def test_hubspot_shapes(srv, tmp_path):
             {"filters": [{"propertyName": "hs_searchable_calculated_phone_number",
                           "operator": "EQ", "value": "5551234567"}]},
             {"filters": [{"propertyName": "hs_searchable_calculated_mobile_number",
-                          "operator": "EQ", "value": "5551234567"}]}],
+                          "operator": "EQ", "value": "5551234567"}]},
+            {"filters": [{"propertyName": "hs_searchable_calculated_phone_number",
+                          "operator": "EQ", "value": "15551234567"}]},
+            {"filters": [{"propertyName": "hs_searchable_calculated_mobile_number",
+                          "operator": "EQ", "value": "15551234567"}]}],
         "properties": ["firstname", "lastname", "phone", "mobilephone"], "limit": 10}
     assert ident.json["filterGroups"] == [
         {"filters": [{"propertyName": "hs_object_id", "operator": "EQ", "value": "512"}]}]

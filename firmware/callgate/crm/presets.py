@@ -76,12 +76,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lookup_phone": {
             "method": "POST", "url": "/crm/v3/objects/contacts/search",
             "body": {
-                "filterGroups": [
+                "filterGroups": [      # national digits; with the country code as well,
                     {"filters": [{"propertyName": "hs_searchable_calculated_phone_number",
                                   "operator": "EQ", "value": "{national}"}]},
                     {"filters": [{"propertyName": "hs_searchable_calculated_mobile_number",
                                   "operator": "EQ", "value": "{national}"}]},
-                ],
+                    {"filters": [{"propertyName": "hs_searchable_calculated_phone_number",
+                                  "operator": "EQ", "value": "{digits}"}]},
+                    {"filters": [{"propertyName": "hs_searchable_calculated_mobile_number",
+                                  "operator": "EQ", "value": "{digits}"}]},
+                ],                     # in case a portal keeps it (HubSpot allows 5 groups)
                 "properties": ["firstname", "lastname", "phone", "mobilephone"],
                 "limit": 10,
             },

@@ -317,7 +317,7 @@ def diagnose(error: str, exchanges: list, files: dict[str, str]) -> str:
 def _status_diagnosis(status: int, secret: str) -> str:
     if status == 401:
         return (f"401 from the API: the credentials were refused (check {secret}: expired, "
-                f"revoked, or for another account)")
+                f"revoked, for another account, or missing a scope)")
     if status == 403:
         return ("403 from the API: the credentials work but may not read contacts (scopes, "
                 "the integration user's permissions)")
