@@ -15,7 +15,6 @@ Every fake offers the same handle to the tests:
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import threading
 import uuid

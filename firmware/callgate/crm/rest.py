@@ -34,6 +34,7 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Any, Callable
@@ -238,7 +239,7 @@ class RestSettings:
     verify_fields: dict[str, str]
     dob_format: str
     suffix_kinds: tuple[str, ...]
-    identifier_types: dict[str, str] = None
+    identifier_types: dict[str, str] = dataclasses.field(default_factory=dict)
     verify_hashed: tuple[str, ...] = ()
     max_pages: int = 3
 
