@@ -65,6 +65,7 @@ def test_reference_shapes(srv, tmp_path):
 HUBSPOT_CONTACT = {
     "id": "512", "properties": {"createdate": "2024-03-01T10:00:00.000Z", "firstname": "Ada",
                                 "lastname": "Lovelace", "hs_object_id": "512",
+                                "phone": "(555) 123-4567", "mobilephone": None,
                                 "lastmodifieddate": "2024-03-02T10:00:00.000Z"},
     "createdAt": "2024-03-01T10:00:00.000Z", "updatedAt": "2024-03-02T10:00:00.000Z",
     "archived": False}
@@ -91,11 +92,18 @@ def test_hubspot_shapes(srv, tmp_path):
     assert phone.headers["content-type"] == "application/json"
     assert phone.json == {
         "filterGroups": [
-            {"filters": [{"propertyName": "phone", "operator": "EQ", "value": PHONE}]},
-            {"filters": [{"propertyName": "mobilephone", "operator": "EQ", "value": PHONE}]}],
-        "properties": ["firstname", "lastname"], "limit": 5}
+            {"filters": [{"propertyName": "hs_searchable_calculated_phone_number",
+                          "operator": "EQ", "value": "5551234567"}]},
+            {"filters": [{"propertyName": "hs_searchable_calculated_mobile_number",
+                          "operator": "EQ", "value": "5551234567"}]},
+            {"filters": [{"propertyName": "hs_searchable_calculated_phone_number",
+                          "operator": "EQ", "value": "15551234567"}]},
+            {"filters": [{"propertyName": "hs_searchable_calculated_mobile_number",
+                          "operator": "EQ", "value": "15551234567"}]}],
+        "properties": ["firstname", "lastname", "phone", "mobilephone"], "limit": 10}
     assert ident.json["filterGroups"] == [
         {"filters": [{"propertyName": "hs_object_id", "operator": "EQ", "value": "512"}]}]
+    assert ident.json["properties"] == ["firstname", "lastname", "hs_object_id"]
     assert fetch.query == {"properties": "ivr_pin"}
     b.close()
 
@@ -103,7 +111,8 @@ def test_hubspot_shapes(srv, tmp_path):
 def test_salesforce_shapes(srv, tmp_path):
     record = {"attributes": {"type": "Contact",
                              "url": "/services/data/v60.0/sobjects/Contact/003xx000004TmiQAAS"},
-              "Id": "003xx000004TmiQAAS", "Name": "Ada Lovelace"}
+              "Id": "003xx000004TmiQAAS", "Name": "Ada Lovelace", "Phone": "(555) 123-4567",
+              "MobilePhone": None, "Account_Number__c": "12'34"}
     srv.route({
         ("POST", "/services/oauth2/token"): Reply.json(
             {"access_token": "00Dxx!AQ4A", "instance_url": srv.url, "token_type": "Bearer",
@@ -128,10 +137,11 @@ def test_salesforce_shapes(srv, tmp_path):
     assert token.form == {"grant_type": "client_credentials", "client_id": "cg",
                           "client_secret": "x"}
     assert search.query == {"q": "5551234567", "sobject": "Contact", "in": "PHONE",
-                            "Contact.fields": "Id,Name", "Contact.limit": "5"}
+                            "Contact.fields": "Id,Name,Phone,MobilePhone,HomePhone,OtherPhone",
+                            "Contact.limit": "10"}
     assert search.headers["authorization"] == "Bearer 00Dxx!AQ4A"
-    assert query.query == {"q": "SELECT Id, Name FROM Contact WHERE Account_Number__c = "
-                                "'12\\'34' LIMIT 5"}
+    assert query.query == {"q": "SELECT Id, Name, Account_Number__c FROM Contact WHERE "
+                                "Account_Number__c = '12\\'34' LIMIT 10"}
     assert fetch.query == {"fields": "Birthdate"}
     assert len(srv.sent("POST")) == 1            # no expires_in: kept until a 401
     b.close()
@@ -139,15 +149,17 @@ def test_salesforce_shapes(srv, tmp_path):
 
 def test_zoho_shapes(srv, tmp_path):
     srv.route({
-        ("POST", "/token"): token_route(),
+        ("POST", "/token"): Reply.json({"access_token": "AT-1", "api_domain": srv.url,
+                                        "token_type": "Bearer", "expires_in": 3600}),
         ("GET", "/crm/v5/Contacts/search"): [
-            Reply.json({"data": [{"id": "4150868000001234001", "Full_Name": "Ada Lovelace"}],
+            Reply.json({"data": [{"id": "4150868000001234001", "Full_Name": "Ada Lovelace",
+                                  "Phone": "555-123-4567", "Mobile": None}],
                         "info": {"per_page": 200, "count": 1, "page": 1, "more_records": False}}),
             Reply(204)],
         ("GET", "/crm/v5/Contacts/4150868000001234001"): Reply.json(
             {"data": [{"IVR_PIN": "2468", "id": "4150868000001234001"}]}),
     })
-    b = backend(srv, tmp_path, "zoho", auth=oauth(srv, tmp_path, params={"soid": "ZohoCRM.7"}),
+    b = backend(srv, tmp_path, "zoho", auth=oauth(srv, tmp_path), org_id="7",
                 identifier_fields={"customer_id": "Customer_Number"},
                 verify_fields={"pin": "IVR_PIN"})
     assert b.lookup_phone(PHONE).customers == (Customer("4150868000001234001", "Ada Lovelace"),)
@@ -155,10 +167,14 @@ def test_zoho_shapes(srv, tmp_path):
     assert b.verify(Customer("4150868000001234001"), "pin", "1357").status == "rejected"
     token, phone, ident, fetch = srv.sent()
     assert token.form == {"grant_type": "client_credentials", "soid": "ZohoCRM.7",
-                          "scope": "ZohoCRM.modules.contacts.READ", "client_id": "cg",
-                          "client_secret": "cs-secret"}
+                          "scope": "ZohoCRM.modules.contacts.READ,ZohoSearch.securesearch.READ",
+                          "client_id": "cg", "client_secret": "cs-secret"}
     assert phone.headers["authorization"] == "Zoho-oauthtoken AT-1"
-    assert phone.query == {"phone": PHONE, "fields": "id,Full_Name"}
+    assert phone.query == {
+        "criteria": f"((Phone:equals:{PHONE})or(Phone:equals:5551234567)or(Phone:equals:4567)"
+                    f"or(Mobile:equals:{PHONE})or(Mobile:equals:5551234567)"
+                    f"or(Mobile:equals:4567))",
+        "fields": "id,Full_Name,Phone,Mobile", "per_page": "200"}
     assert ident.query["criteria"] == "(Customer_Number:equals:55\\(1\\)\\,2)"
     assert fetch.query == {"fields": "IVR_PIN"}
     b.close()
@@ -167,20 +183,23 @@ def test_zoho_shapes(srv, tmp_path):
 def test_pipedrive_shapes(srv, tmp_path):
     def item(pid, name):
         return {"result_score": 1.2, "item": {"id": pid, "type": "person", "name": name,
-                                              "phones": [PHONE], "emails": [],
+                                              "phones": ["555 123 4567"], "emails": [],
                                               "organization": None, "owner": {"id": 1}}}
     srv.route({
-        ("GET", "/api/v2/persons/search"): [
-            Reply.json({"success": True, "data": {"items": [item(77, "Ada Lovelace")]},
-                        "additional_data": {"next_cursor": None}}),
-            Reply.json({"success": True, "data": {"items": [item(77, "Ada"), item(78, "Bob")]},
-                        "additional_data": {"next_cursor": None}})],
+        ("GET", "/api/v2/persons/search"): Reply.json(
+            {"success": True, "data": {"items": [item(77, "Ada Lovelace")]},
+             "additional_data": {"next_cursor": None}}),
+        ("GET", "/v1/itemSearch/field"): Reply.json(
+            {"success": True, "data": [{"id": 77, "c7e1": "12345"}, {"id": 78, "c7e1": "12345"}],
+             "additional_data": {"pagination": {"start": 0, "limit": 10,
+                                                "more_items_in_collection": False}}}),
         ("GET", "/api/v2/persons/77"): Reply.json(
             {"success": True, "data": {"id": 77, "name": "Ada Lovelace",
                                        "custom_fields": {"9f3a1c": "4111-1111-1111-4321"}}}),
     })
     b = backend(srv, tmp_path, "pipedrive",
                 auth={"key_file": secret_file(tmp_path, "k", "pd-api-token")},
+                identifier_fields={"customer_id": "c7e1"},
                 verify_fields={"last_digits": "9f3a1c"})
     assert b.lookup_phone(PHONE).customers == (Customer("77", "Ada Lovelace"),)
     assert b.lookup_identifier("customer_id", "12345").status == "ambiguous"
@@ -188,8 +207,11 @@ def test_pipedrive_shapes(srv, tmp_path):
     assert (v.status, v.assurance) == ("verified", "low")
     phone, ident, fetch = srv.sent()
     assert phone.headers["x-api-token"] == "pd-api-token" and "api_token" not in phone.query
-    assert phone.query == {"term": PHONE, "fields": "phone", "exact_match": "true", "limit": "5"}
-    assert ident.query["fields"] == "custom_fields" and ident.query["term"] == "12345"
+    assert phone.query == {"term": "4567", "fields": "phone", "limit": "100"}
+    assert ident.path == "/v1/itemSearch/field"
+    assert ident.query == {"term": "12345", "field_type": "personField", "field_key": "c7e1",
+                           "exact_match": "true", "return_item_ids": "true",
+                           "return_field_key": "c7e1", "limit": "10"}
     assert fetch.query == {"custom_fields": "9f3a1c"}
     b.close()
 
@@ -200,7 +222,9 @@ def test_dataverse_shapes(srv, tmp_path):
         ("POST", "/token"): token_route(),
         ("GET", "/api/data/v9.2/contacts"): Reply.json(
             {"@odata.context": srv.url + "/api/data/v9.2/$metadata#contacts(contactid,fullname)",
-             "value": [{"@odata.etag": 'W/"4386781"', "contactid": cid, "fullname": "Ada Lovelace"}]}),
+             "value": [{"@odata.etag": 'W/"4386781"', "contactid": cid, "fullname": "Ada Lovelace",
+                        "telephone1": "555-123-4567", "mobilephone": None,
+                        "new_accountnumber": "O'Neil"}]}),
         ("GET", f"/api/data/v9.2/contacts({cid})"): Reply.json(
             {"@odata.etag": 'W/"4386781"', "new_ivrpin": "2468", "contactid": cid}),
     })
@@ -214,8 +238,9 @@ def test_dataverse_shapes(srv, tmp_path):
     assert token.form["scope"] == srv.url + "/.default"
     assert phone.headers["odata-version"] == "4.0" and phone.headers["odata-maxversion"] == "4.0"
     assert phone.headers["authorization"] == "Bearer AT-1"
-    assert phone.query == {"$select": "contactid,fullname", "$top": "5",
-                           "$filter": f"telephone1 eq '{PHONE}' or mobilephone eq '{PHONE}'"}
+    assert phone.headers["prefer"] == "odata.maxpagesize=50"
+    assert phone.query == {"$select": "contactid,fullname,telephone1,mobilephone",
+                           "$filter": "contains(telephone1,'4567') or contains(mobilephone,'4567')"}
     assert "$filter=" in phone.target                    # OData option names sent as-is
     assert ident.query["$filter"] == "new_accountnumber eq 'O''Neil'"
     assert fetch.query == {"$select": "new_ivrpin"}

@@ -177,7 +177,7 @@ def test_oauth2_refreshed_once_on_401(srv, tmp_path, backend_of):
 def test_oauth2_token_endpoint_failure_is_an_error(srv, tmp_path, backend_of):
     srv.route({("POST", "/oauth/token"): Reply.json({"error": "invalid_client"}, 400)})
     r = backend_of(auth=oauth_auth(srv, tmp_path)).lookup_phone("+15551234567")
-    assert r.status == "error" and r.error == "oauth2 token endpoint answered HTTP 400"
+    assert r.status == "error" and r.error == "oauth2 token endpoint answered HTTP 400 (invalid_client)"
 
 
 # --- retries, budget, bad answers ----------------------------------------------------

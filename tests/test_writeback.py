@@ -465,3 +465,17 @@ def test_check_config_names_a_bad_writeback_key(tmp_path, capsys):
     assert cli.main(["check-config", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "writeback.retry_min: unknown key" in err
+
+
+def test_the_write_back_refuses_an_api_host_from_the_token(tmp_path):
+    """api_base_from serves the connector's lookups; the write-back sends to its url."""
+    from callgate.config import ConfigError, Table
+    from callgate.crm.writeback import load_writeback
+    from https_server import secret_file
+
+    table = Table({"url": "https://crm.example.com/calls", "auth": {
+        "kind": "oauth2", "token_url": "https://login.example.com/token", "client_id": "c",
+        "client_secret_file": secret_file(tmp_path, "s", "x"),
+        "api_base_from": "instance_url"}}, "writeback")
+    with pytest.raises(ConfigError, match="writeback.auth.api_base_from: not for the write-back"):
+        load_writeback(table)

@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     _check_config_parser(sub)
     # subcommands whose code lives beside the layer they drive (one line each)
     from .crm.outbox_cli import add_parser as _outbox; _outbox(sub)
+    from .crm.sitecheck import add_parser as _crm; _crm(sub)
     from .web.cli import add_parser as _web; _web(sub)
     from .scenario.cli import add_parser as _simulate; _simulate(sub)
     from .prompts_tool import add_parser as _prompts; _prompts(sub)
@@ -226,6 +227,16 @@ def _directory_parser(sub) -> None:
     sec.add_argument("--kind", default="pin", help="pin, last_digits, dob, ... (default: pin)")
     sec.set_defaults(func=cmd_directory, action="set-secret")
 
+    hsh = acts.add_parser("hash-secret",
+                          help="print a salted scrypt hash of a secret, to keep in a CRM field",
+                          description="For a CRM that keeps each customer's secret in a field "
+                                      "([crm] verify_hashed): prints the text to store there "
+                                      "(scrypt$N$r$p$salt$digest, the embedded directory's "
+                                      "scrypt). The secret is read from standard input (one "
+                                      "line) or, on a terminal, asked for twice without echo.")
+    hsh.add_argument("--kind", default="pin", help="the secret's kind, for the prompt")
+    hsh.set_defaults(func=cmd_hash_secret)
+
 
 def directory_settings(db: str | None, config: str | None) -> tuple[str, str]:
     """(path, default_country): --db, else [crm] directory, else the default path."""
@@ -298,6 +309,20 @@ def cmd_directory(args: argparse.Namespace) -> int:
             f"{getattr(err, 'filename', '') or ''}: {err.strerror or err}"
         print(f"{me}: {text}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_hash_secret(args: argparse.Namespace) -> int:
+    from .crm import hashed
+
+    secret = _read_secret(args.kind)
+    if secret is None:
+        print("callgate directory hash-secret: the two entries differ", file=sys.stderr)
+        return 1
+    if not secret:
+        print("callgate directory hash-secret: empty secret", file=sys.stderr)
+        return 2
+    print(hashed.make(secret))
     return 0
 
 

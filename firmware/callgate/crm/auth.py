@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import stat
 import threading
 import time
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from ..config import ConfigError, Table
 
 KINDS = ("none", "bearer", "api_key", "basic", "oauth2")
+GRANTS = ("client_credentials", "refresh_token")
+_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
 class AuthFailed(Exception):
@@ -62,6 +65,7 @@ Fetch = Callable[[str, dict, dict, float], tuple[int, bytes, str]]
 class Auth:
     kind = "none"
     refreshable = False
+    api_base: str | None = None        # the API host a token response named, if any
 
     def headers(self, fetch: Fetch, deadline: float) -> dict[str, str]:
         return {}
@@ -112,11 +116,16 @@ class BasicAuth(Auth):
 
 
 class OAuth2ClientCredentials(Auth):
-    """OAuth 2.0 client credentials (RFC 6749 section 4.4) with a cached token.
+    """OAuth 2.0 access tokens from client credentials (RFC 6749 section 4.4) or a
+    refresh token (section 6), cached.
 
     The token is kept until shortly before `expires_in` runs out (a tenth of its
     life, at most 60 s, early); without `expires_in` it is kept until the API
     answers 401. A 401 drops it, and the connector asks once more with a new one.
+
+    Some vendors say in the token response which host serves the API (Salesforce
+    `instance_url`, Zoho `api_domain`): with `api_base_from` naming that field the
+    connector sends its requests there. Only an https:// origin is taken.
     """
 
     kind = "oauth2"
@@ -124,7 +133,8 @@ class OAuth2ClientCredentials(Auth):
 
     def __init__(self, token_url: str, client_id: str, client_secret: str, scope: str = "",
                  params: dict[str, str] | None = None, client_auth: str = "body",
-                 scheme: str = "Bearer", clock: Callable[[], float] = time.monotonic) -> None:
+                 scheme: str = "Bearer", clock: Callable[[], float] = time.monotonic,
+                 refresh_token: str | None = None, api_base_from: str | None = None) -> None:
         self.token_url = token_url
         self.client_id = client_id
         self._secret = client_secret
@@ -136,6 +146,10 @@ class OAuth2ClientCredentials(Auth):
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires: float | None = None
+        self._refresh = refresh_token
+        self.grant = "refresh_token" if refresh_token is not None else "client_credentials"
+        self.api_base_from = api_base_from
+        self.api_base = None
 
     def __repr__(self) -> str:
         return f"OAuth2ClientCredentials({self.token_url}, client_id={self.client_id})"
@@ -152,8 +166,10 @@ class OAuth2ClientCredentials(Auth):
             return {"Authorization": f"{self.scheme} {self._token}"}
 
     def _fetch(self, fetch: Fetch, deadline: float) -> tuple[str, float | None]:
-        form = {"grant_type": "client_credentials", **self.params}
-        if self.scope:
+        form = {"grant_type": self.grant, **self.params}
+        if self._refresh is not None:
+            form["refresh_token"] = self._refresh     # its scope was fixed when it was made
+        elif self.scope:
             form["scope"] = self.scope
         headers = {"Accept": "application/json"}
         if self.client_auth == "basic":
@@ -163,15 +179,20 @@ class OAuth2ClientCredentials(Auth):
             form["client_id"] = self.client_id
             form["client_secret"] = self._secret
         status, body, _ctype = fetch(self.token_url, form, headers, deadline)
-        if status != 200:
-            raise AuthFailed(f"oauth2 token endpoint answered HTTP {status}")
         try:
             doc = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
-            raise AuthFailed("oauth2 token endpoint sent malformed JSON") from None
+            doc = None
+        code = _error_code(doc)
+        if status != 200:
+            raise AuthFailed(f"oauth2 token endpoint answered HTTP {status}{code}")
+        if doc is None:
+            raise AuthFailed("oauth2 token endpoint sent malformed JSON")
         token = doc.get("access_token") if isinstance(doc, dict) else None
         if not isinstance(token, str) or not token or any(ch in token for ch in "\r\n"):
-            raise AuthFailed("oauth2 token endpoint sent no access_token")
+            raise AuthFailed(f"oauth2 token endpoint sent no access_token{code}")
+        if self.api_base_from:
+            self.api_base = _origin(doc.get(self.api_base_from), self.api_base_from)
         expires_in = doc.get("expires_in")
         try:
             life = float(expires_in) if expires_in is not None else None
@@ -181,6 +202,22 @@ class OAuth2ClientCredentials(Auth):
         if life is not None and life > 0:
             expires = self.clock() + life - min(60.0, life / 10)
         return token, expires
+
+
+def _error_code(doc: object) -> str:
+    """` (invalid_client)`: the OAuth error code of a token answer (RFC 6749 5.2), when it
+    is a plain code; a description is never shown (it may echo what was sent)."""
+    code = doc.get("error") if isinstance(doc, dict) else None
+    return f" ({code})" if isinstance(code, str) and _ERROR_CODE.match(code) else ""
+
+
+def _origin(value: object, field: str) -> str:
+    """The https:// origin a token response named as the API host; AuthFailed otherwise."""
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme != "https" or not parts.hostname or parts.username \
+            or parts.password or parts.query or parts.fragment or parts.path not in ("", "/"):
+        raise AuthFailed(f"oauth2 token response has no usable {field} (an https:// host)")
+    return f"https://{parts.netloc}"
 
 
 def make_auth(table: Table, base_url: str, clock: Callable[[], float] = time.monotonic) -> Auth:
@@ -224,8 +261,19 @@ def _profile(table: Table, base_url: str, clock: Callable[[], float]) -> Auth:
         if not isinstance(v, str):
             raise ConfigError(f"{table.key('params')}.{k}: expected a string, got {v!r}")
     secret = read_secret_file(table.get("client_secret_file", str), table.key("client_secret_file"))
+    refresh = None
+    if table.choice("grant", GRANTS, "client_credentials") == "refresh_token":
+        refresh = read_secret_file(table.get("refresh_token_file", str),
+                                   table.key("refresh_token_file"))
+    elif "refresh_token_file" in table.data:
+        raise ConfigError(f"{table.key('refresh_token_file')}: only with "
+                          f"grant = \"refresh_token\"")
+    api_base_from = table.get("api_base_from", str, None)
+    if api_base_from is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", api_base_from):
+        raise ConfigError(f"{table.key('api_base_from')}: {api_base_from!r} is not a field name")
     return OAuth2ClientCredentials(
         token_url, table.get("client_id", str), secret,
         scope=table.get("scope", str, "").replace("{base_url}", base_url.rstrip("/")),
         params=params, client_auth=table.choice("client_auth", ("body", "basic"), "body"),
-        scheme=table.get("scheme", str, "Bearer"), clock=clock)
+        scheme=table.get("scheme", str, "Bearer"), clock=clock,
+        refresh_token=refresh, api_base_from=api_base_from)

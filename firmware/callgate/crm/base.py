@@ -14,6 +14,10 @@ from ..privacy import mask  # noqa: F401  (one masking rule for logs and records
 
 LOOKUP_STATUSES = ("hit", "miss", "ambiguous", "error")
 VERDICT_STATUSES = ("verified", "rejected", "error")
+ASSURANCES = ("high", "hashed", "low")
+"""How much a "verified" is worth: "high" when the back end itself checked the secret
+(a verify call, the embedded directory's scrypt); "hashed" when we fetched a salted
+scrypt hash from the CRM and checked it here; "low" when we fetched the plaintext."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ class Lookup:
 @dataclass(frozen=True)
 class Verdict:
     status: str                # "verified" | "rejected" | "error"
-    assurance: str = "high"    # "low" when we could only fetch and compared locally
+    assurance: str = "high"    # one of ASSURANCES
     latency_ms: float = 0.0
     error: str | None = None
 

@@ -5,6 +5,15 @@ time the caller hears "one moment"): the OAuth2 token fetch, every attempt and
 every wait between attempts fit inside it, and each attempt runs in a worker so
 that even a server dripping bytes cannot hold the caller past the budget.
 
+A lookup may read several pages of an answer (`paging`, at most `max_pages`,
+all within the same budget) and may compare each record locally before it
+counts: `phone_fields` keeps a record only when one of its numbers, read as a
+person typed it, is the caller's number once normalised to E.164 (a vendor's
+search that cannot normalise numbers finds candidates, we decide); `match`
+keeps it only when the identifier field holds exactly the keyed digits (some
+searches match words or substrings). Whatever is left decides hit, miss or
+ambiguous; an empty result is a miss, never an error.
+
 Lookups are idempotent and retried on 5xx, 429 (honouring Retry-After when it
 fits in what is left of the budget) and refused connections. A verify is never
 retried: the back end may count it as an attempt. A 401 with OAuth2 fetches a
@@ -25,20 +34,22 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Any, Callable
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 
 from ..config import ConfigError, Table
+from . import hashed
 from .auth import Auth, AuthFailed, make_auth
 from .base import Customer, Lookup, Verdict, lookup_of, mask
 from .breaker import CircuitBreaker
 from .https import MAX_BODY, REFUSED, failure, retry_after, session
 from .jsonpath import Path
-from .phone import normalise_phone, phone_forms
+from .phone import normalise_phone, phone_forms, same_number
 from .template import Template, body_names, compile_body, render_body
 
 log = logging.getLogger("callgate.crm")
@@ -46,7 +57,9 @@ log = logging.getLogger("callgate.crm")
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _METHODS = ("GET", "POST", "PUT", "PATCH")
 
-PHONE_NAMES = frozenset({"e164", "digits", "national", "country_code"})
+PHONE_NAMES = frozenset({"e164", "digits", "national", "country_code", "tail"})
+FIELD_TYPES = ("text", "number")
+HASHED = "hashed"                   # the assurance of a verify against a hash kept in the CRM
 IDENT_NAMES = frozenset({"kind", "value", "field"})
 VERIFY_NAMES = frozenset({"id", "kind", "secret", "field"})
 
@@ -96,6 +109,38 @@ class Step:
     verified: Path | None = None
     value: str | None = None          # fetch-mode verify: path text, may hold {field}
     names: frozenset[str] = frozenset()   # every placeholder the request uses
+    phone_fields: tuple[Path, ...] = ()   # lookup: numbers compared locally with the caller's
+    match: str | None = None          # lookup: path text (may hold {field}) compared exactly
+    paging: "Paging | None" = None
+
+
+@dataclass
+class Paging:
+    """How an answer says there is a next page, and how to ask for it."""
+    next_url: Path | None = None      # a link to GET (Dataverse, Salesforce)
+    cursor: Path | None = None        # an opaque marker to send back (HubSpot, Pipedrive)
+    more: Path | None = None          # a "more records" flag; pages are numbered (Zoho)
+    param: str = ""                   # "query.<name>" or "body.<name>" for cursor / page
+
+
+def _paging(t: Table) -> Paging | None:
+    p = t.sub("paging")
+    if not p.data:
+        return None
+    paths = {k: Path(p.get(k, str), p.key(k)) for k in ("next_url", "cursor", "more")
+             if k in p.data}
+    if len(paths) != 1:
+        raise ConfigError(f"{p.path}: give exactly one of next_url, cursor or more")
+    paging = Paging(**paths)
+    if paging.next_url is None:
+        param = p.get("param", str)
+        where, _, name = param.partition(".")
+        if where not in ("query", "body") or not name or (paging.more and where != "query"):
+            raise ConfigError(f"{p.key('param')}: expected \"query.<name>\""
+                              + ("" if paging.more else " or \"body.<name>\""))
+        paging.param = param
+    p.reject_unknown()
+    return paging
 
 
 def _step(table: Table, name: str, allowed: frozenset[str], role: str) -> Step:
@@ -131,6 +176,17 @@ def _step(table: Table, name: str, allowed: frozenset[str], role: str) -> Step:
         names = t.get("name", (str, list), "name")
         names = [names] if isinstance(names, str) else names
         step.name_paths = tuple(Path(_str(n, t.key("name")), t.key("name")) for n in names)
+        if name == "lookup_phone":
+            fields = t.get("phone_fields", list, [])
+            step.phone_fields = tuple(Path(_str(f, t.key("phone_fields")), t.key("phone_fields"))
+                                      for f in fields)
+        else:
+            step.match = t.get("match", str, None)
+            if step.match is not None:
+                Path(step.match.replace("{field}", "x"), t.key("match"))
+        step.paging = _paging(t)
+        if step.paging and step.paging.param.startswith("body.") and body is None:
+            raise ConfigError(f"{t.key('paging')}.param: this request has no body")
     else:
         mode = t.choice("mode", ("call", "fetch"), "call")
         if mode == "call":
@@ -148,6 +204,17 @@ def _str(value: Any, key: str) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{key}: expected a string, got {value!r}")
     return value
+
+
+def _types(table: Table) -> dict[str, str]:
+    """[crm.identifier_types]: kind = "text" | "number", the type of the field it is
+    kept in (a number is compared bare in SOQL and OData, a text quoted)."""
+    out = table.get("identifier_types", dict, {})
+    for kind, typ in out.items():
+        if typ not in FIELD_TYPES:
+            raise ConfigError(f"{table.key('identifier_types')}.{kind}: {typ!r} is not one of "
+                              f"{', '.join(FIELD_TYPES)}")
+    return dict(out)
 
 
 def _fields(table: Table, name: str) -> dict[str, str]:
@@ -172,6 +239,55 @@ class RestSettings:
     verify_fields: dict[str, str]
     dob_format: str
     suffix_kinds: tuple[str, ...]
+    identifier_types: dict[str, str] = dataclasses.field(default_factory=dict)
+    verify_hashed: tuple[str, ...] = ()
+    max_pages: int = 3
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One HTTP exchange as `callgate crm test` reports it."""
+    token: bool                 # the OAuth2 token request
+    method: str
+    url: str                    # may hold keyed digits: mask before showing
+    status: int | None          # None: no answer (error says why)
+    ms: float
+    error: str | None
+
+
+def _flat(values: list[Any]) -> list[Any]:
+    """Values with lists opened one level, and {"value": x} entries read as x (Pipedrive
+    keeps phones as a list of strings or of {"value", "label"} objects)."""
+    out = []
+    for v in values:
+        for item in (v if isinstance(v, list) else [v]):
+            out.append(item.get("value") if isinstance(item, dict) else item)
+    return out
+
+
+def _same_identifier(stored: Any, keyed: str, number: bool) -> bool:
+    """The stored identifier is exactly the keyed digits (a number field: the same
+    number, so 00123 keyed finds 123 stored)."""
+    if isinstance(stored, bool) or stored is None:
+        return False
+    if number:
+        if isinstance(stored, float) and stored.is_integer():
+            stored = int(stored)
+        text = str(stored).strip()
+        return text.isdigit() and keyed.isdigit() and int(text) == int(keyed)
+    return isinstance(stored, (str, int)) and str(stored).strip() == keyed
+
+
+def _empty_before_fan_out(path: Path, doc: Any) -> bool:
+    """Whether the part of `path` before its first [*] reaches an empty list."""
+    steps = path.steps[:path.steps.index(None)]
+    node = doc
+    for step in steps:
+        if isinstance(step, int):
+            node = node[step] if isinstance(node, list) and step < len(node) else None
+        else:
+            node = node.get(step) if isinstance(node, dict) else None
+    return node == []
 
 
 # --- the connector ---------------------------------------------------------------------
@@ -212,6 +328,10 @@ class RestConnector:
             verify_fields=_fields(table, "verify_fields"),
             dob_format=dob_format,
             suffix_kinds=tuple(table.get("suffix_kinds", list, ["last_digits"])),
+            identifier_types=_types(table),
+            verify_hashed=tuple(_str(k, table.key("verify_hashed"))
+                                for k in table.get("verify_hashed", list, [])),
+            max_pages=int(table.number("max_pages", 3, 1, 20)),
         )
         self.auth: Auth = make_auth(table.sub("auth"), self.settings.base_url, clock=clock)
         self.steps = {
@@ -231,6 +351,7 @@ class RestConnector:
         self._pool = ThreadPoolExecutor(4, thread_name_prefix="callgate-crm")
         self._closed = False
         self._lock = threading.Lock()
+        self.observer: Callable[[Exchange], None] | None = None
 
     # -- the Crm interface --
 
@@ -252,10 +373,12 @@ class RestConnector:
                                 f"kind=phone value={mask(digits)}")
         values = {"kind": kind, "value": digits,
                   "field": self.settings.identifier_fields.get(kind, kind)}
-        if "field" in self.steps["lookup_identifier"].names \
-                and kind not in self.settings.identifier_fields:
+        step = self.steps["lookup_identifier"]
+        if ("field" in step.names or step.match) and kind not in self.settings.identifier_fields:
             return self._error_lookup(start, f"no field configured for identifier kind {kind!r} "
                                              f"(crm.identifier_fields)")
+        if self._is_number(kind) and not digits.isdigit():
+            return Lookup("miss", latency_ms=self._ms(start))
         return self._lookup("lookup_identifier", values, start,
                             f"kind={kind} value={mask(digits)}")
 
@@ -264,8 +387,9 @@ class RestConnector:
         step = self.steps["verify"]
         field = self.settings.verify_fields.get(kind, kind)
         low = step.value is not None
+        assurance = (HASHED if kind in self.settings.verify_hashed else "low") if low else "high"
         if ("field" in step.names or low) and kind not in self.settings.verify_fields:
-            return self._verdict("error", start, low,
+            return self._verdict("error", start, assurance,
                                  f"no field configured for verification kind {kind!r} "
                                  f"(crm.verify_fields)", customer)
         values = {"id": customer.id, "kind": kind, "secret": secret, "field": field}
@@ -275,7 +399,10 @@ class RestConnector:
                 raise _Fail(f"HTTP {status}: customer not found at verify")
             if low:
                 stored = Path(step.value.replace("{field}", field), "verify.value").first(doc)
-                result = self._compare(kind, secret, stored)
+                if assurance == HASHED:
+                    result = self._compare_hash(kind, secret, stored)
+                else:
+                    result = self._compare(kind, secret, stored)
             else:
                 flag = step.verified.first(doc)
                 if not isinstance(flag, bool):
@@ -283,9 +410,9 @@ class RestConnector:
                 result = "verified" if flag else "rejected"
         except _Fail as err:
             self.breaker.failure()
-            return self._verdict("error", start, low, str(err), customer)
+            return self._verdict("error", start, assurance, str(err), customer)
         self.breaker.success()
-        return self._verdict(result, start, low, None, customer)
+        return self._verdict(result, start, assurance, None, customer)
 
     def close(self) -> None:
         with self._lock:
@@ -297,11 +424,14 @@ class RestConnector:
 
     # -- lookups --
 
+    def _is_number(self, kind: str) -> bool:
+        return self.settings.identifier_types.get(kind) == "number"
+
     def _lookup(self, step_name: str, values: dict[str, str], start: float, what: str) -> Lookup:
         step = self.steps[step_name]
+        numbers = frozenset({"value"}) if self._is_number(values.get("kind", "")) else frozenset()
         try:
-            status, doc = self._exchange(step, values, idempotent=True)
-            customers = [] if status in step.miss_status else self._customers(step, doc)
+            customers = self._pages(step, values, numbers)
         except _Fail as err:
             self.breaker.failure()
             return self._error_lookup(start, str(err), step_name, what)
@@ -311,24 +441,84 @@ class RestConnector:
                  len(result.customers), result.latency_ms)
         return result
 
-    def _customers(self, step: Step, doc: Any) -> list[Customer]:
-        found = step.results.find(doc)
-        if not found:
-            raise _Fail(f"response has no {step.results.text!r}")
-        if len(found) == 1 and not step.results.fans_out:
-            found = found[0] if isinstance(found[0], list) else ([] if found[0] is None else found)
+    def _pages(self, step: Step, values: dict[str, str], numbers: frozenset[str]
+               ) -> list[Customer]:
+        """Every customer the answer's pages hold that the local comparison keeps; stops
+        as soon as two are found (ambiguous whatever follows) or at max_pages."""
+        deadline = self.clock() + self.settings.budget
+        found: list[Customer] = []
+        follow: dict[str, str] = {}
+        for page in range(self.settings.max_pages):
+            status, doc = self._exchange(step, values, idempotent=True, deadline=deadline,
+                                         numbers=numbers, follow=follow)
+            if status in step.miss_status:
+                break
+            found += self._customers(step, doc, values)
+            follow = self._next_page(step.paging, doc, page)
+            if not follow or len({c.id for c in found}) > 1:
+                break
+        else:
+            if follow:
+                log.warning("crm %s: more than %d pages of candidates; the rest not read",
+                            step.name, self.settings.max_pages)
+        return found
+
+    def _next_page(self, paging: Paging | None, doc: Any, page: int) -> dict[str, str]:
+        """How to ask for the page after `page` ({} when there is none)."""
+        if paging is None:
+            return {}
+        if paging.next_url is not None:
+            link = paging.next_url.first(doc)
+            return {"url": link} if isinstance(link, str) and link else {}
+        if paging.cursor is not None:
+            marker = paging.cursor.first(doc)
+            ok = isinstance(marker, (str, int)) and not isinstance(marker, bool) and marker != ""
+            return {paging.param: str(marker)} if ok else {}
+        return {paging.param: str(page + 2)} if paging.more.first(doc) is True else {}
+
+    def _customers(self, step: Step, doc: Any, values: dict[str, str]) -> list[Customer]:
+        records = self._records(step, doc)
         out = []
-        for record in found:
+        for record in records:
             if not isinstance(record, dict):
                 raise _Fail(f"response: a record under {step.results.text!r} is not an object")
             cid = step.id.first(record)
             if isinstance(cid, bool) or not isinstance(cid, (str, int)) or cid == "":
                 raise _Fail(f"response: a record has no usable {step.id.text!r}")
+            if not self._kept(step, record, values):
+                continue
             parts = [p.first(record) for p in step.name_paths]
             parts = [str(p).strip() for p in parts if isinstance(p, (str, int, float))
                      and not isinstance(p, bool) and str(p).strip()]
             out.append(Customer(str(cid), " ".join(parts) or None))
         return out
+
+    def _records(self, step: Step, doc: Any) -> list[Any]:
+        """The records under `results`; [] when the answer holds an empty list there.
+
+        With a fan-out path (`data.items[*].item`) an empty list before the `[*]` is an
+        empty result; a path that reaches nothing at all is an answer we do not know."""
+        found = step.results.find(doc)
+        if not found:
+            if step.results.fans_out and _empty_before_fan_out(step.results, doc):
+                return []
+            raise _Fail(f"response has no {step.results.text!r}")
+        if len(found) == 1 and not step.results.fans_out:
+            return found[0] if isinstance(found[0], list) else ([] if found[0] is None else found)
+        return found
+
+    def _kept(self, step: Step, record: dict, values: dict[str, str]) -> bool:
+        """The local comparisons: the caller's number in one of `phone_fields`, or the
+        identifier field holding exactly the keyed digits (`match`)."""
+        if step.phone_fields:
+            e164, country = values["e164"], self.settings.default_country
+            return any(same_number(v, e164, country)
+                       for path in step.phone_fields for v in _flat(path.find(record)))
+        if step.match is not None:
+            stored = Path(step.match.replace("{field}", values["field"]), "match").find(record)
+            number = self._is_number(values["kind"])
+            return any(_same_identifier(v, values["value"], number) for v in _flat(stored))
+        return True
 
     def _error_lookup(self, start: float, reason: str, step_name: str = "lookup",
                       what: str = "") -> Lookup:
@@ -337,6 +527,15 @@ class RestConnector:
         return result
 
     # -- verify --
+
+    def _compare_hash(self, kind: str, secret: str, stored: Any) -> str:
+        """A keyed secret against the salted scrypt hash kept in the CRM (hashed.py)."""
+        if not isinstance(stored, str) or not stored.strip():
+            raise _Fail(f"no stored value for verification kind {kind!r}")
+        try:
+            return "verified" if hashed.check(secret, stored) else "rejected"
+        except hashed.NotAHash as err:
+            raise _Fail(f"stored value for verification kind {kind!r}: {err}") from None
 
     def _compare(self, kind: str, secret: str, stored: Any) -> str:
         """Compare a keyed secret with the stored value, in constant time."""
@@ -359,9 +558,9 @@ class RestConnector:
         same = hmac.compare_digest(expected.encode("utf-8"), secret.encode("utf-8"))
         return "verified" if same else "rejected"
 
-    def _verdict(self, status: str, start: float, low: bool, error: str | None,
+    def _verdict(self, status: str, start: float, assurance: str, error: str | None,
                  customer: Customer) -> Verdict:
-        verdict = Verdict(status, "low" if low else "high", self._ms(start), error)
+        verdict = Verdict(status, assurance, self._ms(start), error)
         line = ("crm verify customer=%s -> %s (%s assurance) in %.0f ms"
                 + (": %s" if error else ""))
         args = [mask(customer.id), status, verdict.assurance, verdict.latency_ms]
@@ -375,18 +574,20 @@ class RestConnector:
     def _ms(self, start: float) -> float:
         return round((self.clock() - start) * 1000.0, 1)
 
-    def _exchange(self, step: Step, values: dict[str, str], idempotent: bool) -> tuple[int, Any]:
-        """Send the step's request within the budget; (status, parsed JSON or None)."""
+    def _exchange(self, step: Step, values: dict[str, str], idempotent: bool,
+                  deadline: float | None = None, numbers: frozenset[str] = frozenset(),
+                  follow: dict[str, str] | None = None) -> tuple[int, Any]:
+        """Send the step's request within the budget; (status, parsed JSON or None).
+        `follow` asks for a later page: {"url": link} or {"query.x" | "body.x": marker}."""
         if self._closed:
             raise _Fail("back end closed")
         if not self.breaker.allow():
             raise _Fail("circuit open after repeated failures")
         s = self.settings
-        deadline = self.clock() + s.budget
-        url = s.base_url + step.url.render(values, lambda v: quote(v, safe=""))
-        if step.query:
-            url += ("&" if "?" in url else "?") + urlencode(
-                [(k, t.render(values)) for k, t in step.query], quote_via=quote, safe="$")
+        follow = follow or {}
+        if deadline is None:
+            deadline = self.clock() + s.budget
+        target = follow.get("url") or self._target(step, values, numbers, follow)
         headers = {"Accept": "application/json", "User-Agent": "callgate"}
         headers.update(s.headers)
         for k, t in step.headers.items():
@@ -395,8 +596,12 @@ class RestConnector:
                 raise _Fail(f"header {k} would hold a line break")
             headers[k] = v
         data = None
-        if step.body is not None:
-            data = json.dumps(render_body(step.body, values), ensure_ascii=False).encode("utf-8")
+        if step.body is not None and "url" not in follow:
+            body = render_body(step.body, values)
+            for key, marker in follow.items():
+                if key.startswith("body.") and isinstance(body, dict):
+                    body[key[5:]] = marker
+            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
             headers["Content-Type"] = "application/json"
         attempt = 0
         refreshed = False
@@ -405,7 +610,8 @@ class RestConnector:
             remaining = deadline - self.clock()
             if remaining <= 0:
                 raise _Fail(f"no answer within the {s.budget:g} s budget" + (f" ({last})" if last else ""))
-            status, reply_headers, body, ctype = self._attempt(step.method, url, headers, data,
+            method = "GET" if "url" in follow else step.method
+            status, reply_headers, body, ctype = self._attempt(method, target, headers, data,
                                                                deadline)
             if status == 401 and self.auth.refreshable and not refreshed:
                 self.auth.invalidate()
@@ -425,6 +631,17 @@ class RestConnector:
             if status == -1:
                 raise _Fail("connection refused")
             return status, self._parse(status, body, ctype, step, attempt)
+
+    def _target(self, step: Step, values: dict[str, str], numbers: frozenset[str],
+                follow: dict[str, str]) -> str:
+        """The request's path and query (joined to the API base when sent)."""
+        target = step.url.render(values, lambda v: quote(v, safe=""))
+        later = {k[6:]: v for k, v in follow.items() if k.startswith("query.")}
+        query = [(k, later.pop(k) if k in later else t.render(values, numbers=numbers))
+                 for k, t in step.query] + list(later.items())
+        if query:
+            target += ("&" if "?" in target else "?") + urlencode(query, quote_via=quote, safe="$")
+        return target
 
     def _parse(self, status: int, body: bytes, ctype: str, step: Step, attempt: int) -> Any:
         tries = f" after {attempt + 1} attempts" if attempt else ""
@@ -466,7 +683,29 @@ class RestConnector:
             auth_headers = self.auth.headers(self._token_fetch, deadline)
         except AuthFailed as err:
             raise _Fail(str(err)) from None
-        return self._http(method, url, {**headers, **auth_headers}, data, deadline)
+        return self._http(method, self._url(url), {**headers, **auth_headers}, data, deadline)
+
+    def _url(self, target: str) -> str:
+        """`target` on the API host: the one the token response named (instance_url,
+        api_domain) or base_url. A next-page link must stay on that host."""
+        base = self.settings.base_url
+        if self.auth.api_base:
+            base = self.auth.api_base + urlsplit(base).path
+        if target.startswith("/"):
+            return base + target
+        origin = urlsplit(base)
+        link = urlsplit(target)
+        if (link.scheme, link.netloc) != (origin.scheme, origin.netloc):
+            raise _Fail("next-page link points to another host; not followed")
+        return target
+
+    def _observe(self, token: bool, method: str, url: str, status: int | None, sent: float,
+                 error: str | None) -> None:
+        """Tell `observer` (callgate crm test) about one exchange; the URL may hold keyed
+        digits, so only the observer (which masks them) sees it, never a log."""
+        if self.observer is not None:
+            self.observer(Exchange(token, method, url, status,
+                                   round((self.clock() - sent) * 1000.0, 1), error))
 
     def _token_fetch(self, url: str, form: dict, headers: dict, deadline: float
                      ) -> tuple[int, bytes, str]:
@@ -482,6 +721,7 @@ class RestConnector:
         if remaining <= 0:
             raise _Fail(f"no answer within the {s.budget:g} s budget")
         what = "oauth2 token endpoint: " if token else ""
+        sent = self.clock()
         try:
             resp = self._session.request(
                 method, url, headers=headers, data=data, stream=True, allow_redirects=False,
@@ -489,6 +729,7 @@ class RestConnector:
                 timeout=(min(s.connect_timeout, remaining), min(s.read_timeout, remaining)))
         except requests.exceptions.RequestException as err:
             why = failure(err, f"no answer within the {s.budget:g} s budget")
+            self._observe(token, method, url, None, sent, why)
             if why == REFUSED and not token:
                 return -1, {}, b"", ""         # retried like a 5xx when idempotent
             raise _Fail(what + why) from None
@@ -501,9 +742,11 @@ class RestConnector:
                 chunks.append(chunk)
                 if self.clock() > deadline:
                     raise _Fail(f"no answer within the {s.budget:g} s budget")
+            self._observe(token, method, url, resp.status_code, sent, None)
             return (resp.status_code, dict(resp.headers), b"".join(chunks),
                     resp.headers.get("Content-Type", ""))
         except requests.exceptions.RequestException as err:
+            self._observe(token, method, url, resp.status_code, sent, "response broken off")
             raise _Fail(f"{what}response broken off ({type(err).__name__})") from None
         finally:
             resp.close()

@@ -6,6 +6,9 @@ percent-encoded by the caller; in a JSON body the value is put into the data
 structure and serialised by `json`, so quotes and backslashes cannot break out.
 Query languages carried inside a parameter (SOQL, OData $filter, Zoho criteria)
 need their own literal escaping, asked for with a filter: `{value|soql}`.
+A `_literal` filter writes the whole literal, quotes included, unless the value
+is a number for the field it is compared with (`[crm.identifier_types]`): SOQL
+and OData refuse `Amount__c = '123'` with HTTP 400, so a number goes bare.
 `{{` and `}}` are literal braces.
 """
 
@@ -16,7 +19,7 @@ from typing import Any, Callable
 
 from ..config import ConfigError
 
-_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?:\|([a-z]+))?\}|[{}]")
+_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?:\|([a-z_]+))?\}|[{}]")
 
 
 def _soql(value: str) -> str:
@@ -47,6 +50,16 @@ def _zoho(value: str) -> str:
 
 
 FILTERS: dict[str, Callable[[str], str]] = {"soql": _soql, "odata": _odata, "zoho": _zoho}
+LITERALS: dict[str, Callable[[str], str]] = {"soql_literal": _soql, "odata_literal": _odata}
+
+
+def _literal(filt: str, value: str, number: bool) -> str:
+    """A query-language literal: bare when a number-typed field is compared, else quoted.
+    Only keyed digits are ever numbers (the connector checks), so a bare one cannot
+    carry anything but digits into the query."""
+    if number and value.isdigit():
+        return str(int(value))
+    return "'" + LITERALS[filt](value) + "'"
 
 
 class Template:
@@ -71,9 +84,9 @@ class Template:
                 if name not in allowed:
                     raise ConfigError(f"{key}: unknown placeholder {{{name}}}; "
                                       f"this step offers {', '.join(sorted(allowed))}")
-                if filt is not None and filt not in FILTERS:
+                if filt is not None and filt not in FILTERS and filt not in LITERALS:
                     raise ConfigError(f"{key}: unknown filter |{filt}; use one of "
-                                      f"{', '.join(sorted(FILTERS))}")
+                                      f"{', '.join(sorted({**FILTERS, **LITERALS}))}")
                 self.parts.append((name, filt))
                 self.names.add(name)
             pos = m.end()
@@ -87,7 +100,9 @@ class Template:
             return self.parts[0][0]
         return None
 
-    def render(self, values: dict[str, str], escape: Callable[[str], str] | None = None) -> str:
+    def render(self, values: dict[str, str], escape: Callable[[str], str] | None = None,
+               numbers: frozenset[str] = frozenset()) -> str:
+        """The text with `values` filled in; names in `numbers` are numbers to `_literal`."""
         out = []
         for part in self.parts:
             if isinstance(part, str):
@@ -95,7 +110,9 @@ class Template:
                 continue
             name, filt = part
             value = str(values[name])
-            if filt is not None:
+            if filt in LITERALS:
+                value = _literal(filt, value, name in numbers)
+            elif filt is not None:
                 value = FILTERS[filt](value)
             out.append(escape(value) if escape else value)
         return "".join(out)

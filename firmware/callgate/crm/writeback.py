@@ -121,7 +121,11 @@ def load_writeback(table: Table) -> WritebackSettings | None:
     body = table.get("body", (dict, list), None)
     if body is not None:
         body = compile_body(body, TEMPLATE_NAMES, table.key("body"))
-    auth = make_auth(table.sub("auth"), url)
+    auth_table = table.sub("auth")
+    if "api_base_from" in auth_table.data:       # the write-back posts to its own url
+        raise ConfigError(f"{auth_table.key('api_base_from')}: not for the write-back "
+                          f"(it sends to writeback.url)")
+    auth = make_auth(auth_table, url)
     bad = table.unknown()
     if bad:
         raise ConfigError(f"{bad[0]}: unknown key")

@@ -49,7 +49,7 @@ from typing import Protocol
 
 from ..call import (CallerHungUp, CallInfo, Collect, Digits, Handler, HangUp, Pause, Play,
                     PromptDone, SayDigits, Transfer, TransferResult, Work, WorkDone)
-from ..crm.base import Customer, Lookup, Verdict
+from ..crm.base import ASSURANCES, Customer, Lookup, Verdict
 from ..crm.phone import normalise_phone
 from ..privacy import mask
 from .outcome import Outcome, outcome_for
@@ -409,7 +409,7 @@ class IdvFlow(Handler):
         self._event("verify", attempt=c.sec_tries, result=status, ms=round(ms, 1),
                     **_why(result, error, status))
         if status == "verified":
-            c.assurance = result.assurance if result.assurance in ("high", "low") else "low"
+            c.assurance = result.assurance if result.assurance in ASSURANCES else "low"
             self.trail.success(c.customer.id)
             self._set(verify_result="verified", assurance=c.assurance)
             return self._finish(outcome_for(True, verified=True))

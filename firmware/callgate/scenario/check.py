@@ -43,7 +43,7 @@ CHOICES = {
     "verify_result": ("verified", "failed", "locked", "error", "skipped", NONE),
     "transfer_mode": ("blind", "supervised", NONE),
     "transfer_result": ("completed", "answered", "busy", "no_answer", "no_recall", "failed", NONE),
-    "assurance": ("high", "low", NONE),
+    "assurance": ("high", "hashed", "low", NONE),
 }
 INTEGER_COLUMNS = {k for k, v in CALL_COLUMNS.items() if v.startswith("INTEGER")}
 LISTS = ("prompts", "prompts_include", "prompts_exclude", "requests", "http")
