@@ -569,7 +569,8 @@ def test_config_with_calls():
 
 @pytest.mark.parametrize("text, message", [
     ('colour = "red"', "line.sim.colour: unknown key"),
-    ('country = "fr"', "line.sim.country: 'fr' is not one of etsi, uk, us"),
+    ('country = "mars"',
+     "line.sim.country: 'mars' is not one of au, ca, de, es, etsi, fr, it, nl, nz, uk, us"),
     ('echo_db = 5', "line.sim.echo_db: 5.0 is outside -80..0"),
     ('[[line.sim.calls]]\ngapms = 3', "line.sim.calls[0].gapms: unknown key"),
     ('[[line.sim.calls]]\ncallerid = { kind = "v22" }',
