@@ -42,6 +42,12 @@ BLOCK = 160
 DEBOUNCE = 2
 """Blocks a new state must last before it counts; shorter ones are glitches."""
 
+DUAL_HANDICAP = 0.08
+"""Share of a block's energy a two-component set must capture beyond a
+one-component set to be preferred. Its subspace is twice as large, so it also
+fits single tones near its components: with every plan at once, 400 + 450 Hz
+(UK ringing) fits a 419 Hz tone (425 Hz - 1.5 %) better than 425 Hz does."""
+
 MIN_TOLERANCE_MS = 40
 """Cadence tolerance floor: two blocks of timing quantisation."""
 
@@ -165,8 +171,7 @@ def combined_plan(plans: Sequence[TonePlan], name: str = "auto",
     for plan in plans:
         for tone in plan.tones:
             key = (tone.name, tuple(sorted(tone.frequencies)), tone.cadence_ms,
-                   tone.tolerance, tone.frequency_tolerance, tone.confirm,
-                   None if tone.continuous else tone.min_ms)
+                   tone.tolerance, tone.frequency_tolerance, tone.confirm)
             known = merged.get(key)
             tagged = tone.plans or (plan.name,)
             if known is None:
@@ -415,7 +420,8 @@ class _ToneBank:
         self.signatures = list(sets)
         n_sig = len(sets)
         columns, owner = [], []
-        self._tests: list[tuple[int, int, int]] = []   # (set, first, second component)
+        # (set, first component, second component, handicap)
+        self._tests: list[tuple[int, int, int, float]] = []
         comp = n_sig
         for s, (freqs, tol) in enumerate(sets.items()):
             bases = [_band_basis(f, tol) for f in freqs]
@@ -425,7 +431,8 @@ class _ToneBank:
             owner += [s] * q.shape[1]
             for k, b in enumerate(bases):
                 owner += [comp + k] * b.shape[1]
-            self._tests.append((s, comp, comp + len(freqs) - 1))
+            self._tests.append((s, comp, comp + len(freqs) - 1,
+                                DUAL_HANDICAP if len(freqs) == 2 else 0.0))
             comp += len(freqs)
         # Figures per block: captured energy per set, then energy per component.
         self._project = np.concatenate(columns, axis=1).astype(np.float32)
@@ -449,18 +456,19 @@ class _ToneBank:
         twist, fraction = self._twist, self._fraction
         states, powers = [], []
         for fig, total in zip(figures, energy):
-            state, top = -1, 0.0
+            state, top, power = -1, -total, 0.0
             if total >= floor:
                 need = fraction * total
-                for s, a, b in self._tests:
+                for s, a, b, handicap in self._tests:
                     captured = fig[s]
-                    if captured >= need and captured > top:
+                    score = captured - handicap * total
+                    if captured >= need and score > top:
                         ea, eb = fig[a], fig[b]
                         if (ea >= floor and eb >= floor
                                 and ea <= twist * eb and eb <= twist * ea):
-                            state, top = s, captured
+                            state, top, power = s, score, captured
             states.append(state)
-            powers.append(top)
+            powers.append(power)
         return states, powers
 
 
