@@ -16,6 +16,10 @@ cadence:
    segments, matched against each tone's cadence with a tolerance.
    Continuous tones are reported after `min_ms`.
 
+Several plans can be listened for at once (`combined_plan`, what `callgate
+decode` does by default): their frequency sets share the one projection, equal
+tones are one matcher, and each event names the plan(s) whose tone it is.
+
 The fax tones CNG (1100 Hz, 0.5 s on / 3 s off) and CED/ANS (2100 Hz) are
 always listened for, whatever the plan (ITU-T T.30, V.25), unless the
 detector is built with fax=False.
@@ -525,7 +529,8 @@ class _Matcher:
 
 
 class CallProgressDetector:
-    """Streaming call-progress and fax tone detector for one tone plan.
+    """Streaming call-progress and fax tone detector for one tone plan (or several
+    combined: `combined_plan`).
 
     feed() int16 frames of any length; each tone is reported once, when its
     cadence is recognised, stamped with the onset of the first burst of the
