@@ -57,7 +57,7 @@ def decode_toneplan(spec: str | os.PathLike) -> TonePlan:
 
 
 def load_toneplan(name_or_path: str | os.PathLike | TonePlan) -> TonePlan:
-    """A shipped plan by name ("us", "uk", "etsi") or a TOML file by path; ValueError
+    """A shipped plan by name ("us", "de", ...; not "auto") or a TOML file by path; ValueError
     with one line naming the plan and the problem. A TonePlan is returned as it is."""
     if isinstance(name_or_path, TonePlan):
         return name_or_path
