@@ -4,7 +4,8 @@
 Run by hand:  .venv/bin/python bench/dsp_speed.py [--seconds 60]
 
 Reports, on this machine and one core:
-- decode speed in multiples of real time: the detector bank as `callgate decode`,
+- decode speed in multiples of real time: the detector bank as `callgate decode`
+  (every tone plan, its default; and the US plan alone, as before --toneplan auto),
   the engine's call loop and its on-hook caller ID capture build it, and each
   detector alone, fed 1000-sample frames and 160-sample (20 ms) frames;
 - per-frame processing time at the 50th/99th percentile for 20 ms frames;
@@ -44,12 +45,13 @@ from callgate.dsp.decoder import line_decoder
 from callgate.dsp.dtmf import DtmfEvent, DtmfReceiver
 from callgate.dsp.fsk import BELL202, V23
 from callgate.dsp.tones import CallProgressDetector
-from callgate.toneplans import load_toneplan
+from callgate.toneplans import auto_toneplan, load_toneplan
 from callgate.wav import write_wav
 from external import spandsp_tool
 
 DETECTORS = {
-    "bank: decode": lambda: line_decoder(load_toneplan("us")),
+    "bank: decode": lambda: line_decoder(auto_toneplan()),
+    "bank: decode, us plan only": lambda: line_decoder(load_toneplan("us")),
     "bank: call loop": lambda: DetectorBank(fsk=(BELL202, V23), callwaiting=True,
                                             tones=load_toneplan("us"), voice=True),
     "bank: call loop, unbatched": lambda: DetectorBank(
@@ -60,6 +62,7 @@ DETECTORS = {
     "dtmf": DtmfReceiver,
     "callerid (bell202+v23)": CallerIdReceiver,
     "tones (us plan)": lambda: CallProgressDetector(load_toneplan("us")),
+    "tones (auto: every plan)": lambda: CallProgressDetector(auto_toneplan()),
 }
 
 

@@ -39,6 +39,7 @@ def check_sample(events, name):
     assert all(cid["t"] < d["t"] for d in digits)
     tones = [e for e in events if e["event"] == "tone"]
     assert [e["tone"] for e in tones] == ["busy"]
+    assert tones[0]["plan"] == "us" and tones[0]["plans"] == ["us", "ca"]
     assert tones[0]["t"] > digits[-1]["t"]
     return events
 
@@ -115,14 +116,28 @@ def test_text_output_and_bad_toneplan():
     assert len(proc.stderr.strip().splitlines()) == 1 and "atlantis" in proc.stderr
 
 
+@pytest.mark.parametrize("plan", ["us", "auto"])
 @pytest.mark.parametrize("frame", [1, 80, 160, 1000])
-def test_line_decoder_is_frame_split_invariant(frame):
+def test_line_decoder_is_frame_split_invariant(frame, plan):
     from callgate.dsp.decoder import decode as decode_samples
-    from callgate.toneplans import load_toneplan
+    from callgate.toneplans import decode_toneplan
 
     samples = read_wav(SAMPLE)[: 8000 * 6]  # caller ID and the first digits
     if frame == 1:
         samples = samples[16000:28000]  # a shorter stretch: one sample per call is slow
-    want = decode_samples(samples, load_toneplan("us"), frame=4000)
+    want = decode_samples(samples, decode_toneplan(plan), frame=4000)
     assert want, "the stretch holds events"
-    assert decode_samples(samples, load_toneplan("us"), frame=frame) == want
+    assert decode_samples(samples, decode_toneplan(plan), frame=frame) == want
+
+
+@pytest.mark.parametrize("frame", [80, 1000])
+def test_line_decoder_tones_are_frame_split_invariant_under_auto(frame):
+    """The sample call's busy tone (the stretch above holds no tone)."""
+    from callgate.dsp.decoder import decode as decode_samples
+    from callgate.dsp.tones import ToneEvent
+    from callgate.toneplans import auto_toneplan
+
+    samples = read_wav(SAMPLE)
+    want = decode_samples(samples, auto_toneplan(), frame=4000)
+    assert [(e.tone, e.plan) for e in want if isinstance(e, ToneEvent)] == [("busy", "us")]
+    assert decode_samples(samples, auto_toneplan(), frame=frame) == want

@@ -19,7 +19,7 @@ from callgate.dsp.callerid import CallerIdReceiver, DtmfCallerIdDecoder
 from callgate.dsp.dtmf import DtmfReceiver
 from callgate.dsp.level import dbm0_to_amplitude, rms_dbm0
 from callgate.dsp.tones import CallProgressDetector, tone_tx
-from callgate.toneplans import load_toneplan
+from callgate.toneplans import available_toneplans, load_toneplan
 from callgate.line import make_line
 from callgate.line.base import LineError
 from callgate.line.sim import (Agent, CallerIdSpec, CallWaiting, Clear, Press, SimCall, SimLine)
@@ -122,7 +122,7 @@ def loud_runs(x: np.ndarray, dbm0: float = -40.0, block: int = 80) -> list[tuple
 # ------------------------------------------------------------------ ringing
 
 
-@pytest.mark.parametrize("country", ["us", "uk", "etsi"])
+@pytest.mark.parametrize("country", available_toneplans())
 def test_rings_with_the_country_cadence(country):
     cadence = load_toneplan(country).ring_cadence_ms
     line = SimLine([SimCall(callerid=None, abandon_after_rings=3, gap_ms=500)], country,
@@ -331,11 +331,11 @@ def test_on_hook_glitch_is_ignored_and_a_long_one_releases_the_call():
 
 
 def transfer_bench(agent: Agent, dial: str, then, script=(), recall=True,
-                   agents=None) -> Bench:
+                   agents=None, country="us") -> Bench:
     """Answer, flash at 3 s, dial `dial` (libspandsp's DTMF) once dial tone has run 1.5 s."""
     call = SimCall(callerid=None, script=list(script), recall_dial_tone=recall,
                    agents=agents or {"201": agent})
-    line = SimLine([call], echo_db=-10.0)
+    line = SimLine([call], country, echo_db=-10.0)
     b = Bench(line)
     b.on(after_rings(1), lambda b: b.line.off_hook())
     b.on(at(ms(9000)), lambda b: b.line.flash(600))
@@ -373,6 +373,16 @@ def test_blind_transfer_hangs_up_after_dialling():
     out = b.line.outcomes[0]
     assert out.heard_digits == "201" and out.transferred_to == "201"
     assert out.released_at == ms(11500) + ms(580)
+
+
+@pytest.mark.parametrize("country", ["fr", "au"])
+def test_unknown_extension_gets_busy_where_the_plan_has_no_reorder(country):
+    """France and Australia list no congestion tone of their own (it sounds like busy)."""
+    assert "reorder" not in load_toneplan(country).names
+    b = transfer_bench(Agent(answer_after_rings=2), "301", lambda b: b.on(
+        at(ms(16000)), lambda b: b.line.on_hook()), country=country)
+    heard = [t for t, s in tones_in(b.rx, country, ms(11500))]
+    assert heard == ["busy"]
 
 
 @pytest.mark.parametrize("case", ["busy", "no_answer", "unknown", "no_recall"])
@@ -569,7 +579,8 @@ def test_config_with_calls():
 
 @pytest.mark.parametrize("text, message", [
     ('colour = "red"', "line.sim.colour: unknown key"),
-    ('country = "fr"', "line.sim.country: 'fr' is not one of etsi, uk, us"),
+    ('country = "mars"',
+     "line.sim.country: 'mars' is not one of au, ca, de, es, etsi, fr, it, nl, nz, uk, us"),
     ('echo_db = 5', "line.sim.echo_db: 5.0 is outside -80..0"),
     ('[[line.sim.calls]]\ngapms = 3', "line.sim.calls[0].gapms: unknown key"),
     ('[[line.sim.calls]]\ncallerid = { kind = "v22" }',

@@ -36,8 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     dec.add_argument("--json", action="store_true",
                      help="JSON lines (the default; kept for scripts that ask for it)")
     dec.add_argument("--text", action="store_true", help="aligned text for people instead")
-    dec.add_argument("--toneplan", default="us",
-                     help="tone plan: us, uk, etsi or a TOML file (default: us)")
+    dec.add_argument("--toneplan", default="auto", metavar="PLAN",
+                     help="auto (every built-in plan; each tone names its plan), one "
+                          "built-in plan by name (us, uk, etsi, de, ...) or a TOML file "
+                          "(default: auto)")
     dec.set_defaults(func=cmd_decode)
 
     run = sub.add_parser("run", help="answer and run calls on the configured line",
@@ -64,11 +66,11 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_decode(args: argparse.Namespace) -> int:
     """Decode each file; a bad file is reported on stderr and the rest go on."""
     from .dsp.decoder import decode
-    from .toneplans import load_toneplan
+    from .toneplans import decode_toneplan
     from .wav import WavError, read_wav
 
     try:
-        plan = load_toneplan(args.toneplan)
+        plan = decode_toneplan(args.toneplan)
     except (ValueError, OSError) as err:
         print(f"callgate decode: {err}", file=sys.stderr)
         return 2
@@ -168,8 +170,10 @@ def _call_text(r: dict) -> str:
 
 
 def _text(record: dict) -> str:
-    rest = " ".join(f"{k}={v}" for k, v in record.items()
-                    if k not in ("file", "t", "event") and v is not None)
+    rest = " ".join(f"{k}={','.join(v) if isinstance(v, (tuple, list)) else v}"
+                    for k, v in record.items()
+                    if k not in ("file", "t", "event") and v is not None
+                    and not (k == "plans" and len(v) < 2))
     return f"{record['file']}\t{record['t']:9.3f}\t{record['event']:<9}{rest}"
 
 

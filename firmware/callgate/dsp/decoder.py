@@ -3,6 +3,10 @@
 The detector bank (bank.py) with the DTMF receiver, both caller ID receivers
 (FSK, Bell 202 and V.23 at once, and DTMF-signalled) and, given a tone plan,
 the call-progress detector; stamps count from the start of the recording.
+
+The CLI's default plan is every shipped plan combined (toneplans.auto_toneplan,
+tones.combined_plan): one detector whose frequency sets are shared wherever
+plans coincide, so trying them all costs about what one plan does.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ cadence:
    segments, matched against each tone's cadence with a tolerance.
    Continuous tones are reported after `min_ms`.
 
+Several plans can be listened for at once (`combined_plan`, what `callgate
+decode` does by default): their frequency sets share the one projection, equal
+tones are one matcher, and each event names the plan(s) whose tone it is.
+
 The fax tones CNG (1100 Hz, 0.5 s on / 3 s off) and CED/ANS (2100 Hz) are
 always listened for, whatever the plan (ITU-T T.30, V.25), unless the
 detector is built with fax=False.
@@ -26,7 +30,7 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -41,6 +45,12 @@ BLOCK = 160
 
 DEBOUNCE = 2
 """Blocks a new state must last before it counts; shorter ones are glitches."""
+
+DUAL_HANDICAP = 0.08
+"""Share of a block's energy a two-component set must capture beyond a
+one-component set to be preferred. Its subspace is twice as large, so it also
+fits single tones near its components: with every plan at once, 400 + 450 Hz
+(UK ringing) fits a 419 Hz tone (425 Hz - 1.5 %) better than 425 Hz does."""
 
 MIN_TOLERANCE_MS = 40
 """Cadence tolerance floor: two blocks of timing quantisation."""
@@ -71,6 +81,8 @@ class Tone:
     frequency_tolerance: float = 0.02
     min_ms: int = 1000
     confirm: int = 0
+    plans: tuple[str, ...] = ()
+    """The tone plans that send this tone, preferred first; () for the fax tones."""
 
     @property
     def continuous(self) -> bool:
@@ -138,10 +150,55 @@ def plan_from_dict(data: dict, origin: str) -> TonePlan:
     tones_table = data.get("tones")
     if not isinstance(tones_table, dict) or not tones_table:
         raise bad("tones", "missing or empty; add a [tones.NAME] table per tone")
-    tones = tuple(_tone_from_dict(tone_name, spec, defaults, bad)
+    tones = tuple(replace(_tone_from_dict(tone_name, spec, defaults, bad), plans=(name,))
                   for tone_name, spec in tones_table.items())
     _check_continuous_vs_bursts(tones, bad)
     return TonePlan(name, description, tones, _ring_cadence(data.get("ring"), bad))
+
+
+def combined_plan(plans: Sequence[TonePlan], name: str = "auto",
+                  description: str = "") -> TonePlan:
+    """Every tone of several plans at once, for audio from a network not known.
+
+    `plans` come in preference order: it settles which plan an event names when
+    several fit equally. A tone sent alike by several plans (same name,
+    frequencies, cadence and tolerances) becomes one tone listing them all: one
+    cadence matcher, one event. A steady tone must outlast every burst of its
+    frequencies in every plan (the 425 Hz dial tone of ETSI against Spain's
+    1.5 s ringing bursts), so all steady tones of one frequency set wait as
+    long as the most demanding of them. The combined plan has no [ring]: it
+    describes what a recording may hold, not one exchange.
+    """
+    if not plans or not all(isinstance(p, TonePlan) for p in plans):
+        raise ValueError("combined_plan: give one or more TonePlans")
+    merged: dict[tuple, Tone] = {}
+    for plan in plans:
+        for tone in plan.tones:
+            key = (tone.name, tuple(sorted(tone.frequencies)), tone.cadence_ms,
+                   tone.tolerance, tone.frequency_tolerance, tone.confirm)
+            known = merged.get(key)
+            tagged = tone.plans or (plan.name,)
+            if known is None:
+                merged[key] = replace(tone, plans=tagged)
+            else:
+                merged[key] = replace(known, plans=tuple(dict.fromkeys(known.plans + tagged)),
+                                      min_ms=max(known.min_ms, tone.min_ms))
+    tones = list(merged.values())
+    wait: dict[tuple[float, ...], int] = {}
+    for tone in tones:
+        key = tuple(sorted(tone.frequencies))
+        if tone.continuous:
+            wait[key] = max(wait.get(key, 0), tone.min_ms)
+    for tone in tones:
+        key = tuple(sorted(tone.frequencies))
+        if key in wait and not tone.continuous:
+            longest = max(tone.cadence_ms[0::2])
+            limit = longest + max(longest * tone.tolerance, MIN_TOLERANCE_MS)
+            wait[key] = max(wait[key], (int(limit) // _BLOCK_MS + 1) * _BLOCK_MS)
+    tones = [replace(t, min_ms=wait[tuple(sorted(t.frequencies))]) if t.continuous else t
+             for t in tones]
+    return TonePlan(name, description or "every tone of " + ", ".join(p.name for p in plans),
+                    tuple(tones))
 
 
 def _ring_cadence(ring, bad) -> tuple[int, ...]:
@@ -325,6 +382,10 @@ class ToneEvent(Event):
     tone: str
     frequencies: tuple[float, ...] = field(default=(), repr=False)
     level_dbm0: float = field(default=float("nan"), repr=False)
+    plan: str | None = None
+    """The tone plan whose tone this is (the best fit of `plans`); None for fax tones."""
+    plans: tuple[str, ...] = ()
+    """Every plan whose tone of this name matched the same bursts, `plan` first."""
     kind: ClassVar[str] = "tone"
 
 
@@ -363,7 +424,8 @@ class _ToneBank:
         self.signatures = list(sets)
         n_sig = len(sets)
         columns, owner = [], []
-        self._tests: list[tuple[int, int, int]] = []   # (set, first, second component)
+        # (set, first component, second component, handicap)
+        self._tests: list[tuple[int, int, int, float]] = []
         comp = n_sig
         for s, (freqs, tol) in enumerate(sets.items()):
             bases = [_band_basis(f, tol) for f in freqs]
@@ -373,7 +435,8 @@ class _ToneBank:
             owner += [s] * q.shape[1]
             for k, b in enumerate(bases):
                 owner += [comp + k] * b.shape[1]
-            self._tests.append((s, comp, comp + len(freqs) - 1))
+            self._tests.append((s, comp, comp + len(freqs) - 1,
+                                DUAL_HANDICAP if len(freqs) == 2 else 0.0))
             comp += len(freqs)
         # Figures per block: captured energy per set, then energy per component.
         self._project = np.concatenate(columns, axis=1).astype(np.float32)
@@ -397,18 +460,19 @@ class _ToneBank:
         twist, fraction = self._twist, self._fraction
         states, powers = [], []
         for fig, total in zip(figures, energy):
-            state, top = -1, 0.0
+            state, top, power = -1, -total, 0.0
             if total >= floor:
                 need = fraction * total
-                for s, a, b in self._tests:
+                for s, a, b, handicap in self._tests:
                     captured = fig[s]
-                    if captured >= need and captured > top:
+                    score = captured - handicap * total
+                    if captured >= need and score > top:
                         ea, eb = fig[a], fig[b]
                         if (ea >= floor and eb >= floor
                                 and ea <= twist * eb and eb <= twist * ea):
-                            state, top = s, captured
+                            state, top, power = s, score, captured
             states.append(state)
-            powers.append(top)
+            powers.append(power)
         return states, powers
 
 
@@ -445,8 +509,9 @@ class _Matcher:
         self.min_blocks = -(-tone.min_ms // _BLOCK_MS)
         self.slack = [max(d * tone.tolerance, MIN_TOLERANCE_MS) for d in tone.cadence_ms]
 
-    def fits(self, run: _Run, element: int, loose: bool = False) -> bool:
-        """Does a completed run fit cadence element `element` (even: on)?
+    def misfit(self, run: _Run, element: int, loose: bool = False) -> float | None:
+        """How far a completed run is from cadence element `element` (even: on), in
+        slacks (0 = exact); None when it does not fit.
 
         A tone already recognised is followed with twice the slack, so one
         that sits near the edge of the tolerance is not reported again and
@@ -454,16 +519,18 @@ class _Matcher:
         """
         on = element % 2 == 0
         if run.state != (self.signature if on else -1):
-            return False
+            return None
         # Blocks only partly filled by a burst rarely count as tone: on runs
         # measure about half a block short and off runs as much long.
         measured = run.length * _BLOCK_MS + (_BLOCK_MS / 2 if on else -_BLOCK_MS / 2)
         slack = self.slack[element] * (2 if loose else 1)
-        return abs(measured - self.tone.cadence_ms[element]) <= slack
+        error = abs(measured - self.tone.cadence_ms[element]) / slack
+        return error if error <= 1 else None
 
 
 class CallProgressDetector:
-    """Streaming call-progress and fax tone detector for one tone plan.
+    """Streaming call-progress and fax tone detector for one tone plan (or several
+    combined: `combined_plan`).
 
     feed() int16 frames of any length; each tone is reported once, when its
     cadence is recognised, stamped with the onset of the first burst of the
@@ -589,41 +656,78 @@ class CallProgressDetector:
     def _check_steady(self, out: list) -> None:
         """Report continuous tones once their run is long enough."""
         run = self._run
+        fired = []
         for m in self._steady.get(run.state, ()):
             if not m.active and run.length >= m.min_blocks:
                 m.active = True
-                out.append(self._event(m, run))
+                fired.append((0.0, m, run))
+        if fired:
+            out.extend(self._events(fired))
 
     def _complete(self, run: _Run, out: list) -> None:
         """A run ended: follow active cadences and look for new ones."""
         self._history.append(run)
         for m in self._steady.get(run.state, ()):
             m.active = False
+        fired, following = [], set()
         for m in self._cadenced:
             if m.active:
-                if m.fits(run, m.phase, loose=True):
+                if m.misfit(run, m.phase, loose=True) is not None:
                     m.phase = (m.phase + 1) % len(m.tone.cadence_ms)
+                    following.add(m.tone.name)
                     continue
                 m.active = False
-            phase = self._match(m)
-            if phase is not None:
-                m.active, m.phase = True, phase
+            found = self._match(m)
+            if found is not None:
+                m.active, m.phase = True, found[0]
                 need = m.tone.segments_to_confirm
-                out.append(self._event(m, self._history[-need]))
+                fired.append((found[1], m, self._history[-need]))
+        # A tone still followed under one plan is not news under another (Spain's
+        # congestion keeps restarting Italy's 200/200 ms congestion).
+        fired = [f for f in fired if f[1].tone.name not in following]
+        if fired:
+            out.extend(self._events(fired))
 
-    def _match(self, m: _Matcher) -> int | None:
-        """Cadence phase after the newest runs, if they spell the tone's cadence."""
+    def _match(self, m: _Matcher) -> tuple[int, float] | None:
+        """(cadence phase, misfit) after the newest runs, if they spell the tone's cadence."""
         need = m.tone.segments_to_confirm
         if len(self._history) < need:
             return None
         runs = list(self._history)[-need:]
         size = len(m.tone.cadence_ms)
         for rotation in range(0, size, 2):
-            if all(m.fits(run, (rotation + k) % size) for k, run in enumerate(runs)):
-                return (rotation + need) % size
+            total = 0.0
+            for k, run in enumerate(runs):
+                error = m.misfit(run, (rotation + k) % size)
+                if error is None:
+                    break
+                total += error
+            else:
+                return (rotation + need) % size, total / need
         return None
 
-    def _event(self, m: _Matcher, burst: _Run) -> ToneEvent:
+    def _events(self, fired: list[tuple[float, _Matcher, _Run]]) -> list[ToneEvent]:
+        """One event per tone name among the tones recognised at once.
+
+        Plans that call the same bursts by the same name (busy at 480/480 ms in
+        Germany, 500/500 ms elsewhere in Europe) give one event: named after
+        the best fit, listing them all. Matchers come in plan preference order,
+        which settles ties."""
+        best: dict[str, tuple[float, _Matcher, _Run]] = {}
+        plans: dict[str, list[str]] = {}
+        for entry in fired:
+            name = entry[1].tone.name
+            if name not in best or entry[0] < best[name][0]:
+                best[name] = entry
+            plans.setdefault(name, []).extend(entry[1].tone.plans)
+        events = []
+        for name, (_, m, burst) in best.items():
+            ranked = list(dict.fromkeys(m.tone.plans + tuple(plans[name])))
+            events.append(self._event(m, burst, tuple(ranked)))
+        return events
+
+    def _event(self, m: _Matcher, burst: _Run, plans: tuple[str, ...]) -> ToneEvent:
         level = float(power_to_dbm0(burst.head / max(burst.head_blocks, 1) / BLOCK))
         return ToneEvent(self._origin + burst.start * BLOCK, m.tone.name,
-                         frequencies=m.tone.frequencies, level_dbm0=round(level, 1))
+                         frequencies=m.tone.frequencies, level_dbm0=round(level, 1),
+                         plan=plans[0] if plans else None, plans=plans)

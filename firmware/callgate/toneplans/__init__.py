@@ -6,6 +6,10 @@ per name or path and then shared: the engine, the ring counter and the
 simulated exchange all use the same `TonePlan` object, so a plan given as a
 file keeps every table of it (its [ring] cadence included) wherever it is used.
 
+`callgate decode` listens for every shipped plan at once by default
+(`auto_toneplan`): a recording may come from any network. The engine always
+uses one plan, its line's country.
+
 The signal core (dsp/) only ever receives the parsed `TonePlan`: it does no I/O.
 """
 
@@ -17,9 +21,17 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from ..dsp.tones import TonePlan, plan_from_dict
+from ..dsp.tones import TonePlan, combined_plan, plan_from_dict
 
-__all__ = ["TonePlan", "available_toneplans", "load_toneplan"]
+__all__ = ["AUTO", "TonePlan", "auto_toneplan", "available_toneplans", "decode_toneplan",
+           "load_toneplan"]
+
+AUTO = "auto"
+"""The name `callgate decode` takes for every shipped plan at once."""
+
+PREFERRED = ("us", "uk", "etsi")
+"""Named first when plans fit a tone equally: the regional references before
+the national plans that share their figures (us before ca, etsi before nl)."""
 
 
 def available_toneplans() -> list[str]:
@@ -28,8 +40,24 @@ def available_toneplans() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
+@lru_cache(maxsize=1)
+def auto_toneplan() -> TonePlan:
+    """Every shipped plan combined (dsp.tones.combined_plan), in PREFERRED order."""
+    names = available_toneplans()
+    order = [n for n in PREFERRED if n in names] + [n for n in names if n not in PREFERRED]
+    return combined_plan([_shipped(n) for n in order], AUTO,
+                         "every built-in plan: " + ", ".join(order))
+
+
+def decode_toneplan(spec: str | os.PathLike) -> TonePlan:
+    """What `callgate decode --toneplan` takes: "auto", a plan name or a TOML file."""
+    if isinstance(spec, str) and spec == AUTO:
+        return auto_toneplan()
+    return load_toneplan(spec)
+
+
 def load_toneplan(name_or_path: str | os.PathLike | TonePlan) -> TonePlan:
-    """A shipped plan by name ("us", "uk", "etsi") or a TOML file by path; ValueError
+    """A shipped plan by name ("us", "de", ...; not "auto") or a TOML file by path; ValueError
     with one line naming the plan and the problem. A TonePlan is returned as it is."""
     if isinstance(name_or_path, TonePlan):
         return name_or_path
@@ -54,6 +82,9 @@ def _is_name(spec: str) -> bool:
 @lru_cache(maxsize=None)
 def _shipped(name: str) -> TonePlan:
     res = resources.files(__package__).joinpath(f"{name}.toml")
+    if name == AUTO:
+        raise ValueError(f"tone plan {AUTO!r} (every plan at once) is for callgate decode; "
+                         f"a line needs its country's plan: {', '.join(available_toneplans())}")
     if not res.is_file():
         raise ValueError(f"tone plan {name!r} is unknown; "
                          f"built-in plans: {', '.join(available_toneplans())}")

@@ -122,7 +122,9 @@ class Pbx:
     def _unobtainable(self, call: CallState) -> None:
         self._cancel_leg_timer(call)
         call.leg = "reorder"
-        self._play_loop(self.now, "reorder", "agent")
+        # Plans whose congestion tone sounds like busy (au, fr) list no reorder.
+        tone = "reorder" if "reorder" in self.plan.names else "busy"
+        self._play_loop(self.now, tone, "agent")
 
     # ------------------------------------------------------------- the agent's leg
 
