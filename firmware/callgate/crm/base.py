@@ -7,19 +7,22 @@ JSON, a TLS failure, an open circuit) never raises: it comes back as status
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ..privacy import mask  # noqa: F401  (one masking rule for logs and records)
 
 LOOKUP_STATUSES = ("hit", "miss", "ambiguous", "error")
-VERDICT_STATUSES = ("verified", "rejected", "error")
+VERDICT_STATUSES = ("verified", "rejected", "no_secret", "error")
 
 
 @dataclass(frozen=True)
 class Customer:
     id: str                    # the business's unique identifier
     name: str | None = None
+    # kinds of secret on file ("pin", "dob", ...); None when the back end does not say.
+    # A customer without the kind asked for skips the security step (nothing to guess).
+    secrets: frozenset[str] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class Lookup:
 
 @dataclass(frozen=True)
 class Verdict:
-    status: str                # "verified" | "rejected" | "error"
+    status: str                # "verified" | "rejected" | "no_secret" | "error"
     assurance: str = "high"    # "low" when we could only fetch and compared locally
     latency_ms: float = 0.0
     error: str | None = None

@@ -8,7 +8,10 @@ always come from the business's table (files, never inline).
 Verification: only our reference API has a verify call. The CRMs below can only
 fetch a stored value, which the connector compares with hmac.compare_digest and
 marks "low" assurance; the field to fetch for each kind is named in
-[crm.verify_fields] (e.g. pin = "ivr_pin__c").
+[crm.verify_fields] (e.g. pin = "ivr_pin__c"). An empty field (null or "") there
+means no secret on file: the caller goes on as identified only, nothing counted.
+Only the reference API's lookups say which secrets are on file ("secrets"), so
+the caller is not even asked; the other presets leave `secrets` unset.
 
 The shapes follow each vendor's public API documentation:
   HubSpot     POST /crm/v3/objects/contacts/search (filterGroups are ORed)
@@ -36,10 +39,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "auth": {"kind": "bearer"},
         "lookup_phone": {
             "method": "GET", "url": "/customers/by-phone/{e164}",
-            "results": "customers", "id": "id", "name": "name"},
+            "results": "customers", "id": "id", "name": "name", "secrets": "secrets"},
         "lookup_identifier": {
             "method": "GET", "url": "/customers/by-identifier/{kind}/{value}",
-            "results": "customers", "id": "id", "name": "name"},
+            "results": "customers", "id": "id", "name": "name", "secrets": "secrets"},
         "verify": {
             "mode": "call", "method": "POST", "url": "/customers/{id}/verify",
             "body": {"kind": "{kind}", "secret": "{secret}"}, "verified": "verified"},

@@ -93,6 +93,7 @@ class Step:
     results: Path | None = None
     id: Path | None = None
     name_paths: tuple[Path, ...] = ()
+    secrets: Path | None = None       # the kinds of secret on file; None: the CRM does not say
     verified: Path | None = None
     value: str | None = None          # fetch-mode verify: path text, may hold {field}
     names: frozenset[str] = frozenset()   # every placeholder the request uses
@@ -131,6 +132,8 @@ def _step(table: Table, name: str, allowed: frozenset[str], role: str) -> Step:
         names = t.get("name", (str, list), "name")
         names = [names] if isinstance(names, str) else names
         step.name_paths = tuple(Path(_str(n, t.key("name")), t.key("name")) for n in names)
+        secrets = t.get("secrets", str, "")
+        step.secrets = Path(secrets, t.key("secrets")) if secrets else None
     else:
         mode = t.choice("mode", ("call", "fetch"), "call")
         if mode == "call":
@@ -142,6 +145,18 @@ def _step(table: Table, name: str, allowed: frozenset[str], role: str) -> Step:
     if bad:
         raise ConfigError(f"{bad[0]}: unknown key")
     return step
+
+
+def _kinds(step: Step, record: dict) -> frozenset[str] | None:
+    """The kinds of secret on file from a lookup record, if the CRM's answer says."""
+    if step.secrets is None:
+        return None
+    found = step.secrets.first(record)
+    if found is None:
+        return None                   # not said for this record: ask, as before
+    if not isinstance(found, list) or not all(isinstance(k, str) for k in found):
+        raise _Fail(f"response: {step.secrets.text!r} is not a list of kinds")
+    return frozenset(k.strip().lower() for k in found)
 
 
 def _str(value: Any, key: str) -> str:
@@ -274,8 +289,10 @@ class RestConnector:
             if status in step.miss_status:
                 raise _Fail(f"HTTP {status}: customer not found at verify")
             if low:
-                stored = Path(step.value.replace("{field}", field), "verify.value").first(doc)
-                result = self._compare(kind, secret, stored)
+                found = Path(step.value.replace("{field}", field), "verify.value").find(doc)
+                if not found:
+                    raise _Fail(f"response: no field for verification kind {kind!r}")
+                result = self._compare(kind, secret, found[0])
             else:
                 flag = step.verified.first(doc)
                 if not isinstance(flag, bool):
@@ -327,7 +344,7 @@ class RestConnector:
             parts = [p.first(record) for p in step.name_paths]
             parts = [str(p).strip() for p in parts if isinstance(p, (str, int, float))
                      and not isinstance(p, bool) and str(p).strip()]
-            out.append(Customer(str(cid), " ".join(parts) or None))
+            out.append(Customer(str(cid), " ".join(parts) or None, _kinds(step, record)))
         return out
 
     def _error_lookup(self, start: float, reason: str, step_name: str = "lookup",
@@ -340,7 +357,10 @@ class RestConnector:
 
     def _compare(self, kind: str, secret: str, stored: Any) -> str:
         """Compare a keyed secret with the stored value, in constant time."""
-        if isinstance(stored, bool) or not isinstance(stored, (str, int)) or str(stored).strip() == "":
+        if stored is None or (isinstance(stored, str) and stored.strip() == ""):
+            hmac.compare_digest(b"x", b"y")
+            return "no_secret"         # an empty field: nothing on file to compare with
+        if isinstance(stored, bool) or not isinstance(stored, (str, int)):
             raise _Fail(f"no stored value for verification kind {kind!r}")
         text = str(stored).strip()
         if kind == "dob":
