@@ -99,7 +99,9 @@ class _Pending:
     tag: str
     what: str                  # lookup_phone | lookup_identifier | verify | lockout |
                                # count_failure | switches
-    since: int                 # sample it was sent at
+    since: int                 # sample it was sent at (or, if queued behind prompts, the
+                               # sample the last of them ended: when the engine started it)
+    ahead: int = 0             # prompts queued before it that have not ended yet
 
 
 class _Call:
@@ -124,6 +126,7 @@ class _Call:
         self.assurance: str | None = None
         self.hung_up = False
         self.now = s0
+        self.queued = 0            # prompts still queued when the event came (ahead of new work)
         self.record_id: str | None = None
         self.hours: str | None = None      # open | closed | holiday | override (with hours)
         self.menu_tries = 0
@@ -256,9 +259,16 @@ class IdvFlow(Handler):
         self.trail.moment(c.wall, c.now)
         if isinstance(ev, PromptDone):
             c.plays = max(0, c.plays - 1)
+            c.queued = c.plays
+            pending = c.pending
+            if pending is not None and pending.ahead > 0:
+                pending.ahead -= 1
+                if pending.ahead == 0:
+                    pending.since = ev.sample       # the engine starts it now
             if c.pending is not None and c.plays == 0 and c.outcome is None:
                 return self._still_waiting(ev.sample)
             return []
+        c.queued = c.plays
         if isinstance(ev, WorkDone):
             if c.pending is None or ev.tag != c.pending.tag or c.outcome is not None:
                 return []                    # a reply after we gave up on it
@@ -694,7 +704,9 @@ class IdvFlow(Handler):
         modelled with the policy's simulated latency; a counter read is local (0)."""
         c = self.c
         c.seq += 1
-        c.pending = _Pending(f"{what}#{c.seq}", what, c.now)
+        # a Work returned for an event queues behind the prompts still pending: the back
+        # end's time limit starts when the engine reaches it, not before
+        c.pending = _Pending(f"{what}#{c.seq}", what, c.now, ahead=c.queued)
         c.moment_played = False
         latency = self.policy.simulated_latency_ms if latency_ms == "policy" else latency_ms
         # a failure being counted is counted even if the caller hangs up meanwhile
@@ -731,6 +743,8 @@ class IdvFlow(Handler):
 
     def _waited_ms(self, pending: _Pending, now: int) -> float:
         """How long the back end has had the request, on the line's clock."""
+        if pending.ahead > 0:
+            return 0.0
         return (now - pending.since) * 1000 / self.rate
 
     def _reply(self, pending: _Pending, result, error: str | None, now: int) -> list:
