@@ -130,6 +130,7 @@ class _Call:
         self.record_id: str | None = None
         self.hours: str | None = None      # open | closed | holiday | override (with hours)
         self.menu_tries = 0
+        self.menu_choice: str | None = None
         self.chain: tuple[str, ...] = ()   # the destinations of the transfer, in order
         self.tried = 0                     # how many of them failed so far
 
@@ -519,16 +520,10 @@ class IdvFlow(Handler):
         role = "verified" if outcome.status == "verified" else outcome.reason
         plays = self._plays(role, barge_in=False) if role else []
         if c.hours not in (None, "open"):
-            self._event("outcome", status=outcome.status, reason=outcome.reason,
-                        extension=p.hours.after_hours or None)
             return [*plays, *self._after_hours()]
         if p.menu is not None:
-            self._event("outcome", status=outcome.status, reason=outcome.reason)
             return [*plays, *self._ask_menu()]
-        chain = p.chain(outcome.route)
-        self._event("outcome", status=outcome.status, reason=outcome.reason,
-                    extension=chain[0])
-        return [*plays, *self._transfer(chain)]
+        return [*plays, *self._transfer(p.chain(outcome.route))]
 
     def _after_hours(self) -> list:
         """Out of hours: the after-hours extension, or goodbye (the closed message has
@@ -537,6 +532,7 @@ class IdvFlow(Handler):
         ext = p.hours.after_hours
         if not ext:
             c.step = "closed"
+            self._outcome(None)
             log.info("call %s: %s: closed message, goodbye", c.info.call_id, c.hours)
             return [*self._plays("goodbye", barge_in=False), HangUp()]
         return self._transfer((ext,))
@@ -548,6 +544,7 @@ class IdvFlow(Handler):
         c.step = "transfer"
         ext = chain[0]
         self._set(transfer_target=ext, transfer_mode=p.transfer_mode, transfer_tries=1)
+        self._outcome(ext)
         o = c.outcome
         log.info("call %s: %s%s -> %s", c.info.call_id, o.status,
                  f" ({o.reason})" if o.reason else "", ext)
@@ -571,6 +568,7 @@ class IdvFlow(Handler):
             ext = c.chain[c.tried]
             self._set(transfer_target=ext, transfer_tries=c.tried + 1)
             self._event("fallback", extension=ext, after=ev.extension, why=ev.outcome)
+            self._outcome(ext)
             log.info("call %s: %s %s, trying %s", c.info.call_id, ev.extension,
                      ev.outcome, ext)
             return [*self._plays("transferring", barge_in=False),
@@ -581,6 +579,20 @@ class IdvFlow(Handler):
         return [*self._plays("agent_busy", barge_in=False),
                 *self._plays("unavailable", barge_in=False),
                 *self._plays("goodbye", barge_in=False), HangUp()]
+
+    def _outcome(self, ext: str | None) -> None:
+        """The "outcome" event: where the call goes now and what the agent is told (the
+        screen-pop of that extension shows it). One per destination dialled: a fallback
+        pops up on the screen of the extension that is ringing."""
+        c, o = self.c, self.c.outcome
+        extra = {}
+        if c.hours not in (None, "open"):
+            extra["hours"] = c.hours
+        if c.menu_choice is not None:
+            extra["menu_choice"] = c.menu_choice
+        if c.tried:
+            extra["fallback"] = c.tried
+        self._event("outcome", status=o.status, reason=o.reason, extension=ext, **extra)
 
     # ------------------------------------------------------------------ the menu
 
@@ -601,6 +613,7 @@ class IdvFlow(Handler):
             c.plays += 1
             return [Play(choice.prompt, barge_in=True), *self._ask_menu()]
         if choice is not None:
+            c.menu_choice = choice.key
             self._set(menu_choice=choice.key)
             self._event("menu", key=choice.key, extension=choice.extension)
             return self._transfer(p.chain(c.outcome.route, first=choice.extension))
@@ -608,6 +621,7 @@ class IdvFlow(Handler):
         c.menu_tries += 1
         self._event("menu", attempt=c.menu_tries, result=problem)
         if c.menu_tries >= m.retries:
+            c.menu_choice = problem
             self._set(menu_choice=problem)
             return self._transfer(p.chain(c.outcome.route, first=m.default or None))
         return [*self._plays(problem, barge_in=True), *self._ask_menu()]

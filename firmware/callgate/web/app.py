@@ -67,7 +67,8 @@ def create_app(config: Table | WebSettings, clock=time.time, secret_key: bytes |
     from .auth import bp as auth_bp
     from .reports import bp as reports_bp
     from .status import bp as status_bp
-    for bp in (auth_bp, agent_bp, status_bp, users_bp, reports_bp):
+    from .switches import bp as switches_bp
+    for bp in (auth_bp, agent_bp, status_bp, users_bp, reports_bp, switches_bp):
         app.register_blueprint(bp)
 
     app.after_request(_security_headers)
@@ -109,6 +110,7 @@ def _nav(user) -> list[tuple[str, str, bool]]:
     links = [("Agent", "agent.page", ("agent", "supervisor")),
              ("Status", "status.page", ("supervisor",)),
              ("Reports", "reports.page", ("supervisor",)),
+             ("Closed today", "switches.page", ("supervisor",)),
              ("Users", "users.page", ("admin",))]
     out = []
     for label, endpoint, roles in links:
