@@ -57,10 +57,13 @@ class Play:
 
     prompt: Union[str, "np.ndarray"]
     barge_in: bool = True
+    name: str = ""                   # what to call audio given as samples (an announcement)
 
     @property
     def label(self) -> str:
-        return self.prompt if isinstance(self.prompt, str) else f"<audio {len(self.prompt)}>"
+        if isinstance(self.prompt, str):
+            return self.prompt
+        return self.name or f"<audio {len(self.prompt)}>"
 
 
 @dataclass(frozen=True)

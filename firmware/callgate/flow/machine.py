@@ -87,9 +87,10 @@ class AttemptCounter(Protocol):
 
 class Switches(Protocol):
     """The supervisor's switches (store.switches.RecordedSwitches in `run`); called only
-    inside Work."""
+    inside Work. `today` answers with `.closed` (the "closed today" switch) and
+    `.announcement` (audio samples to play before the greeting, or None)."""
 
-    def closed_today(self, service: str, date: str) -> bool: ...
+    def today(self, service: str, date: str): ...
 
 
 @dataclass
@@ -216,19 +217,26 @@ class IdvFlow(Handler):
         c.record_id = f"{call.line}-{int(c.t0 * 1000)}-{call.call_id}"
         self.trail.moment(c.wall, c.now)
         self.trail.start(c.record_id, call.line, p.name, number)
-        if p.hours is not None and self.switches is not None:
+        if self.switches is not None:
             c.step = "hours"
             switches, service = self.switches, p.name
-            date = p.hours.local_date(c.t0).isoformat()
-            work = self._work("switches", lambda: switches.closed_today(service, date),
-                              latency_ms=0)
+            date = (p.hours.local_date(c.t0) if p.hours is not None
+                    else _local_date(c.t0)).isoformat()
+            work = self._work("switches", lambda: switches.today(service, date), latency_ms=0)
             return [work, self._hold()]
         return self._begin(closed_today=False)
 
-    def _begin(self, closed_today: bool) -> list:
-        """The greeting and the first step, once the line knows whether it is open."""
+    def _begin(self, closed_today: bool, announcement=None) -> list:
+        """The announcement, the greeting and the first step, once the line knows whether
+        it is open."""
         c, p = self.c, self.policy
-        greeting = self._plays("greeting")
+        greeting = []
+        if announcement is not None:
+            c.plays += 1
+            greeting.append(Play(announcement, barge_in=False, name="announcement"))
+            self._set(announcement=1)
+            self._event("announcement", seconds=round(len(announcement) / self.rate, 2))
+        greeting += self._plays("greeting")
         if p.hours is not None:
             c.hours = p.hours.state(c.t0, closed_today)
             self._set(hours=c.hours)
@@ -780,14 +788,16 @@ class IdvFlow(Handler):
         return self._on_lookup(pending.what, result, error, ms)
 
     def _on_switches(self, result, error: str | None) -> list:
-        """The supervisor's "closed today" answered; one that cannot be read leaves the
-        line as its hours say (the caller still gets through, the log says why)."""
-        if error is not None or not isinstance(result, bool):
-            log.error("call %s: the closed-today switch could not be read (%s): going by "
+        """The supervisor's switches answered; switches that cannot be read leave the line
+        as its hours say, with no announcement (the caller still gets through, the log
+        says why)."""
+        closed = getattr(result, "closed", None)
+        if error is not None or not isinstance(closed, bool):
+            log.error("call %s: the supervisor's switches could not be read (%s): going by "
                       "the configured hours", self.c.info.call_id,
                       error or f"unexpected reply {type(result).__name__}")
-            result = False
-        return self._begin(closed_today=result)
+            return self._begin(closed_today=False)
+        return self._begin(closed_today=closed, announcement=result.announcement)
 
     def _set(self, **fields) -> None:
         """Columns of the call's record (masked values only), as a record step."""
@@ -800,6 +810,14 @@ class IdvFlow(Handler):
     def record_id(self) -> str | None:
         c = self.c or self.last
         return None if c is None else c.record_id
+
+
+def _local_date(wall: float):
+    """The device's local date at `wall` (for a line without [service.hours]): time
+    arithmetic on the C library's zone, no file read."""
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(wall).date()
 
 
 def _lookup_status(result, error: str | None) -> tuple[str, Customer | None]:

@@ -7,7 +7,8 @@ One TOML file (the README has the whole format):
                              #   max_seconds, line (the line's name, picks the service),
                              #   clock (the wall time the first call starts at, with its
                              #   offset: 2026-12-07T10:00:00+00:00; default: now)
-    [supervisor]             # what a supervisor set on the web app: closed_today = true
+    [supervisor]             # what a supervisor set on the web app: closed_today = true,
+                             #   announcement = "recording.wav" (converted as an upload is)
     [engine]                 # exactly as [engine] in the run config
     [backend]                # the back end (crm.py)
     [[service]]              # exactly as in the run config (flow/policy.py)
@@ -109,11 +110,15 @@ def load_scenario(path: str | Path, replay: bool = False) -> Scenario:
         sc.sim = _sim(top.sub("sim"))
         sv = top.sub("supervisor")
         closed = sv.get("closed_today", bool, False)
-        sv.reject_unknown(("closed_today",))
+        recording = sv.get("announcement", str, None)
+        sv.reject_unknown(("closed_today", "announcement"))
         if closed and sc.policy.hours is None:
             raise ConfigError(f"{sv.key('closed_today')}: the service line has no "
                               "[service.hours]")
-        sc.supervisor = {"closed_today": closed}
+        if recording is not None and not (base / recording).is_file():
+            raise ConfigError(f"{sv.key('announcement')}: no file {base / recording}")
+        sc.supervisor = {"closed_today": closed,
+                         "announcement": None if recording is None else base / recording}
         sc.calls, sc.expects = _calls(data, sc)
     elif "expect" in data:
         sc.expects = [parse_expect(top.sub("expect"), sim=False)]

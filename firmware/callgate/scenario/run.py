@@ -90,7 +90,7 @@ def _supervise(store: Path, sc: Scenario) -> None:
     import datetime as dt
 
     from ..store.records import CallStore
-    from ..store.switches import set_closed
+    from ..store.switches import install_announcement, set_announcement, set_closed
 
     policy = sc.policy
     with CallStore(store) as cs:
@@ -98,6 +98,10 @@ def _supervise(store: Path, sc: Scenario) -> None:
             wall = sc.sim.clock if sc.sim.clock is not None else time.time()
             set_closed(cs.db, policy.name, dt.datetime.fromtimestamp(
                 wall, policy.hours.zone).date(), "scenario")
+        recording = sc.supervisor.get("announcement")
+        if recording is not None:
+            install_announcement(store, policy.name, recording)
+            set_announcement(cs.db, policy.name, True, "scenario")
 
 
 def simulate(path: str | Path, emit: Callable[[dict], None], keep=None,

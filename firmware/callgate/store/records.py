@@ -89,6 +89,7 @@ _V4_COLUMNS: dict[str, str] = {
     "hours": "TEXT",                  # open | closed | holiday | override | NULL (no hours)
     "menu_choice": "TEXT",            # the menu key chosen, no_input | invalid, or NULL
     "transfer_tries": "INTEGER",      # destinations tried (more than 1: a fallback took it)
+    "announcement": "INTEGER",        # 1: the supervisor's announcement was played
 }
 CALL_COLUMNS: dict[str, str] = {**_V1_COLUMNS, **_V4_COLUMNS}
 UPDATABLE = frozenset(CALL_COLUMNS) - {"call_id"}
@@ -166,6 +167,7 @@ def _v4(db: sqlite3.Connection) -> None:
     db.execute("""CREATE TABLE service_switches (
         service TEXT PRIMARY KEY,
         closed_on TEXT,               -- YYYY-MM-DD the line is closed ("closed today"), or NULL
+        announcement INTEGER NOT NULL DEFAULT 0,   -- 1: play announcements/<service>.wav
         updated REAL NOT NULL,
         updated_by TEXT)""")
 
