@@ -1,4 +1,4 @@
-"""The supervisor's switches: "closed today" per service line.
+"""The supervisor's switches per service line: "closed today" and the announcement.
 
 A supervisor (or an admin) switches a service line closed for the rest of the
 device's local day (a storm, an office outing): its calls then go the
@@ -8,24 +8,37 @@ call-record file (store/switches.py), where the engine reads it at the start of
 each call (as Work, through its recorder). A service line without
 [service.hours] has no after-hours way, so the switch does nothing there; the
 page says so as a hint only, since the web app does not read the line's config.
+
+The announcement (a holiday, an outage) is played before the greeting of every
+call of the service line while it is on. A supervisor uploads a recording (any
+WAV, up to MAX_UPLOAD_BYTES); it is converted on the spot by the rules of
+`callgate prompts convert` (8 kHz, telephone band, -19 dBm0, trimmed) into
+`announcements/<service>.wav` beside the call records, and switched on. The
+conversion's warnings (clipping, a low level) are shown; a recording that
+cannot be used is refused with one line and changes nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import sqlite3
+import tempfile
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from ..report import ReportError
 from ..report.figures import services
-from ..store.switches import closed_on, set_closed
+from ..store.switches import (announcement_on, closed_on, install_announcement,
+                              set_announcement, set_closed)
 from .auth import current_user, require
 from .context import state
 
 log = logging.getLogger("callgate.web")
 bp = Blueprint("switches", __name__, url_prefix="/switches")
+UPLOAD_PATH = "/switches/announcement"
+MAX_UPLOAD_BYTES = 8 * 1024 * 1024      # a minute of 44.1 kHz stereo 16-bit is ~10 MB: plenty
 
 
 def _connect() -> sqlite3.Connection | None:
@@ -59,7 +72,8 @@ def page():
     try:
         names |= {r[0] for r in db.execute("SELECT service FROM service_switches")}
         today = _today().isoformat()
-        lines = [{"service": n, "closed": closed_on(db, n) == today} for n in sorted(names)]
+        lines = [{"service": n, "closed": closed_on(db, n) == today,
+                  "announcement": announcement_on(db, n)} for n in sorted(names)]
     finally:
         db.close()
     return render_template("switches.html", lines=lines, ready=True)
@@ -103,4 +117,67 @@ def _switch(date: dt.date | None):
     what = "closed for today" if date is not None else "open as its hours say"
     log.info("%s switched %s %s", current_user().username, service, what)
     flash(f"{service} is {what}.", "info")
+    return redirect(url_for("switches.page"))
+
+
+@bp.post("/announcement")
+@require("supervisor")
+def announcement():
+    """Upload a recording: converted, stored as the service line's announcement, on."""
+    from ..prompts_tool import PromptError
+    from ..wav import WavError
+
+    try:
+        service = _valid(request.form.get("service", "").strip())
+    except ValueError as err:
+        flash(f"Not changed: {err}.", "error")
+        return redirect(url_for("switches.page"))
+    upload = request.files.get("recording")
+    if upload is None or not upload.filename:
+        flash("Not changed: choose a WAV recording to upload.", "error")
+        return redirect(url_for("switches.page"))
+    db = _connect()
+    if db is None:
+        flash("Not changed: the call records are not ready (has the engine run?).", "error")
+        return redirect(url_for("switches.page"))
+    fd, tmp = tempfile.mkstemp(prefix="callgate-upload-", suffix=".wav")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            upload.save(f)
+        warnings = install_announcement(state().settings.store, service, tmp)
+        set_announcement(db, service, True, current_user().username, state().clock())
+    except (WavError, PromptError) as err:
+        flash(f"Not changed: the recording cannot be used ({str(err).splitlines()[0]}).",
+              "error")
+        return redirect(url_for("switches.page"))
+    except (OSError, sqlite3.Error) as err:
+        flash(f"Not changed: the announcement could not be stored ({err}).", "error")
+        return redirect(url_for("switches.page"))
+    finally:
+        db.close()
+        os.unlink(tmp)
+    log.info("%s set the announcement of %s", current_user().username, service)
+    flash(f"The announcement of {service} is on." + (f" Warning: {warnings}." if warnings
+                                                       else ""), "info")
+    return redirect(url_for("switches.page"))
+
+
+@bp.post("/announcement/off")
+@require("supervisor")
+def announcement_off():
+    try:
+        service = _valid(request.form.get("service", "").strip())
+    except ValueError as err:
+        flash(f"Not changed: {err}.", "error")
+        return redirect(url_for("switches.page"))
+    db = _connect()
+    if db is None:
+        flash("Not changed: the call records are not ready (has the engine run?).", "error")
+        return redirect(url_for("switches.page"))
+    try:
+        set_announcement(db, service, False, current_user().username, state().clock())
+    finally:
+        db.close()
+    log.info("%s switched off the announcement of %s", current_user().username, service)
+    flash(f"The announcement of {service} is off.", "info")
     return redirect(url_for("switches.page"))
