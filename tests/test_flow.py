@@ -754,3 +754,19 @@ def test_a_reply_later_than_the_limit_is_a_timeout_even_while_one_moment_plays(d
     r = record(store, flow)
     assert (r["status"], r["reason"], r["lookup"]) == ("not_identified", "backend_down", "error")
     assert "one_moment" in run.prompts and len(run.transfers) == 1
+
+
+def test_prompts_ahead_of_a_request_do_not_use_up_its_time_limit(directory, store):
+    """A request queued behind prompts starts its time limit when the engine reaches it.
+    Out of hours with idv_first: greeting and closed message (1 s each here) are queued
+    when the number lookup answers, so the lockout read waits 2 s behind them, longer
+    than backend_timeout_ms; it is still answered, and Jane is asked for her PIN instead
+    of being treated as locked (fail closed on a read that never timed out)."""
+    flow = make(directory, store, backend_timeout_ms=1500,
+                hours={"timezone": "UTC", "mon": "09:00-17:00", "after_hours": "300",
+                       "idv_first": True})
+    run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"]).go()    # Tuesday 22:13 UTC
+    r = record(store, flow)
+    assert r["hours"] == "closed" and run.prompts[:3] == ["welcome", "closed", "enter_pin"]
+    assert r["status"] == "verified" and r["verify_result"] == "verified", r
+    assert run.extension == "300"
