@@ -770,3 +770,44 @@ def test_prompts_ahead_of_a_request_do_not_use_up_its_time_limit(directory, stor
     assert r["hours"] == "closed" and run.prompts[:3] == ["welcome", "closed", "enter_pin"]
     assert r["status"] == "verified" and r["verify_result"] == "verified", r
     assert run.extension == "300"
+
+
+class FakeSwitches:
+    """The supervisor's switches as the flow's Work sees them (store.switches in `run`);
+    `fail` raises as a recorder that is gone would."""
+
+    def __init__(self, closed=False, announcement=None, fail=False):
+        self.closed, self.announcement, self.fail = closed, announcement, fail
+        self.asked = []
+
+    def today(self, service, date):
+        self.asked.append((service, date))
+        if self.fail:
+            raise TimeoutError("call records: recorder queue full")
+        from callgate.store.switches import DaySwitches
+        return DaySwitches(self.closed, self.announcement)
+
+
+def test_switches_that_cannot_be_read_leave_the_line_as_configured(directory, store, caplog):
+    flow = IdvFlow(policy(hours={"timezone": "UTC", "tue": "00:00-24:00",
+                                 "after_hours": "300"}),
+                   directory, counter=AttemptCounter(store), switches=FakeSwitches(fail=True))
+    with caplog.at_level(logging.ERROR, logger="callgate.flow"):
+        run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"]).go()     # a Tuesday
+    r = record(store, flow)
+    assert r["hours"] == "open" and r["status"] == "verified" and run.extension == "201"
+    assert flow.switches.asked == [("support", "2023-11-14")]
+    assert any("switches could not be read" in m for m in caplog.messages)
+    assert "one_moment" not in run.prompts
+
+
+def test_closed_today_and_the_announcement_from_the_switches(directory, store):
+    audio = np.zeros(800, dtype=np.int16)
+    flow = IdvFlow(policy(hours={"timezone": "UTC", "tue": "00:00-24:00"}), directory,
+                   counter=AttemptCounter(store),
+                   switches=FakeSwitches(closed=True, announcement=audio))
+    run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"]).go()
+    r = record(store, flow)
+    assert (r["hours"], r["status"], r["announcement"]) == ("override", "not_identified", 1)
+    assert run.prompts == ["welcome", "closed", "goodbye"]     # the audio, then these
+    assert run.transfers == [] and run.end_reason == "hangup"

@@ -72,6 +72,8 @@ DIGIT_GAP_MS = 120             # between digits (each digit has a slot as long a
 MAX_READ_DIGITS = 20           # a longer (or non-numeric) id is not read back
 COUNTER_WORK = ("lockout", "count_failure")    # reads of the attempt counter, not the CRM
 LOCAL_WORK = (*COUNTER_WORK, "switches")        # answered by the store, not the CRM
+SWITCHES_WAIT_MS = 1000        # the supervisor's switches: past this, go by the config
+                               # (the caller hears silence before the greeting, no "one moment")
 
 
 class AttemptCounter(Protocol):
@@ -754,6 +756,11 @@ class IdvFlow(Handler):
         silence, until it answers or the flow's own limit passes (then: back end down)."""
         c, p = self.c, self.policy
         waited_ms = self._waited_ms(c.pending, now)
+        if c.pending.what == "switches":
+            if waited_ms >= SWITCHES_WAIT_MS:
+                pending, c.pending = c.pending, None
+                return self._reply(pending, None, "timeout", now)
+            return [self._hold()]
         if waited_ms >= p.backend_timeout_ms:
             pending, c.pending = c.pending, None
             return self._reply(pending, None, "timeout", now)
