@@ -50,6 +50,7 @@ Beyond the contract, three optional parts (all off unless configured):
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from typing import Protocol
@@ -244,7 +245,7 @@ class IdvFlow(Handler):
             self._set(hours=c.hours)
             self._event("hours", state=c.hours, zone=p.hours.zone_name)
             if c.hours != "open":
-                greeting += self._plays("closed", barge_in=not p.hours.idv_first)
+                greeting += self._plays("closed", barge_in=False)    # heard whole
                 if not p.hours.idv_first:
                     c.outcome = outcome_for(False)
                     self._set(status=c.outcome.status)
@@ -819,11 +820,9 @@ class IdvFlow(Handler):
         return None if c is None else c.record_id
 
 
-def _local_date(wall: float):
+def _local_date(wall: float) -> dt.date:
     """The device's local date at `wall` (for a line without [service.hours]): time
     arithmetic on the C library's zone, no file read."""
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(wall).date()
 
 
