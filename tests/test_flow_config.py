@@ -211,3 +211,22 @@ no_secret = "306"
                      ("opted_out", "there is no opt-out key")):
         assert any(f"service.sales.transfer.{key}: no call can reach it" in w and why in w
                    for w in warnings), (key, out)
+
+
+def test_per_outcome_fallbacks_and_a_menu_default_can_leave_destinations_unreachable(
+        tmp_path, capsys):
+    text = NEW.replace('fallback = ["210"]', 'fallback = { verified = ["210"] }').replace(
+        'prompt = "menu"', 'prompt = "menu"\ndefault = "200"').replace(
+        "[service.security]\nenabled = false", '''[service.security]
+enabled = false
+[service.transfer]
+fallback = { locked = ["220"], identified = ["221"] }''')
+    code, out = check(tmp_path, text, capsys)
+    assert code == 0, out
+    warnings = sorted(x.split("warning: ")[1] for x in out.splitlines() if "warning" in x)
+    assert warnings == [
+        "service.sales.transfer.fallback.locked: no call can reach it (security is off)",
+        "service.support.transfer.locked: no call can reach it (the menu sends every call "
+        "on, menu.default when no key is chosen)",
+        "service.support.transfer.verified: no call can reach it (the menu sends every call "
+        "on, menu.default when no key is chosen)"], out

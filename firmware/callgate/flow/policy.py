@@ -145,6 +145,7 @@ class Policy:
     simulated_latency_ms: int | None = 40   # back-end latency on the sample clock; None: measured
     whisper: Whisper = field(default_factory=Whisper)
     fallback: dict = field(default_factory=dict)        # outcome -> extensions, in order
+    fallback_by_outcome: bool = False  # `fallback` was a table of outcomes (not one list)
     final: str = ""                    # the destination that always takes calls
     hours: Hours | None = None         # None: always open
     menu: Menu | None = None           # None: no menu after ID&V
@@ -174,6 +175,14 @@ class Policy:
             if outcome in self.extensions:
                 out.append(f"service.{self.name}.transfer.{outcome}: no call can reach it "
                            f"({why})")
+            if self.fallback_by_outcome and outcome in self.fallback:
+                out.append(f"service.{self.name}.transfer.fallback.{outcome}: no call can "
+                           f"reach it ({why})")
+        if self.menu is not None and self.menu.default:
+            for outcome in sorted(set(self.extensions) - set(never)):
+                out.append(f"service.{self.name}.transfer.{outcome}: no call can reach it "
+                           f"(the menu sends every call on, menu.default when no key is "
+                           f"chosen)")
         return out
 
     def destinations(self) -> set[str]:
@@ -378,6 +387,7 @@ def policy_from_table(table: Table, name: str, default_country: str = "US") -> P
         backend_timeout_ms=_int(table, "backend_timeout_ms", 5000, 500, 60000),
         simulated_latency_ms=_latency(table),
         whisper=whisper, fallback=fallback, final=final, hours=hours, menu=menu,
+        fallback_by_outcome=isinstance(tt.data.get("fallback"), dict),
     )
     table.used.add("name")
     _no_unknown(table)
