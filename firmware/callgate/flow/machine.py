@@ -222,10 +222,12 @@ class IdvFlow(Handler):
         self.trail.start(c.record_id, call.line, p.name, number)
         if self.switches is not None:
             c.step = "hours"
-            switches, service = self.switches, p.name
-            date = (p.hours.local_date(c.t0) if p.hours is not None
-                    else _local_date(c.t0)).isoformat()
-            work = self._work("switches", lambda: switches.today(service, date), latency_ms=0)
+            switches, service, hours, t0 = self.switches, p.name, p.hours, c.t0
+            # the date is worked out inside the Work: the device's local zone may read
+            # /etc/localtime the first time, and that is no job for the audio thread
+            work = self._work("switches", lambda: switches.today(service, (
+                hours.local_date(t0) if hours is not None else _local_date(t0)).isoformat()),
+                latency_ms=0)
             return [work, self._hold()]
         return self._begin(closed_today=False)
 
@@ -821,8 +823,8 @@ class IdvFlow(Handler):
 
 
 def _local_date(wall: float) -> dt.date:
-    """The device's local date at `wall` (for a line without [service.hours]): time
-    arithmetic on the C library's zone, no file read."""
+    """The device's local date at `wall`, for a line without [service.hours] (inside
+    Work only: the C library may read its zone file the first time)."""
     return dt.datetime.fromtimestamp(wall).date()
 
 
