@@ -355,3 +355,13 @@ def test_fixture_has_the_demo_customer():
     rows = FIXTURE.read_text().splitlines()
     assert rows[0].startswith("id,name,phones,pin")
     assert any(r.startswith("12345678,Jane Smith,") and ",4271," in r for r in rows)
+
+
+def test_lookups_say_which_secrets_are_on_file(directory):
+    """Issue 15: the directory knows; Tom Okafor has no PIN, Lena on his number has one."""
+    jane = directory.lookup_phone("+12015550123").customers[0]
+    assert jane.secrets == frozenset({"pin"})
+    both = {c.name: c.secrets for c in directory.lookup_phone("+13125550176").customers}
+    assert both == {"Tom Okafor": frozenset(), "Lena Okafor": frozenset({"pin"})}
+    assert directory.lookup_identifier("customer_id", "45678901").customers[0].secrets == \
+        frozenset()

@@ -73,6 +73,46 @@ def test_lookup_hit_miss_ambiguous(srv, backend_of):
     assert srv.sent()[0].headers["accept"] == "application/json"
 
 
+def test_lookups_say_which_secrets_are_on_file(srv, backend_of):
+    """Issue 15: the reference API's `secrets` list; absent means "not said" (None)."""
+    srv.route({
+        ("GET", "/v1/customers/by-phone/+15551234567"): Reply.json({"customers": [
+            {"id": "1001", "name": "Ada", "secrets": ["PIN", "dob"]}]}),
+        ("GET", "/v1/customers/by-phone/+15557654321"): Reply.json({"customers": [
+            {"id": "1002", "name": "Tom", "secrets": []}]}),
+        ("GET", "/v1/customers/by-phone/+15550000001"): customers(("1003", "Lena")),
+        ("GET", "/v1/customers/by-phone/+15550000002"): Reply.json({"customers": [
+            {"id": "1004", "secrets": "pin"}]}),
+    })
+    b = backend_of()
+    assert b.lookup_phone("+15551234567").customers[0].secrets == frozenset({"pin", "dob"})
+    assert b.lookup_phone("+15557654321").customers[0].secrets == frozenset()
+    assert b.lookup_phone("+15550000001").customers[0].secrets is None
+    bad = b.lookup_phone("+15550000002")
+    assert bad.status == "error" and "'secrets' is not a list of kinds" in bad.error
+
+
+def test_fetch_mode_empty_field_is_no_secret_a_missing_one_an_error(srv, backend_of):
+    """Issue 15: a stored field that is null or "" means nothing on file (no_secret, the
+    breaker untouched); a field the answer does not have at all is a configuration
+    error, as before."""
+    srv.route({("GET", "/v1/customers/1/record"): Reply.json({"f": {"ivr_pin": None}}),
+               ("GET", "/v1/customers/2/record"): Reply.json({"f": {"ivr_pin": " "}}),
+               ("GET", "/v1/customers/3/record"): Reply.json({"f": {}}),
+               ("GET", "/v1/customers/4/record"): Reply.json({"f": {"ivr_pin": "2468"}})})
+    lookup = {"method": "GET", "url": "/customers/by-phone/{e164}", "results": "customers"}
+    by_id = {"method": "GET", "url": "/customers/{kind}/{value}", "results": "customers"}
+    b = backend_of(kind="rest", lookup_phone=lookup, lookup_identifier=by_id,
+                   verify={"mode": "fetch", "method": "GET", "url": "/customers/{id}/record",
+                           "value": "f.{field}"}, verify_fields={"pin": "ivr_pin"})
+    assert b.verify(Customer("1"), "pin", "2468").status == "no_secret"
+    assert b.verify(Customer("2"), "pin", "2468").status == "no_secret"
+    missing = b.verify(Customer("3"), "pin", "2468")
+    assert missing.status == "error" and "no field for verification kind 'pin'" in missing.error
+    ok = b.verify(Customer("4"), "pin", "2468")
+    assert (ok.status, ok.assurance) == ("verified", "low")
+
+
 def test_verify_yes_and_no(srv, backend_of):
     answers = iter([True, False])
     srv.route({("POST", "/v1/customers/1001/verify"):

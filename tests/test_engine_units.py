@@ -216,6 +216,41 @@ def test_collect_terminator_clear_max_and_timeouts():
     assert "98" not in repr(d)                  # keyed digits never show in a log line
 
 
+def test_star_first_is_the_opt_out_and_after_digits_clears():
+    """Issue 15: with the opt-out and the clear key both "*"."""
+    spec = Collect(min_digits=4, max_digits=16, clear="*", opt_out="*", overflow=True)
+    done = keys(Collector(spec, 0), [("*", 100)])
+    assert (done.digits, done.reason) == ("*", "opt_out")
+    done = keys(Collector(spec, 0), [(k, 100 + i * 100) for i, k in enumerate("8100*81000017#")])
+    assert (done.digits, done.reason, done.complete) == ("81000017", "terminator", True)
+    pin = Collect(min_digits=4, max_digits=4, clear="*", opt_out="*")
+    done = keys(Collector(pin, 0), [(k, 100 + i * 100) for i, k in enumerate("39*3917")])
+    assert (done.digits, done.reason) == ("3917", "max")
+    no_opt_out = Collect(min_digits=4, max_digits=8, clear="*")
+    assert keys(Collector(no_opt_out, 0), [("*", 100)]) is None       # just a clear
+
+
+def test_an_over_long_entry_is_one_try_with_its_keys_thrown_away():
+    """Issue 15: 30 digits then "#" is one "too_long" entry, no digits kept; without the
+    terminator it ends at the inter-digit timeout; exactly the maximum is still fine."""
+    spec = Collect(min_digits=4, max_digits=16, inter_timeout_ms=3000, overflow=True)
+    c = Collector(spec, 0)
+    assert keys(c, [("1", 100 + i * 100) for i in range(30)]) is None
+    done = c.key("#", 3200 * MS)
+    assert (done.digits, done.reason, done.complete) == ("", "too_long", False)
+    c = Collector(spec, 0)
+    keys(c, [("2", 100 + i * 100) for i in range(20)])
+    assert c.poll(2000 * MS + 2999 * MS) is None             # still keying: same entry
+    assert c.poll(2000 * MS + 3000 * MS).reason == "too_long"
+    c = Collector(spec, 0)
+    keys(c, [("3", 100 + i * 100) for i in range(16)])
+    done = c.key("#", 1800 * MS)
+    assert (done.digits, done.reason) == ("3" * 16, "terminator")
+    c = Collector(spec, 0)
+    keys(c, [("4", 100 + i * 100) for i in range(16)])
+    assert c.poll(1600 * MS + 3000 * MS).digits == "4" * 16   # the timeout ends it too
+
+
 def test_typeahead_keys_time_from_the_start_of_collection():
     c = Collector(Collect(inter_timeout_ms=3000), 10000 * MS)
     c.key("4", 1000 * MS)                       # keyed long before, during a prompt

@@ -17,7 +17,8 @@ from callgate.dsp.events import CallerIdEvent
 from callgate.call import (CallerHungUp, CallInfo, Collect, Digits, HangUp, Pause, Play,
                            PromptDone, SayDigits, Transfer, TransferResult, Work, WorkDone)
 from callgate.flow import IdvFlow, load_services, policy_from_table
-from callgate.flow.machine import COUNTER_WORK
+from callgate.flow.machine import COUNTER_WORK, LOCAL_WORK
+from callgate.crm.base import Verdict
 from callgate.store.records import AttemptCounter
 from steps import KeptSteps, StepsToStore
 
@@ -116,7 +117,7 @@ class Run:
                     result, error = a.fn(), None
                 except Exception as err:
                     result, error = None, f"{type(err).__name__} in work"
-                latency = 0 if self.flow.c.pending.what in COUNTER_WORK else self.latency
+                latency = 0 if self.flow.c.pending.what in LOCAL_WORK else self.latency
                 if latency is not None:
                     due = self.now + latency * RATE // 1000
                     self.works.append((due, WorkDone(due, a.tag, result, error)))
@@ -131,8 +132,10 @@ class Run:
             elif isinstance(a, Transfer):
                 self.transfers.append(a)
                 self.advance(self.now + 3 * RATE)
-                self.deliver(TransferResult(self.now, a.extension, self.transfer_outcome))
-                if self.transfer_outcome == "completed":
+                outcome = self.transfer_outcome
+                outcome = outcome(a.extension) if callable(outcome) else outcome
+                self.deliver(TransferResult(self.now, a.extension, outcome))
+                if outcome == "completed":
                     self.finish("transferred")
             elif isinstance(a, HangUp):
                 self.finish("hangup")
@@ -301,8 +304,11 @@ def test_collect_follows_the_digit_rules(directory, store):
     run = Run(flow, None, keys=[JANE_ID + "#", JANE_PIN + "#"]).go()
     ident, pin = run.collects
     assert (ident.min_digits, ident.max_digits, ident.first_timeout_ms) == (6, 10, 8000)
-    assert ident.clear == ""                  # "*" is the opt-out key, not "clear"
+    # "*" first is the opt-out, "*" after digits clears (issue 15)
+    assert (ident.opt_out, ident.clear) == ("*", "*")
+    assert ident.overflow                     # 6..10 with "#": past 10 is one invalid try
     assert (pin.min_digits, pin.max_digits) == (4, 4)
+    assert not pin.overflow                   # a fixed-length PIN ends at its 4th key
 
 
 # ---------------------------------------------------------------- opting out
@@ -365,13 +371,44 @@ def test_verify_fails_every_try_goes_to_an_agent_identified_only(directory, stor
     assert run.extension == EXT["identified"] and "verified_transfer" not in run.prompts
 
 
-def test_a_customer_without_that_secret_is_never_verified(directory, store):
-    """Tom Okafor has no PIN in the directory: whatever he keys is rejected."""
+def test_a_customer_without_that_secret_is_not_asked_and_nothing_is_counted(directory, store):
+    """Tom Okafor has no PIN in the directory (issue 15): he is not asked for one, goes to
+    an agent identified only with the reason no_secret, and no failure is counted against
+    him or his number."""
     flow = make(directory, store)
     run = Run(flow, cid(SHARED_PHONE), keys=["45678901#", "0000#", "4271#", "1234#"]).go()
     r = record(store, flow)
-    assert r["status"] == "identified" and r["verify_result"] == "failed"
-    assert run.extension == EXT["identified"]
+    assert r["status"] == "identified" and r["reason"] == "no_secret"
+    assert r["verify_result"] == "no_secret" and r["verify_attempts"] is None
+    assert "enter_pin" not in run.prompts and len(run.collects) == 1   # the id only
+    assert run.extension == EXT["agent"]                  # no_secret has no extension here
+    assert AttemptCounter(store).recent_failures("45678901", "+13125550176",
+                                                 at=run.wall()) == 0
+
+
+def test_no_secret_from_the_verify_answer_counts_nothing(directory, store):
+    """A fetch-mode CRM with an empty PIN field answers no_secret at verify: identified
+    only, nothing counted, the caller is not asked again."""
+    class EmptyField:
+        name = "fake-empty-field"
+
+        def lookup_phone(self, e164):
+            return directory.lookup_phone(e164)
+
+        def lookup_identifier(self, kind, digits):
+            return directory.lookup_identifier(kind, digits)
+
+        def verify(self, customer, kind, secret):
+            return Verdict("no_secret", "low")
+
+    flow = IdvFlow(policy(transfer={**EXT, "no_secret": "207"}), EmptyField(),
+                   counter=AttemptCounter(store))
+    run = Run(flow, cid(JANE_PHONE), keys=["9999#", "4271#"]).go()
+    r = record(store, flow)
+    assert (r["status"], r["reason"], r["verify_result"]) == ("identified", "no_secret",
+                                                             "no_secret")
+    assert run.prompts.count("enter_pin") == 1 and run.extension == "207"
+    assert AttemptCounter(store).recent_failures(JANE_ID, "+12015550123", at=run.wall()) == 0
 
 
 def test_lockout_across_calls_per_customer_and_per_number(directory, store):
@@ -539,7 +576,28 @@ def test_agent_unreachable_is_recorded_and_the_caller_told(directory, store, out
     run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"], transfer=outcome).go()
     r = record(store, flow)
     assert r["transfer_mode"] == "supervised" and r["transfer_result"] == outcome
-    assert run.prompts[-2:] == ["agent_busy", "goodbye"] and run.end_reason == "hangup"
+    # 201 (verified), then the default fallback, the agent (200): both fail
+    assert [t.extension for t in run.transfers] == [EXT["verified"], EXT["agent"]]
+    assert r["transfer_target"] == EXT["agent"] and r["transfer_tries"] == 2
+    assert run.prompts[-3:] == ["agent_busy", "call_back_later", "goodbye"]
+    assert run.end_reason == "hangup"
+
+
+def test_fallback_chain_then_final_and_reorder_is_a_configuration_fault(directory, store,
+                                                                       caplog):
+    flow = make(directory, store, transfer={"mode": "supervised", "fallback": ["210", "211"],
+                                            "final": "0"})
+    results = iter(["failed", "busy", "no_answer", "answered"])
+    run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"],
+              transfer=lambda ext: next(results))
+    with caplog.at_level(logging.ERROR, logger="callgate.flow"):
+        run.go()
+    r = record(store, flow)
+    assert [t.extension for t in run.transfers] == ["201", "210", "211", "0"]
+    assert r["transfer_target"] == "0" and r["transfer_tries"] == 4
+    assert r["transfer_result"] == "answered"
+    assert any("configuration fault" in m and "201" in m for m in caplog.messages)
+    assert "call_back_later" not in run.prompts
 
 
 def test_abandoned_call_before_answer_writes_nothing(directory, store):
@@ -696,3 +754,60 @@ def test_a_reply_later_than_the_limit_is_a_timeout_even_while_one_moment_plays(d
     r = record(store, flow)
     assert (r["status"], r["reason"], r["lookup"]) == ("not_identified", "backend_down", "error")
     assert "one_moment" in run.prompts and len(run.transfers) == 1
+
+
+def test_prompts_ahead_of_a_request_do_not_use_up_its_time_limit(directory, store):
+    """A request queued behind prompts starts its time limit when the engine reaches it.
+    Out of hours with idv_first: greeting and closed message (1 s each here) are queued
+    when the number lookup answers, so the lockout read waits 2 s behind them, longer
+    than backend_timeout_ms; it is still answered, and Jane is asked for her PIN instead
+    of being treated as locked (fail closed on a read that never timed out)."""
+    flow = make(directory, store, backend_timeout_ms=1500,
+                hours={"timezone": "UTC", "mon": "09:00-17:00", "after_hours": "300",
+                       "idv_first": True})
+    run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"]).go()    # Tuesday 22:13 UTC
+    r = record(store, flow)
+    assert r["hours"] == "closed" and run.prompts[:3] == ["welcome", "closed", "enter_pin"]
+    assert r["status"] == "verified" and r["verify_result"] == "verified", r
+    assert run.extension == "300"
+
+
+class FakeSwitches:
+    """The supervisor's switches as the flow's Work sees them (store.switches in `run`);
+    `fail` raises as a recorder that is gone would."""
+
+    def __init__(self, closed=False, announcement=None, fail=False):
+        self.closed, self.announcement, self.fail = closed, announcement, fail
+        self.asked = []
+
+    def today(self, service, date):
+        self.asked.append((service, date))
+        if self.fail:
+            raise TimeoutError("call records: recorder queue full")
+        from callgate.store.switches import DaySwitches
+        return DaySwitches(self.closed, self.announcement)
+
+
+def test_switches_that_cannot_be_read_leave_the_line_as_configured(directory, store, caplog):
+    flow = IdvFlow(policy(hours={"timezone": "UTC", "tue": "00:00-24:00",
+                                 "after_hours": "300"}),
+                   directory, counter=AttemptCounter(store), switches=FakeSwitches(fail=True))
+    with caplog.at_level(logging.ERROR, logger="callgate.flow"):
+        run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"]).go()     # a Tuesday
+    r = record(store, flow)
+    assert r["hours"] == "open" and r["status"] == "verified" and run.extension == "201"
+    assert flow.switches.asked == [("support", "2023-11-14")]
+    assert any("switches could not be read" in m for m in caplog.messages)
+    assert "one_moment" not in run.prompts
+
+
+def test_closed_today_and_the_announcement_from_the_switches(directory, store):
+    audio = np.zeros(800, dtype=np.int16)
+    flow = IdvFlow(policy(hours={"timezone": "UTC", "tue": "00:00-24:00"}), directory,
+                   counter=AttemptCounter(store),
+                   switches=FakeSwitches(closed=True, announcement=audio))
+    run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"]).go()
+    r = record(store, flow)
+    assert (r["hours"], r["status"], r["announcement"]) == ("override", "not_identified", 1)
+    assert run.prompts == ["welcome", "closed", "goodbye"]     # the audio, then these
+    assert run.transfers == [] and run.end_reason == "hangup"

@@ -95,7 +95,7 @@ def test_missing_prompt_is_named(tmp_path, capsys):
 
 def test_default_prompt_set_has_every_flow_prompt(tmp_path, capsys):
     from callgate.flow import PROMPT_ROLES
-    names = {default for default, _ in PROMPT_ROLES.values()}
+    names = {default for default, _ in PROMPT_ROLES.values() if default}
     assert names <= {p.stem for p in (PROMPTS / "en").glob("*.wav")}
 
 
@@ -115,3 +115,118 @@ def test_simulated_latency_takes_milliseconds_or_measured():
                              "s").simulated_latency_ms is None
     with pytest.raises(ConfigError, match="simulated_latency_ms"):
         policy_from_table(Table({"simulated_latency_ms": "slow"}, "service.s"), "s")
+
+
+# ---------------------------------------------------------------- issue 15: new tables
+
+NEW = GOOD.replace('verified = "201"\nlocked = "205"\n', '''verified = "201"
+locked = "205"
+fallback = ["210"]
+final = "0"
+[service.hours]
+timezone = "Europe/London"
+mon = "09:00-17:30"
+fri = ["09:00-12:30", "13:30-17:00"]
+closed = ["2026-12-25"]
+after_hours = "300"
+[service.menu]
+prompt = "menu"
+[service.menu.keys]
+1 = "210"
+2 = "prompt:opening_hours"
+''')
+
+
+def test_hours_menu_and_fallback_are_ok(tmp_path, capsys):
+    code, text = check(tmp_path, NEW, capsys)
+    assert code == 0 and "ok (2 service lines" in text, text
+    assert "warning" not in text
+
+
+@pytest.mark.parametrize("old, new, named", [
+    ('mon = "09:00-17:30"', 'mon = "09:00-17:30"\nmonday = "09:00-12:00"',
+     "service.support.hours.monday: unknown key"),
+    ('mon = "09:00-17:30"', 'mon = "17:30-09:00"', "service.support.hours.mon: '17:30-09:00' "
+     "ends before it starts"),
+    ('mon = "09:00-17:30"', 'mon = "9h-17h"', "service.support.hours.mon: '9h' is not a time"),
+    ('timezone = "Europe/London"', 'timezone = "Mars/Olympus"',
+     "service.support.hours.timezone: 'Mars/Olympus' is not a known time zone"),
+    ('closed = ["2026-12-25"]', 'closed = ["25/12/2026"]', "service.support.hours.closed: "
+     "'25/12/2026' is not a date"),
+    ('after_hours = "300"', 'after_hours = "reception"', "service.support.hours.after_hours"),
+    ('1 = "210"', '1 = "210"\n"*" = "220"', "service.support.menu.keys.*: '*' is not one "
+     "menu key"),
+    ('2 = "prompt:opening_hours"', '2 = "opening hours"', "service.support.menu.keys.2: "
+     "'opening hours' is neither an extension"),
+    ('prompt = "menu"', 'prompt = "menu"\ntimeout_ms = 5', "service.support.menu.timeout_ms: "
+     "unknown key"),
+    ('fallback = ["210"]', 'fallback = ["21O"]', "service.support.transfer.fallback: "
+     "expected a list of extensions"),
+    ('fallback = ["210"]', 'fallback = { verified = ["210"], vip = ["220"] }',
+     "service.support.transfer.fallback.vip: unknown outcome"),
+    ('final = "0"', 'final = "operator"', "service.support.transfer.final"),
+])
+def test_bad_new_keys_are_named(tmp_path, capsys, old, new, named):
+    assert old in NEW
+    code, text = check(tmp_path, NEW.replace(old, new, 1), capsys)
+    assert code == 2 and named in text, text
+    assert len(text.strip().splitlines()) == 1 and "Traceback" not in text
+
+
+@pytest.mark.parametrize("drop, key", [
+    ("menu.wav", "service.support.menu.prompt: no prompt"),
+    ("opening_hours.wav", "service.support.menu.keys.2: no prompt"),
+    ("closed.wav", "service.support.prompts.closed: no prompt"),
+    ("call_back_later.wav", "service.support.prompts.unavailable: no prompt"),
+])
+def test_a_prompt_the_new_steps_need_is_named_when_missing(tmp_path, capsys, drop, key):
+    prompts = tmp_path / "prompts"
+    shutil.copytree(PROMPTS / "en", prompts / "en")
+    (prompts / "en" / drop).unlink()
+    text = NEW.replace("rings = 2", f'rings = 2\nprompts = "{prompts}"')
+    code, out = check(tmp_path, text, capsys)
+    assert code == 2 and key in out, out
+
+
+def test_hours_without_a_closed_message_are_refused(tmp_path, capsys):
+    text = NEW.replace("[service.menu]", '[service.prompts]\nclosed = ""\n[service.menu]')
+    code, out = check(tmp_path, text, capsys)
+    assert code == 2 and "service.support.prompts.closed: [service.hours] needs" in out, out
+
+
+def test_destinations_no_call_can_reach_are_named(tmp_path, capsys):
+    text = NEW.replace("greet_by_name = true", 'greet_by_name = true\nopt_out_key = ""') + '''
+[service.transfer]
+locked = "305"
+opted_out = "304"
+verified = "301"
+no_secret = "306"
+'''
+    code, out = check(tmp_path, text, capsys)
+    assert code == 0, out
+    warnings = [x for x in out.splitlines() if "warning" in x]
+    assert len(warnings) == 4, out
+    for key, why in (("locked", "security is off"), ("no_secret", "security is off"),
+                     ("verified", "no caller is verified"),
+                     ("opted_out", "there is no opt-out key")):
+        assert any(f"service.sales.transfer.{key}: no call can reach it" in w and why in w
+                   for w in warnings), (key, out)
+
+
+def test_per_outcome_fallbacks_and_a_menu_default_can_leave_destinations_unreachable(
+        tmp_path, capsys):
+    text = NEW.replace('fallback = ["210"]', 'fallback = { verified = ["210"] }').replace(
+        'prompt = "menu"', 'prompt = "menu"\ndefault = "200"').replace(
+        "[service.security]\nenabled = false", '''[service.security]
+enabled = false
+[service.transfer]
+fallback = { locked = ["220"], identified = ["221"] }''')
+    code, out = check(tmp_path, text, capsys)
+    assert code == 0, out
+    warnings = sorted(x.split("warning: ")[1] for x in out.splitlines() if "warning" in x)
+    assert warnings == [
+        "service.sales.transfer.fallback.locked: no call can reach it (security is off)",
+        "service.support.transfer.locked: no call can reach it (the menu sends every call "
+        "on, menu.default when no key is chosen)",
+        "service.support.transfer.verified: no call can reach it (the menu sends every call "
+        "on, menu.default when no key is chosen)"], out

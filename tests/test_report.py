@@ -640,3 +640,40 @@ def test_every_step_the_flow_sets_is_a_known_step():
     assert "identifier" in steps and "security" in steps
     assert steps <= set(STEPS), steps - set(STEPS)
     assert set(STEPS) <= set(STEP_LABELS)
+
+
+def test_the_figures_know_issue_15s_outcomes(tmp_path, capsys):
+    """Stores written by `callgate simulate` (the real flow and recorder): no secret on
+    file, after hours, fallbacks and menu choices are counted as figures.py defines."""
+    from pathlib import Path
+
+    from callgate import cli
+    import sqlite3
+
+    from callgate.report import compute_report
+
+    def period(db):
+        with sqlite3.connect(db) as con:
+            first, last = con.execute("SELECT MIN(started), MAX(started) FROM calls").fetchone()
+        return first - 3600, last + 3600
+
+    def totals(name, **kw):
+        keep = tmp_path / name
+        if not keep.exists():
+            assert cli.main(["simulate", "--keep", str(keep),
+                             str(Path(__file__).parent / "scenarios" / f"{name}.toml")]) == 0
+            capsys.readouterr()
+        db = keep / "calls.sqlite"
+        return compute_report(db, *period(db), bucket="hour", **kw)
+
+    r = totals("no_secret_on_file")
+    assert (r.totals["calls"], r.totals["no_secret"], r.totals["verify_asked"]) == (3, 2, 1)
+    assert r.totals["verification_rate"] == 1.0         # Tom never reached the question
+    assert totals("no_secret_on_file", reason="no_secret").totals["calls"] == 2
+    r = totals("transfer_fallback_each")
+    assert r.totals["fallback_used"] == 4 and r.totals["transferred"] == 4
+    r = totals("hours_override")
+    assert (r.totals["after_hours"], r.totals["after_hours_override"]) == (1, 1)
+    r = totals("menu_no_input_invalid")
+    assert r.menu_choices == {"2": 1, "invalid": 1, "no_input": 1}
+    assert r.totals["menu_chosen"] == 1

@@ -72,6 +72,27 @@ def test_the_library_covers_every_branch_the_issue_lists():
         assert branch in names
 
 
+def test_the_library_covers_issue_15():
+    """The four defects, and every new branch of issue 15's Proof section."""
+    names = {p.stem for p in SCENARIOS}
+    for branch in (
+            # the defects
+            "no_secret_on_file", "agent_busy", "clear_with_star", "identifier_too_long",
+            "identifier_too_long_timeout",
+            # each fallback taken, all failing (and a hang-up while one rings)
+            "transfer_fallback_each", "transfer_all_fail", "agent_no_answer",
+            "hangup_at_fallback",
+            # hours open, closed, holiday, override (and ID&V first, message only)
+            "hours_open", "hours_closed", "hours_lunch_break", "hours_zone_offset",
+            "hours_holiday", "hours_override", "hours_closed_idv_first",
+            "hours_closed_message_only", "hangup_at_closed",
+            # each menu choice, no input and invalid input, hang-up at the menu
+            "menu_choices", "menu_no_input_invalid", "hangup_at_menu",
+            # announcements on and off, hang-up during one
+            "announcement_on", "announcement_off", "hangup_at_announcement"):
+        assert branch in names, branch
+
+
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_scenario_passes(path, capsys):
     data = tomllib.loads(path.read_text())

@@ -217,3 +217,40 @@ def test_a_name_from_the_crm_stays_text(app, store):
     (t,) = ann.get("/agent/history.json").get_json()["history"]
     assert t["customer_name"] == '<img src=x onerror="alert(1)">'          # data, as given
     assert b"<img" not in ann.get("/agent/").data                      # never put in the HTML
+
+
+def test_the_screen_pop_knows_fallbacks_after_hours_menu_and_no_secret(tmp_path, capsys):
+    """Calls run by `callgate simulate` (issue 15 scenarios), their store read by the web
+    app: the extension that rang after a fallback shows the call, with what happened."""
+    from pathlib import Path
+
+    from callgate import cli
+
+    scenarios = Path(__file__).parent / "scenarios"
+    for name in ("transfer_fallback_each", "hours_override", "menu_choices",
+                 "no_secret_on_file"):
+        keep = tmp_path / name
+        assert cli.main(["simulate", "--keep", str(keep),
+                         str(scenarios / f"{name}.toml")]) == 0, name
+    capsys.readouterr()
+
+    def history(name, ext):
+        web = tmp_path / f"web-{name}-{ext}"
+        web.mkdir()
+        app = make_app(web, clock=time.time, store=str(tmp_path / name / "calls.sqlite"))
+        sam = signed_in(app, "sam")
+        return sam.get(f"/agent/history.json?ext={ext}").get_json()["history"]
+
+    at_210 = history("transfer_fallback_each", "210")
+    assert len(at_210) == 4                       # 210 rang in each call, always second
+    assert all(t["fallback_text"] == "Fallback: tried 1 before this extension" for t in at_210)
+    assert all(t["badge"] == "Identified and verified" for t in at_210)
+    first = history("transfer_fallback_each", "201")
+    assert len(first) == 4 and all(t["fallback_text"] is None for t in first)
+    (closed,) = history("hours_override", "300")
+    assert closed["hours_text"] == "After hours (closed today)"
+    assert closed["badge"] == "Not identified"
+    assert [t["menu_choice"] for t in history("menu_choices", "210")] == ["1", "1"]
+    tom = history("no_secret_on_file", "200")
+    assert len(tom) == 2 and {t["reason_text"] for t in tom} == {"No secret on file"}
+    assert {t["customer_name"] for t in tom} == {"Tom Okafor"}

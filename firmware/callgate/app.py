@@ -141,8 +141,7 @@ def _check_prompts(engine: EngineConfig, services: list[Policy],
     for policy in services:
         for name in policy.prompt_names():
             if not (folder / f"{name}.wav").is_file():
-                role = next((r for r, v in policy.prompts.items() if v == name), name)
-                raise ConfigError(f"service.{policy.name}.prompts.{role}: no prompt "
+                raise ConfigError(f"{policy.prompt_key(name)}: no prompt "
                                   f"{folder / (name + '.wav')}")
 
 
@@ -163,7 +162,8 @@ class App:
                  on_call: Callable[[CallInfo], None] | None = None,
                  watchdog: Callable[[], None] | None = None,
                  wrap: Callable[[Handler, Recorder | None], Handler] | None = None,
-                 player=None, name: str = LINE_NAME) -> None:
+                 player=None, name: str = LINE_NAME,
+                 wall_clock: Callable[[], float] | None = None) -> None:
         self.line = line
         self.crm = crm
         self._own_crm = None                 # the back end this App built, closed with it
@@ -176,15 +176,17 @@ class App:
             self.recorder = Recorder(store, synchronous=synchronous,
                                      on_writeback=self._wake_writeback)
             handler: Handler = IdvFlow(
-                policy, crm, counter=self.recorder.counter, rate=line.rate,
+                policy, crm, counter=self.recorder.counter, switches=self.recorder.switches,
+                rate=line.rate,
                 writeback_max_age_s=writeback.max_age_s if writeback else None)
         else:
             handler = ScriptedHandler.from_config(script or Table({}, "engine.script"))
         self.flow = handler
         if wrap is not None:
             handler = wrap(handler, self.recorder)
+        clock = {} if wall_clock is None else {"wall_clock": wall_clock}
         self.engine = Engine(line, handler, engine, name=name, on_call=on_call,
-                             watchdog=watchdog, recorder=self.recorder, player=player)
+                             watchdog=watchdog, recorder=self.recorder, player=player, **clock)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kw) -> "App":

@@ -57,10 +57,13 @@ class Play:
 
     prompt: Union[str, "np.ndarray"]
     barge_in: bool = True
+    name: str = ""                   # what to call audio given as samples (an announcement)
 
     @property
     def label(self) -> str:
-        return self.prompt if isinstance(self.prompt, str) else f"<audio {len(self.prompt)}>"
+        if isinstance(self.prompt, str):
+            return self.prompt
+        return self.name or f"<audio {len(self.prompt)}>"
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,12 @@ class Collect:
     `first_timeout_ms` runs from the start of collection until the first key;
     `inter_timeout_ms` from each key to the next. The `terminator` ends the
     entry (it is not part of the digits); `clear` throws away what was keyed
-    so far and starts the entry again. `max_digits` ends it at once.
+    so far and starts the entry again. `max_digits` ends it at once, unless
+    `overflow`: then a key past the maximum makes the entry over-long, every
+    key up to the terminator or the inter-digit timeout is thrown away, and it
+    ends as one Digits with reason "too_long" and no digits (one try, nothing
+    looked up). `opt_out`, as the first key of the entry, ends it at once with
+    reason "opt_out"; the same key later is the clear key if it is `clear`.
     Entries shorter than `min_digits` are reported with `complete` False.
     """
 
@@ -127,6 +135,8 @@ class Collect:
     inter_timeout_ms: int = 3000
     terminator: str = "#"
     clear: str = "*"
+    opt_out: str = ""
+    overflow: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_digits <= self.max_digits or self.max_digits < 1:
@@ -134,7 +144,7 @@ class Collect:
                              f"(got {self.min_digits}, {self.max_digits})")
         if self.first_timeout_ms <= 0 or self.inter_timeout_ms <= 0:
             raise ValueError("Collect: timeouts must be > 0 ms")
-        for key in (self.terminator, self.clear):
+        for key in (self.terminator, self.clear, self.opt_out):
             if len(key) > 1 or (key and key not in DTMF_KEYS):
                 raise ValueError(f"Collect: {key!r} is not one DTMF key")
 
@@ -264,7 +274,7 @@ class PromptDone(HandlerEvent):
     kind: ClassVar[str] = "prompt_done"
 
 
-DIGIT_REASONS = ("terminator", "max", "timeout", "no_input")
+DIGIT_REASONS = ("terminator", "max", "timeout", "no_input", "opt_out", "too_long")
 
 
 @dataclass(frozen=True)

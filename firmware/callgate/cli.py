@@ -360,23 +360,31 @@ def _check_config_parser(sub) -> None:
     chk.set_defaults(func=cmd_check_config)
 
 
-def check_config(path: str) -> list[str]:
+def check_config(path: str, warnings: list[str] | None = None) -> list[str]:
     """Validate the file at `path` as `run` reads it (app.Settings); ConfigError (one
-    line naming the key) if anything is wrong. Returns the names of the service lines.
-    Opens no line and no back end."""
+    line naming the key) if anything is wrong. Returns the names of the service lines;
+    `warnings` gets one line per destination no call can reach. Opens no line and no
+    back end."""
     from .app import Settings
 
-    return [p.name for p in Settings.load(path).services]
+    services = Settings.load(path).services
+    if warnings is not None:
+        for policy in services:
+            warnings.extend(policy.unreachable())
+    return [p.name for p in services]
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from .config import ConfigError
 
+    warnings: list[str] = []
     try:
-        names = check_config(args.file)
+        names = check_config(args.file, warnings)
     except ConfigError as err:
         print(f"callgate check-config: {err}", file=sys.stderr)
         return 2
+    for line in warnings:
+        print(f"callgate check-config: warning: {line}", file=sys.stderr)
     if names:
         print(f"{args.file}: ok ({len(names)} service line{'s' * (len(names) != 1)}: "
               f"{', '.join(names)})")

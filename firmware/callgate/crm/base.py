@@ -7,13 +7,13 @@ JSON, a TLS failure, an open circuit) never raises: it comes back as status
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ..privacy import mask  # noqa: F401  (one masking rule for logs and records)
 
 LOOKUP_STATUSES = ("hit", "miss", "ambiguous", "error")
-VERDICT_STATUSES = ("verified", "rejected", "error")
+VERDICT_STATUSES = ("verified", "rejected", "no_secret", "error")
 ASSURANCES = ("high", "hashed", "low")
 """How much a "verified" is worth: "high" when the back end itself checked the secret
 (a verify call, the embedded directory's scrypt); "hashed" when we fetched a salted
@@ -24,6 +24,9 @@ scrypt hash from the CRM and checked it here; "low" when we fetched the plaintex
 class Customer:
     id: str                    # the business's unique identifier
     name: str | None = None
+    # kinds of secret on file ("pin", "dob", ...); None when the back end does not say.
+    # A customer without the kind asked for skips the security step (nothing to guess).
+    secrets: frozenset[str] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class Lookup:
 
 @dataclass(frozen=True)
 class Verdict:
-    status: str                # "verified" | "rejected" | "error"
+    status: str                # "verified" | "rejected" | "no_secret" | "error"
     assurance: str = "high"    # one of ASSURANCES
     latency_ms: float = 0.0
     error: str | None = None

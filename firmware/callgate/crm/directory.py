@@ -169,11 +169,26 @@ class Directory:
         try:
             with self.lock:
                 rows = self.db.execute(sql, params).fetchall()
+            kinds = self._secret_kinds([cid for cid, _ in rows])
         except sqlite3.Error as err:
             return Lookup("error", latency_ms=_ms(t0), error=f"directory: {_one_line(err)}")
-        found = tuple(dict.fromkeys(Customer(cid, name) for cid, name in rows))
+        found = tuple(dict.fromkeys(Customer(cid, name, kinds.get(cid, frozenset()))
+                                    for cid, name in rows))
         status = "miss" if not found else "hit" if len(found) == 1 else "ambiguous"
         return Lookup(status, found, latency_ms=_ms(t0))
+
+    def _secret_kinds(self, ids: list[str]) -> dict[str, frozenset[str]]:
+        """The kinds of secret each customer has on file (the directory always knows)."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(set(ids)))
+        with self.lock:
+            rows = self.db.execute(f"SELECT customer_id, kind FROM secrets WHERE customer_id "
+                                   f"IN ({marks})", tuple(set(ids))).fetchall()
+        out: dict[str, set[str]] = {}
+        for cid, kind in rows:
+            out.setdefault(cid, set()).add(kind)
+        return {cid: frozenset(kinds) for cid, kinds in out.items()}
 
     def verify(self, customer: Customer, kind: str, secret: str) -> Verdict:
         """'verified' or 'rejected' (unknown customer and missing secret alike), or 'error'."""

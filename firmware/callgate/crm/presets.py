@@ -9,7 +9,10 @@ Verification: only our reference API has a verify call. The CRMs below can only
 fetch a stored value, which the connector compares with hmac.compare_digest and
 marks "low" assurance (or "hashed" when the field holds a salted scrypt hash,
 [crm] verify_hashed); the field to fetch for each kind is named in
-[crm.verify_fields] (e.g. pin = "ivr_pin__c").
+[crm.verify_fields] (e.g. pin = "ivr_pin__c"). An empty field (null or "") there
+means no secret on file: the caller goes on as identified only, nothing counted.
+Only the reference API's lookups say which secrets are on file ("secrets"), so
+the caller is not even asked; the other presets leave `secrets` unset.
 
 A search that finds no one answers an empty list (Zoho: 204), so for the CRMs
 a 404 is not a miss but an error: it says the URL is wrong (a miss would hide
@@ -61,10 +64,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "auth": {"kind": "bearer"},
         "lookup_phone": {
             "method": "GET", "url": "/customers/by-phone/{e164}",
-            "results": "customers", "id": "id", "name": "name"},
+            "results": "customers", "id": "id", "name": "name", "secrets": "secrets"},
         "lookup_identifier": {
             "method": "GET", "url": "/customers/by-identifier/{kind}/{value}",
-            "results": "customers", "id": "id", "name": "name"},
+            "results": "customers", "id": "id", "name": "name", "secrets": "secrets"},
         "verify": {
             "mode": "call", "method": "POST", "url": "/customers/{id}/verify",
             "body": {"kind": "{kind}", "secret": "{secret}"}, "verified": "verified"},

@@ -106,6 +106,7 @@ class Step:
     results: Path | None = None
     id: Path | None = None
     name_paths: tuple[Path, ...] = ()
+    secrets: Path | None = None       # the kinds of secret on file; None: the CRM does not say
     verified: Path | None = None
     value: str | None = None          # fetch-mode verify: path text, may hold {field}
     names: frozenset[str] = frozenset()   # every placeholder the request uses
@@ -187,6 +188,8 @@ def _step(table: Table, name: str, allowed: frozenset[str], role: str) -> Step:
         step.paging = _paging(t)
         if step.paging and step.paging.param.startswith("body.") and body is None:
             raise ConfigError(f"{t.key('paging')}.param: this request has no body")
+        secrets = t.get("secrets", str, "")
+        step.secrets = Path(secrets, t.key("secrets")) if secrets else None
     else:
         mode = t.choice("mode", ("call", "fetch"), "call")
         if mode == "call":
@@ -198,6 +201,18 @@ def _step(table: Table, name: str, allowed: frozenset[str], role: str) -> Step:
     if bad:
         raise ConfigError(f"{bad[0]}: unknown key")
     return step
+
+
+def _kinds(step: Step, record: dict) -> frozenset[str] | None:
+    """The kinds of secret on file from a lookup record, if the CRM's answer says."""
+    if step.secrets is None:
+        return None
+    found = step.secrets.first(record)
+    if found is None:
+        return None                   # not said for this record: ask, as before
+    if not isinstance(found, list) or not all(isinstance(k, str) for k in found):
+        raise _Fail(f"response: {step.secrets.text!r} is not a list of kinds")
+    return frozenset(k.strip().lower() for k in found)
 
 
 def _str(value: Any, key: str) -> str:
@@ -398,11 +413,13 @@ class RestConnector:
             if status in step.miss_status:
                 raise _Fail(f"HTTP {status}: customer not found at verify")
             if low:
-                stored = Path(step.value.replace("{field}", field), "verify.value").first(doc)
+                found = Path(step.value.replace("{field}", field), "verify.value").find(doc)
+                if not found:
+                    raise _Fail(f"response: no field for verification kind {kind!r}")
                 if assurance == HASHED:
-                    result = self._compare_hash(kind, secret, stored)
+                    result = self._compare_hash(kind, secret, found[0])
                 else:
-                    result = self._compare(kind, secret, stored)
+                    result = self._compare(kind, secret, found[0])
             else:
                 flag = step.verified.first(doc)
                 if not isinstance(flag, bool):
@@ -490,7 +507,7 @@ class RestConnector:
             parts = [p.first(record) for p in step.name_paths]
             parts = [str(p).strip() for p in parts if isinstance(p, (str, int, float))
                      and not isinstance(p, bool) and str(p).strip()]
-            out.append(Customer(str(cid), " ".join(parts) or None))
+            out.append(Customer(str(cid), " ".join(parts) or None, _kinds(step, record)))
         return out
 
     def _records(self, step: Step, doc: Any) -> list[Any]:
@@ -530,7 +547,9 @@ class RestConnector:
 
     def _compare_hash(self, kind: str, secret: str, stored: Any) -> str:
         """A keyed secret against the salted scrypt hash kept in the CRM (hashed.py)."""
-        if not isinstance(stored, str) or not stored.strip():
+        if stored is None or (isinstance(stored, str) and stored.strip() == ""):
+            return "no_secret"         # an empty field: nothing on file to compare with
+        if not isinstance(stored, str):
             raise _Fail(f"no stored value for verification kind {kind!r}")
         try:
             return "verified" if hashed.check(secret, stored) else "rejected"
@@ -539,7 +558,10 @@ class RestConnector:
 
     def _compare(self, kind: str, secret: str, stored: Any) -> str:
         """Compare a keyed secret with the stored value, in constant time."""
-        if isinstance(stored, bool) or not isinstance(stored, (str, int)) or str(stored).strip() == "":
+        if stored is None or (isinstance(stored, str) and stored.strip() == ""):
+            hmac.compare_digest(b"x", b"y")
+            return "no_secret"         # an empty field: nothing on file to compare with
+        if isinstance(stored, bool) or not isinstance(stored, (str, int)):
             raise _Fail(f"no stored value for verification kind {kind!r}")
         text = str(stored).strip()
         if kind == "dob":

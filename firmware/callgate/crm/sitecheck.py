@@ -178,6 +178,10 @@ class SiteCheck:
             self.say(f"verify: refused: the {kind} does not match ({verdict.assurance} "
                      f"assurance)")
             return NOT_FOUND
+        if verdict.status == "no_secret":
+            self.say(f"verify: no {kind} on file for this customer (the field is empty): "
+                     f"a call goes to an agent as identified only")
+            return NOT_FOUND
         self.say(f"verify: back end failed: {verdict.error}")
         self.say(f"diagnosis: {self._diagnosis(verdict.error)}")
         return BACKEND_FAILED

@@ -10,10 +10,17 @@ samples of the events; wall times are the ones the engine stamped on them.
 
 The steps (the customer's "Customer Authentication" use case):
 
-    answer -> lookup_number (caller ID, if on and usable)
+    answer -> hours (open / closed / holiday / override, if [service.hours])
+           -> lookup_number (caller ID, if on and usable)
            -> identifier (keyed, retries) -> lookup_identifier
-           -> security (keyed secret, retries, lockout) -> verify
-           -> transfer (extension of the outcome)
+           -> security (keyed secret, retries, lockout; skipped, no secret on file)
+           -> verify
+           -> menu (a key per destination, if [service.menu])
+           -> transfer (extension of the outcome or the menu, then its fallbacks,
+              then the final destination; all failing: "call again later", goodbye)
+
+Out of hours the caller hears the closed message and goes to the after-hours
+extension (or hears goodbye), after ID&V when `idv_first` asks for it.
 
 Security rules kept here:
 - a matching caller ID identifies, it never verifies;
@@ -43,6 +50,7 @@ Beyond the contract, three optional parts (all off unless configured):
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from typing import Protocol
@@ -64,6 +72,9 @@ NUMBER_GAP_MS = 250            # "customer number" -> first digit
 DIGIT_GAP_MS = 120             # between digits (each digit has a slot as long as the longest)
 MAX_READ_DIGITS = 20           # a longer (or non-numeric) id is not read back
 COUNTER_WORK = ("lockout", "count_failure")    # reads of the attempt counter, not the CRM
+LOCAL_WORK = (*COUNTER_WORK, "switches")        # answered by the store, not the CRM
+SWITCHES_WAIT_MS = 1000        # the supervisor's switches: past this, go by the config
+                               # (the caller hears silence before the greeting, no "one moment")
 
 
 class AttemptCounter(Protocol):
@@ -77,13 +88,24 @@ class AttemptCounter(Protocol):
                        window_s: float) -> int: ...
 
 
+class Switches(Protocol):
+    """The supervisor's switches (store.switches.RecordedSwitches in `run`); called only
+    inside Work. `today` answers with `.closed` (the "closed today" switch) and
+    `.announcement` (audio samples to play before the greeting, or None)."""
+
+    def today(self, service: str, date: str): ...
+
+
 @dataclass
 class _Pending:
     """The back-end request in flight."""
 
     tag: str
-    what: str                  # lookup_phone | lookup_identifier | verify | lockout | count_failure
-    since: int                 # sample it was sent at
+    what: str                  # lookup_phone | lookup_identifier | verify | lockout |
+                               # count_failure | switches
+    since: int                 # sample it was sent at (or, if queued behind prompts, the
+                               # sample the last of them ended: when the engine started it)
+    ahead: int = 0             # prompts queued before it that have not ended yet
 
 
 class _Call:
@@ -108,22 +130,31 @@ class _Call:
         self.assurance: str | None = None
         self.hung_up = False
         self.now = s0
+        self.queued = 0            # prompts still queued when the event came (ahead of new work)
         self.record_id: str | None = None
+        self.hours: str | None = None      # open | closed | holiday | override (with hours)
+        self.menu_tries = 0
+        self.menu_choice: str | None = None
+        self.chain: tuple[str, ...] = ()   # the destinations of the transfer, in order
+        self.tried = 0                     # how many of them failed so far
 
 
 class IdvFlow(Handler):
     """The ID&V handler of one service line (a Policy) over one CRM.
 
     `counter` counts verification failures across calls (None: no lockout,
-    for tests of the steps alone); `writeback_max_age_s` queues each call's
+    for tests of the steps alone); `switches` answers the supervisor's
+    "closed today" (None: only the configured hours); `writeback_max_age_s` queues each call's
     outcome for the write-back (None: no write-back).
     """
 
     def __init__(self, policy: Policy, crm, *, counter: AttemptCounter | None = None,
-                 rate: int = 8000, writeback_max_age_s: float | None = None) -> None:
+                 switches: Switches | None = None, rate: int = 8000,
+                 writeback_max_age_s: float | None = None) -> None:
         self.policy = policy
         self.crm = crm
         self.counter = counter
+        self.switches = switches
         self.rate = rate
         self.writeback_max_age_s = writeback_max_age_s
         self.trail = CallTrail()
@@ -184,12 +215,44 @@ class IdvFlow(Handler):
         t0 = call.answered_wall if call.answered_wall is not None else call.started_wall
         c = self.c = _Call(call, t0, s0)
         p = self.policy
-        number, why = self._caller_number(call)
+        number, _ = self._caller_number(call)
         c.ani = number
         c.record_id = f"{call.line}-{int(c.t0 * 1000)}-{call.call_id}"
         self.trail.moment(c.wall, c.now)
         self.trail.start(c.record_id, call.line, p.name, number)
-        greeting = self._plays("greeting")
+        if self.switches is not None:
+            c.step = "hours"
+            switches, service, hours, t0 = self.switches, p.name, p.hours, c.t0
+            # the date is worked out inside the Work: the device's local zone may read
+            # /etc/localtime the first time, and that is no job for the audio thread
+            work = self._work("switches", lambda: switches.today(service, (
+                hours.local_date(t0) if hours is not None else _local_date(t0)).isoformat()),
+                latency_ms=0)
+            return [work, self._hold()]
+        return self._begin(closed_today=False)
+
+    def _begin(self, closed_today: bool, announcement=None) -> list:
+        """The announcement, the greeting and the first step, once the line knows whether
+        it is open."""
+        c, p = self.c, self.policy
+        greeting = []
+        if announcement is not None:
+            c.plays += 1
+            greeting.append(Play(announcement, barge_in=False, name="announcement"))
+            self._set(announcement=1)
+            self._event("announcement", seconds=round(len(announcement) / self.rate, 2))
+        greeting += self._plays("greeting")
+        if p.hours is not None:
+            c.hours = p.hours.state(c.t0, closed_today)
+            self._set(hours=c.hours)
+            self._event("hours", state=c.hours, zone=p.hours.zone_name)
+            if c.hours != "open":
+                greeting += self._plays("closed", barge_in=False)    # heard whole
+                if not p.hours.idv_first:
+                    c.outcome = outcome_for(False)
+                    self._set(status=c.outcome.status)
+                    return [*greeting, *self._after_hours()]
+        number = c.ani
         if p.number_lookup and number is not None:
             c.step = "lookup_number"
             work = self._work("lookup_phone", lambda b=self.crm, n=number: b.lookup_phone(n))
@@ -197,7 +260,8 @@ class IdvFlow(Handler):
         lookup = "disabled" if not p.number_lookup else "withheld"
         self._set(lookup=lookup)
         self._event("lookup", source="number", result=lookup,
-                    **({"why": why} if lookup == "withheld" else {}))
+                    **({"why": self._caller_number(c.info)[1]} if lookup == "withheld"
+                       else {}))
         return [*greeting, *self._ask_identifier()]
 
     def _on_event(self, ev) -> list:
@@ -209,9 +273,16 @@ class IdvFlow(Handler):
         self.trail.moment(c.wall, c.now)
         if isinstance(ev, PromptDone):
             c.plays = max(0, c.plays - 1)
+            c.queued = c.plays
+            pending = c.pending
+            if pending is not None and pending.ahead > 0:
+                pending.ahead -= 1
+                if pending.ahead == 0:
+                    pending.since = ev.sample       # the engine starts it now
             if c.pending is not None and c.plays == 0 and c.outcome is None:
                 return self._still_waiting(ev.sample)
             return []
+        c.queued = c.plays
         if isinstance(ev, WorkDone):
             if c.pending is None or ev.tag != c.pending.tag or c.outcome is not None:
                 return []                    # a reply after we gave up on it
@@ -226,6 +297,8 @@ class IdvFlow(Handler):
                 return self._on_identifier(ev)
             if c.step == "security":
                 return self._on_secret(ev)
+            if c.step == "menu":
+                return self._on_menu(ev)
             return []
         if isinstance(ev, TransferResult):
             return self._on_transfer(ev)
@@ -285,7 +358,7 @@ class IdvFlow(Handler):
 
     def _on_identifier(self, ev: Digits) -> list:
         c, p = self.c, self.policy
-        if self._is_opt_out(ev.digits):
+        if self._is_opt_out(ev):
             return self._opted_out("identifier")
         c.id_tries += 1
         self._set(id_attempts=c.id_tries)
@@ -343,6 +416,8 @@ class IdvFlow(Handler):
             self._set(verify_result="skipped")
             return [*greet, *self._finish(outcome_for(True))]
         self._set(verify_kind=p.security.entry.kind)
+        if customer.secrets is not None and p.security.entry.kind not in customer.secrets:
+            return [*greet, *self._no_secret("lookup")]
         if self.counter is None:
             return [*greet, *self._ask_secret()]
         # the security step starts with the lockout check: a read through the recorder
@@ -379,7 +454,7 @@ class IdvFlow(Handler):
 
     def _on_secret(self, ev: Digits) -> list:
         c, s = self.c, self.policy.security
-        if self._is_opt_out(ev.digits):
+        if self._is_opt_out(ev):
             return self._opted_out("security")
         c.sec_tries += 1
         self._set(verify_attempts=c.sec_tries)
@@ -416,6 +491,8 @@ class IdvFlow(Handler):
         if status == "error":
             self._set(verify_result="error")
             return self._finish(outcome_for(True, reason="backend_down"))
+        if status == "no_secret":
+            return self._no_secret("verify")
         if self.counter is None:
             c.step = "security"
             return self._retry_secret("rejected")
@@ -424,6 +501,17 @@ class IdvFlow(Handler):
         work = self._work("count_failure", lambda: counter.record_failure(
             cid, ani, at, s.lockout_window_s), latency_ms=0)
         return [work, self._hold()]
+
+    def _no_secret(self, said_by: str) -> list:
+        """Nothing of the asked kind on file: nothing to guess, nothing to count.
+        Identified only, reason no_secret ("no secret on file" on the screen-pop)."""
+        c = self.c
+        self._set(verify_result="no_secret")
+        self._event("verify", result="no_secret", said_by=said_by,
+                    kind=self.policy.security.entry.kind)
+        log.info("call %s: no %s on file for %s: security step skipped", c.info.call_id,
+                 self.policy.security.entry.kind, mask(c.customer.id))
+        return self._finish(outcome_for(True, reason="no_secret"))
 
     # ------------------------------------------------------------------ the way out
 
@@ -435,32 +523,121 @@ class IdvFlow(Handler):
         return self._finish(outcome_for(self.c.customer is not None, reason="opted_out"))
 
     def _finish(self, outcome: Outcome) -> list:
+        """ID&V is over: record the outcome, then the menu, the after-hours way, or the
+        transfer."""
         c, p = self.c, self.policy
         c.outcome = outcome
         c.pending = None
-        ext = p.extension(outcome.route)
-        c.step = "transfer"
         auth_ms = max(0, round((c.now - c.s0) * 1000 / self.rate))
-        self._set(status=outcome.status, reason=outcome.reason, auth_ms=auth_ms,
-                  transfer_target=ext, transfer_mode=p.transfer_mode)
-        self._event("outcome", status=outcome.status, reason=outcome.reason, extension=ext)
-        log.info("call %s: %s%s -> %s", c.info.call_id, outcome.status,
-                 f" ({outcome.reason})" if outcome.reason else "", ext)
+        self._set(status=outcome.status, reason=outcome.reason, auth_ms=auth_ms)
         role = "verified" if outcome.status == "verified" else outcome.reason
         plays = self._plays(role, barge_in=False) if role else []
-        return [*plays, *self._plays("transferring", barge_in=False),
-                Transfer(ext, p.transfer_mode)]
+        if c.hours not in (None, "open"):
+            return [*plays, *self._after_hours()]
+        if p.menu is not None:
+            return [*plays, *self._ask_menu()]
+        return [*plays, *self._transfer(p.chain(outcome.route))]
+
+    def _after_hours(self) -> list:
+        """Out of hours: the after-hours extension, or goodbye (the closed message has
+        been played)."""
+        c, p = self.c, self.policy
+        ext = p.hours.after_hours
+        if not ext:
+            c.step = "closed"
+            self._outcome(None)
+            log.info("call %s: %s: closed message, goodbye", c.info.call_id, c.hours)
+            return [*self._plays("goodbye", barge_in=False), HangUp()]
+        return self._transfer((ext,))
+
+    def _transfer(self, chain: tuple[str, ...]) -> list:
+        """Send the call to the first of `chain`; the rest are tried if it fails."""
+        c, p = self.c, self.policy
+        c.chain, c.tried = chain, 0
+        c.step = "transfer"
+        ext = chain[0]
+        self._set(transfer_target=ext, transfer_mode=p.transfer_mode, transfer_tries=1)
+        self._outcome(ext)
+        o = c.outcome
+        log.info("call %s: %s%s -> %s", c.info.call_id, o.status,
+                 f" ({o.reason})" if o.reason else "", ext)
+        return [*self._plays("transferring", barge_in=False), Transfer(ext, p.transfer_mode)]
 
     def _on_transfer(self, ev: TransferResult) -> list:
-        c = self.c
+        c, p = self.c, self.policy
         self._set(transfer_result=ev.outcome)
-        self._event("transfer", extension=ev.extension, result=ev.outcome)
+        fault = ev.outcome == "failed"
+        self._event("transfer", extension=ev.extension, result=ev.outcome,
+                    **({"fault": "configuration"} if fault else {}))
         if ev.outcome in ("completed", "answered"):
             c.step = "transferred"
             return self._whisper() if ev.outcome == "answered" else []
+        if fault:
+            log.error("call %s: configuration fault: the exchange refused extension %s "
+                      "(reorder: no such extension?); check service.%s.transfer",
+                      c.info.call_id, ev.extension, p.name)
+        c.tried += 1
+        if c.tried < len(c.chain):
+            ext = c.chain[c.tried]
+            self._set(transfer_target=ext, transfer_tries=c.tried + 1)
+            self._event("fallback", extension=ext, after=ev.extension, why=ev.outcome)
+            self._outcome(ext)
+            log.info("call %s: %s %s, trying %s", c.info.call_id, ev.extension,
+                     ev.outcome, ext)
+            return [*self._plays("transferring", barge_in=False),
+                    Transfer(ext, p.transfer_mode)]
         c.step = "agent_unavailable"
+        log.warning("call %s: no destination took the call (%s tried): caller told to "
+                    "call again", c.info.call_id, len(c.chain))
         return [*self._plays("agent_busy", barge_in=False),
+                *self._plays("unavailable", barge_in=False),
                 *self._plays("goodbye", barge_in=False), HangUp()]
+
+    def _outcome(self, ext: str | None) -> None:
+        """The "outcome" event: where the call goes now and what the agent is told (the
+        screen-pop of that extension shows it). One per destination dialled: a fallback
+        pops up on the screen of the extension that is ringing."""
+        c, o = self.c, self.c.outcome
+        extra = {}
+        if c.hours not in (None, "open"):
+            extra["hours"] = c.hours
+        if c.menu_choice is not None:
+            extra["menu_choice"] = c.menu_choice
+        if c.tried:
+            extra["fallback"] = c.tried
+        self._event("outcome", status=o.status, reason=o.reason, extension=ext, **extra)
+
+    # ------------------------------------------------------------------ the menu
+
+    def _ask_menu(self) -> list:
+        c, m = self.c, self.policy.menu
+        c.step = "menu"
+        c.plays += 1
+        spec = Collect(min_digits=1, max_digits=1, first_timeout_ms=m.first_timeout_ms,
+                       inter_timeout_ms=1000, terminator="", clear="")
+        return [Play(m.prompt, barge_in=True), spec]
+
+    def _on_menu(self, ev: Digits) -> list:
+        c, p = self.c, self.policy
+        m = p.menu
+        choice = m.choice(ev.digits) if ev.digits else None
+        if choice is not None and choice.prompt:
+            self._event("menu", key=ev.digits, prompt=choice.prompt)
+            c.plays += 1
+            return [Play(choice.prompt, barge_in=True), *self._ask_menu()]
+        if choice is not None:
+            c.menu_choice = choice.key
+            self._set(menu_choice=choice.key)
+            self._event("menu", key=choice.key, extension=choice.extension)
+            return self._transfer(p.chain(c.outcome.route, first=choice.extension))
+        problem = "no_input" if not ev.digits else "invalid"
+        c.menu_tries += 1
+        self._event("menu", attempt=c.menu_tries, result=problem)
+        if c.menu_tries >= m.retries:
+            c.menu_choice = problem
+            self._set(menu_choice=problem)
+            return self._transfer(p.chain(c.outcome.route, first=m.default or None))
+        return [*self._plays(problem, barge_in=True), *self._ask_menu()]
 
     # ------------------------------------------------------------------ the whisper
 
@@ -475,7 +652,9 @@ class IdvFlow(Handler):
         if w.pause_ms:
             c.plays += 1
             actions.append(Pause(w.pause_ms))
-        actions += self._plays(f"whisper_{o.reason or o.status}", barge_in=False)
+        role = f"whisper_{o.reason}" if f"whisper_{o.reason}" in self.policy.prompts \
+            else f"whisper_{o.status}"
+        actions += self._plays(role, barge_in=False)
         why = "policy"
         if w.read_identifier:
             say, why = self._read_back()
@@ -515,21 +694,32 @@ class IdvFlow(Handler):
         return [Play(name, barge_in=barge_in)]
 
     def _collect(self, e: Entry) -> Collect:
-        clear = "" if self.policy.opt_out_key == "*" else "*"
+        """`*` clears the entry; a non-digit opt-out key ends it as the first key (so
+        with the default "*": first key opt-out, after digits clear). A variable-length
+        entry with a terminator runs past its maximum as one over-long try."""
+        key = self.policy.opt_out_key
+        clear = "*" if e.terminator != "*" else ""
+        opt_out = key if key and not key.isdigit() else ""
         return Collect(min_digits=e.min_digits, max_digits=e.max_digits,
                        first_timeout_ms=e.first_timeout_ms, inter_timeout_ms=e.inter_timeout_ms,
-                       terminator=e.terminator, clear=clear)
+                       terminator=e.terminator, clear=clear, opt_out=opt_out,
+                       overflow=bool(e.terminator) and e.min_digits < e.max_digits)
 
-    def _is_opt_out(self, digits: str) -> bool:
+    def _is_opt_out(self, ev: Digits) -> bool:
         key = self.policy.opt_out_key
         if not key:
             return False
-        return digits == key if key.isdigit() else digits.startswith(key)
+        if key.isdigit():
+            return ev.digits == key
+        return ev.reason == "opt_out" or ev.digits.startswith(key)
 
     @staticmethod
     def _entry_problem(ev: Digits, e: Entry) -> str | None:
-        """None when the entry can go to the back end; else no_input / invalid."""
+        """None when the entry can go to the back end; else no_input / invalid (an
+        over-long entry is invalid: its keys were thrown away, nothing is looked up)."""
         d = ev.digits
+        if ev.reason == "too_long":
+            return "invalid"
         if not d:
             return "no_input"
         if not d.isdigit() or not d.isascii() or not e.min_digits <= len(d) <= e.max_digits:
@@ -541,7 +731,9 @@ class IdvFlow(Handler):
         modelled with the policy's simulated latency; a counter read is local (0)."""
         c = self.c
         c.seq += 1
-        c.pending = _Pending(f"{what}#{c.seq}", what, c.now)
+        # a Work returned for an event queues behind the prompts still pending: the back
+        # end's time limit starts when the engine reaches it, not before
+        c.pending = _Pending(f"{what}#{c.seq}", what, c.now, ahead=c.queued)
         c.moment_played = False
         latency = self.policy.simulated_latency_ms if latency_ms == "policy" else latency_ms
         # a failure being counted is counted even if the caller hangs up meanwhile
@@ -567,6 +759,11 @@ class IdvFlow(Handler):
         silence, until it answers or the flow's own limit passes (then: back end down)."""
         c, p = self.c, self.policy
         waited_ms = self._waited_ms(c.pending, now)
+        if c.pending.what == "switches":
+            if waited_ms >= SWITCHES_WAIT_MS:
+                pending, c.pending = c.pending, None
+                return self._reply(pending, None, "timeout", now)
+            return [self._hold()]
         if waited_ms >= p.backend_timeout_ms:
             pending, c.pending = c.pending, None
             return self._reply(pending, None, "timeout", now)
@@ -578,6 +775,8 @@ class IdvFlow(Handler):
 
     def _waited_ms(self, pending: _Pending, now: int) -> float:
         """How long the back end has had the request, on the line's clock."""
+        if pending.ahead > 0:
+            return 0.0
         return (now - pending.since) * 1000 / self.rate
 
     def _reply(self, pending: _Pending, result, error: str | None, now: int) -> list:
@@ -588,6 +787,8 @@ class IdvFlow(Handler):
             and ms >= 0 else waited
         if error == "timeout":
             ms = waited
+        if pending.what == "switches":
+            return self._on_switches(result, error)
         if pending.what in COUNTER_WORK:
             return self._on_failures(pending.what, result, error)
         if pending.what == "verify":
@@ -595,6 +796,18 @@ class IdvFlow(Handler):
         if c.step not in ("lookup_number", "lookup_identifier"):
             return []
         return self._on_lookup(pending.what, result, error, ms)
+
+    def _on_switches(self, result, error: str | None) -> list:
+        """The supervisor's switches answered; switches that cannot be read leave the line
+        as its hours say, with no announcement (the caller still gets through, the log
+        says why)."""
+        closed = getattr(result, "closed", None)
+        if error is not None or not isinstance(closed, bool):
+            log.error("call %s: the supervisor's switches could not be read (%s): going by "
+                      "the configured hours", self.c.info.call_id,
+                      error or f"unexpected reply {type(result).__name__}")
+            return self._begin(closed_today=False)
+        return self._begin(closed_today=closed, announcement=result.announcement)
 
     def _set(self, **fields) -> None:
         """Columns of the call's record (masked values only), as a record step."""
@@ -607,6 +820,12 @@ class IdvFlow(Handler):
     def record_id(self) -> str | None:
         c = self.c or self.last
         return None if c is None else c.record_id
+
+
+def _local_date(wall: float) -> dt.date:
+    """The device's local date at `wall`, for a line without [service.hours] (inside
+    Work only: the C library may read its zone file the first time)."""
+    return dt.datetime.fromtimestamp(wall).date()
 
 
 def _lookup_status(result, error: str | None) -> tuple[str, Customer | None]:
@@ -626,7 +845,7 @@ def _lookup_status(result, error: str | None) -> tuple[str, Customer | None]:
 def _verdict_status(result, error: str | None) -> str:
     if error or not isinstance(result, Verdict):
         return "error"
-    return result.status if result.status in ("verified", "rejected") else "error"
+    return result.status if result.status in ("verified", "rejected", "no_secret") else "error"
 
 
 def _why(result, error: str | None, status: str) -> dict:

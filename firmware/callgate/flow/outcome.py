@@ -1,7 +1,7 @@
 """What the agent is shown: verified, identified only, or neither, and why.
 
-The outcome also picks the extension: locked, opted-out and back-end-down
-calls have their own (a business may send them to a different queue); the
+The outcome also picks the extension: locked, opted-out, back-end-down and
+no-secret-on-file calls have their own (a business may send them to a different queue); the
 rest go by status.
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 STATUSES = ("verified", "identified", "not_identified")
-REASONS = ("locked", "opted_out", "backend_down")
+REASONS = ("locked", "opted_out", "backend_down", "no_secret")
 
 
 @dataclass(frozen=True)
 class Outcome:
     status: str                    # verified | identified | not_identified
-    reason: str | None = None      # locked | opted_out | backend_down | None
+    reason: str | None = None      # locked | opted_out | backend_down | no_secret | None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

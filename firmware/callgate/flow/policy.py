@@ -18,7 +18,20 @@ Choices written down here (the issue leaves them open):
   When the opt-out key is "*", "*" no longer clears an entry.
 - `[service.transfer] agent` is where every outcome goes unless the outcome
   has its own extension (verified, identified, not_identified, opted_out,
-  locked, backend_down).
+  locked, backend_down, no_secret).
+- When that extension does not take the call (busy, no answer, no recall
+  dial tone, or the exchange refuses it: reorder, logged as a configuration
+  fault), the `fallback` extensions are tried in order (default: `agent`),
+  then `final`, the destination that always takes calls (a hunt group or
+  the operator; none by default). Only when all of them fail does the caller
+  hear "all our agents are busy, please call again later" and goodbye.
+  `fallback` is a list for every outcome, or a table of lists per outcome.
+- A customer the back end says has no secret of the asked kind on file is not
+  asked for one: identified only, reason no_secret, nothing counted.
+- `*` as the first key of an entry is the opt-out (with the default key);
+  `*` after digits clears the entry. A variable-length entry with a
+  terminator that runs past its maximum is one invalid try: its keys, up to
+  the terminator or the inter-digit timeout, are thrown away unread.
 - Every prompt is named in `[service.prompts]` (a name in prompts_wav/<lang>/);
   an empty string switches an optional prompt off. Greeting by name is a
   generic "welcome back": speaking names is out of scope.
@@ -34,9 +47,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import ConfigError, Table
+from .hours import Hours, hours_from_table
+from .menu import Menu, menu_from_table
 
 DTMF = "0123456789*#ABCD"
-OUTCOMES = ("verified", "identified", "not_identified", "opted_out", "locked", "backend_down")
+OUTCOMES = ("verified", "identified", "not_identified", "opted_out", "locked", "backend_down",
+            "no_secret")
 IDENTIFIER_KINDS = ("customer_id", "account", "tracking", "phone")
 SECURITY_KINDS = ("pin", "last_digits", "dob", "postcode", "passcode")
 
@@ -58,7 +74,10 @@ PROMPT_ROLES: dict[str, tuple[str, bool]] = {
     "backend_down": ("backend_down", False),
     "transferring": ("transferring", True),
     "agent_busy": ("agent_busy", True),
+    "unavailable": ("call_back_later", True),     # every destination failed: what to do
     "goodbye": ("goodbye", True),
+    "no_secret": ("", False),                # before the transfer of a no-secret caller
+    "closed": ("closed", False),             # out of hours ([service.hours]: required)
     # the agent whisper ([service.whisper]): one per outcome, then the number read back
     "whisper_verified": ("whisper_verified", False),
     "whisper_identified": ("whisper_identified", False),
@@ -125,9 +144,57 @@ class Policy:
     backend_timeout_ms: int = 5000     # the flow's own limit on waiting for the back end
     simulated_latency_ms: int | None = 40   # back-end latency on the sample clock; None: measured
     whisper: Whisper = field(default_factory=Whisper)
+    fallback: dict = field(default_factory=dict)        # outcome -> extensions, in order
+    fallback_by_outcome: bool = False  # `fallback` was a table of outcomes (not one list)
+    final: str = ""                    # the destination that always takes calls
+    hours: Hours | None = None         # None: always open
+    menu: Menu | None = None           # None: no menu after ID&V
 
     def extension(self, outcome: str) -> str:
         return self.extensions.get(outcome) or self.agent
+
+    def chain(self, outcome: str, first: str | None = None) -> tuple[str, ...]:
+        """Where a call of `outcome` is tried, in order: `first` (a menu's choice) or the
+        outcome's extension, its fallbacks, then the final destination; once each."""
+        fallback = self.fallback.get(outcome, (self.agent,))
+        tried = [first or self.extension(outcome), *fallback, self.final]
+        return tuple(dict.fromkeys(x for x in tried if x))
+
+    def unreachable(self) -> list[str]:
+        """Destinations set in the configuration that no call can reach, as
+        "key: why" lines (check-config warns about each)."""
+        out = []
+        never = {}
+        if not self.security.enabled:
+            never.update(locked="security is off", no_secret="security is off")
+        if not self.opt_out_key:
+            never["opted_out"] = "there is no opt-out key"
+        if not self.security.enabled:
+            never["verified"] = "security is off: no caller is verified"
+        for outcome, why in never.items():
+            if outcome in self.extensions:
+                out.append(f"service.{self.name}.transfer.{outcome}: no call can reach it "
+                           f"({why})")
+            if self.fallback_by_outcome and outcome in self.fallback:
+                out.append(f"service.{self.name}.transfer.fallback.{outcome}: no call can "
+                           f"reach it ({why})")
+        if self.menu is not None and self.menu.default:
+            for outcome in sorted(set(self.extensions) - set(never)):
+                out.append(f"service.{self.name}.transfer.{outcome}: no call can reach it "
+                           f"(the menu sends every call on, menu.default when no key is "
+                           f"chosen)")
+        return out
+
+    def destinations(self) -> set[str]:
+        """Every extension a call of this service line may be sent to."""
+        out = {self.agent, *self.extensions.values(), self.final}
+        for chain in self.fallback.values():
+            out.update(chain)
+        if self.hours is not None:
+            out.add(self.hours.after_hours)
+        if self.menu is not None:
+            out.update(self.menu.extensions)
+        return {x for x in out if x}
 
     def prompt(self, role: str) -> str | None:
         return self.prompts.get(role) or None
@@ -140,11 +207,26 @@ class Policy:
             return self.whisper.enabled
         if role in _NUMBER_ROLES:
             return self.whisper.enabled and self.whisper.read_identifier
+        if role == "closed":
+            return self.hours is not None
         return True
 
     def prompt_names(self) -> list[str]:
         """Every prompt this policy may play (what check-config and the engine need)."""
-        return sorted({v for r, v in self.prompts.items() if v and self.plays_role(r)})
+        names = {v for r, v in self.prompts.items() if v and self.plays_role(r)}
+        if self.menu is not None:
+            names.update(self.menu.prompts)
+        return sorted(names)
+
+    def prompt_key(self, name: str) -> str:
+        """The configuration key that names prompt `name` (for a one-line error)."""
+        if self.menu is not None and name in self.menu.prompts:
+            if name == self.menu.prompt:
+                return f"service.{self.name}.menu.prompt"
+            key = next(c.key for c in self.menu.choices if c.prompt == name)
+            return f"service.{self.name}.menu.keys.{key}"
+        role = next((r for r, v in self.prompts.items() if v == name), name)
+        return f"service.{self.name}.prompts.{role}"
 
 
 def _dtmf(table: Table, name: str, default: str, allow_empty: bool = False,
@@ -216,6 +298,33 @@ def _whisper(wt: Table, mode: str, prompts: dict, pt: Table) -> Whisper:
     return Whisper(enabled, read, pause)
 
 
+def _fallback(tt: Table) -> dict:
+    """`fallback`: a list of extensions for every outcome, or a table of lists per outcome
+    (an outcome left out falls back to `agent`)."""
+    raw = tt.get("fallback", (list, dict), None)
+    if raw is None:
+        return {}
+
+    def chain(items, key: str) -> tuple[str, ...]:
+        if not isinstance(items, list) or not all(
+                isinstance(x, str) and x and all(c in DTMF for c in x) for x in items):
+            raise ConfigError(f"{key}: expected a list of extensions (DTMF digits), "
+                              f"got {items!r}")
+        return tuple(items)
+
+    if isinstance(raw, list):
+        one = chain(raw, tt.key("fallback"))
+        return {o: one for o in OUTCOMES}
+    ft = tt.sub("fallback")
+    out = {}
+    for outcome in list(ft.data):
+        if outcome not in OUTCOMES:
+            raise ConfigError(f"{ft.key(outcome)}: unknown outcome (known: "
+                              f"{', '.join(OUTCOMES)})")
+        out[outcome] = chain(ft.data[outcome], ft.key(outcome))
+    return out
+
+
 def policy_from_table(table: Table, name: str, default_country: str = "US") -> Policy:
     """One service line from its table; ConfigError names any bad or unknown key."""
     if not name or not all(c.isalnum() or c in "-_" for c in name):
@@ -246,6 +355,8 @@ def policy_from_table(table: Table, name: str, default_country: str = "US") -> P
     mode = tt.choice("mode", ("blind", "supervised"), "blind")
     agent = _dtmf(tt, "agent", "200")
     extensions = {o: _dtmf(tt, o, "", allow_empty=True) for o in OUTCOMES}
+    fallback = _fallback(tt)
+    final = _dtmf(tt, "final", "", allow_empty=True)
     _no_unknown(tt)
 
     pt = table.sub("prompts")
@@ -262,6 +373,10 @@ def policy_from_table(table: Table, name: str, default_country: str = "US") -> P
     if greet and not prompts["welcome_back"]:
         raise ConfigError(f"{table.key('greet_by_name')}: needs prompts.welcome_back")
     whisper = _whisper(table.sub("whisper"), mode, prompts, pt)
+    hours = hours_from_table(table.sub("hours"), DTMF)
+    if hours is not None and not prompts["closed"]:
+        raise ConfigError(f"{pt.key('closed')}: [service.hours] needs this prompt")
+    menu = menu_from_table(table.sub("menu"), DTMF)
 
     policy = Policy(
         name=name, lines=tuple(lines), number_lookup=number_lookup, default_country=country,
@@ -271,7 +386,8 @@ def policy_from_table(table: Table, name: str, default_country: str = "US") -> P
         hold_ms=_int(table, "hold_ms", 300, 0, 5000),
         backend_timeout_ms=_int(table, "backend_timeout_ms", 5000, 500, 60000),
         simulated_latency_ms=_latency(table),
-        whisper=whisper,
+        whisper=whisper, fallback=fallback, final=final, hours=hours, menu=menu,
+        fallback_by_outcome=isinstance(tt.data.get("fallback"), dict),
     )
     table.used.add("name")
     _no_unknown(table)

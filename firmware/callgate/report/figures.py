@@ -24,6 +24,14 @@ answered calls, so a call that rang out is in no figure):
 - time to authenticate: auth_ms, answer to outcome, over calls that reached an
   outcome; p90 is the nearest-rank 90th percentile (the smallest value that at
   least 90 % of the calls are at or under; always a value that occurred).
+- no secret on file: identified, but nothing of the asked kind on file, so the
+  security question was skipped (reason no_secret); not in "reached security".
+- after hours: answered while the service line was closed (hours closed,
+  holiday, or the supervisor's "closed today"), whatever happened next.
+- fallback used: the call was sent on to more than one destination
+  (transfer_tries > 1), because the first did not take it.
+- menu choices: the key chosen at the menu after ID&V (or no_input / invalid
+  when every try was used up), per key.
 - back end: requests are the replies logged as events with their latency
   (lookup, identifier and verify events carrying "ms"); per call is over the
   calls that made at least one request.
@@ -47,19 +55,21 @@ from pathlib import Path
 # report does not import the engine (numpy, the flow) into the web process; the tests
 # check they agree.
 STATUSES = ("verified", "identified", "not_identified")
-REASONS = ("locked", "opted_out", "backend_down")
+REASONS = ("locked", "opted_out", "backend_down", "no_secret")
 TRANSFER_OUTCOMES = ("completed", "answered", "busy", "no_answer", "no_recall", "failed")
 BUCKETS = ("hour", "day", "week")
 MAX_BUCKETS = 1000
 # the flow's steps in the order a caller meets them (flow/machine.py `c.step`)
-STEPS = ("answer", "lookup_number", "identifier", "lookup_identifier", "security", "verify",
-         "transfer", "agent_unavailable", "transferred", "whisper")
+STEPS = ("answer", "hours", "closed", "lookup_number", "identifier", "lookup_identifier",
+         "security", "verify", "menu", "transfer", "agent_unavailable", "transferred",
+         "whisper")
 # a hang-up at one of these is no abandonment: the flow was done with the caller (the
 # transfer failed, or an agent has the call: "whisper" is the agent hearing the outcome)
-NOT_ABANDONED = ("agent_unavailable", "transferred", "whisper")
+NOT_ABANDONED = ("agent_unavailable", "transferred", "whisper", "closed")
 ABANDON_STEPS = tuple(s for s in STEPS if s not in NOT_ABANDONED)
 STEP_LABELS = {
-    "answer": "Greeting", "lookup_number": "Caller ID lookup",
+    "answer": "Greeting", "hours": "Opening hours check", "closed": "Closed message",
+    "menu": "Menu", "lookup_number": "Caller ID lookup",
     "identifier": "Identifier question", "lookup_identifier": "Identifier lookup",
     "security": "Security question", "verify": "Verification", "transfer": "Transfer",
     "agent_unavailable": "Agent unavailable", "transferred": "After transfer",
@@ -98,6 +108,12 @@ FIELDS: dict[str, tuple[str, str]] = {
     "locked": ("Locked out", "count"),
     "lockout_rate": ("Lockout rate, of security", "rate"),
     "backend_down": ("Back end unavailable", "count"),
+    "no_secret": ("No secret on file (security skipped)", "count"),
+    "after_hours": ("After hours (closed, holiday or closed today)", "count"),
+    "after_hours_holiday": ("After hours: a closed date", "count"),
+    "after_hours_override": ("After hours: closed today (supervisor)", "count"),
+    "fallback_used": ("Taken on to a fallback destination", "count"),
+    "menu_chosen": ("Chose a destination at the menu", "count"),
     "abandoned": ("Abandoned (hung up before an agent)", "count"),
     "abandon_rate": ("Abandon rate", "rate"),
     "transferred": ("Handed to an agent", "count"),
@@ -123,7 +139,8 @@ WATERFALL = (
 _COLUMNS = ("call_id", "started", "lookup", "identified_by", "id_attempts", "opted_out",
             "verify_kind", "verify_result", "verify_attempts", "status", "reason", "auth_ms",
             "transfer_target", "transfer_result", "hangup_step", "backend_ms_total",
-            "backend_errors")
+            "backend_errors", "hours", "menu_choice", "transfer_tries")
+_NEWER = ("hours", "menu_choice", "transfer_tries")     # store v4: NULL in an older file
 
 
 class ReportError(Exception):
@@ -144,6 +161,7 @@ class Report:
     abandoned_by_step: dict = field(default_factory=dict)
     transfers: dict = field(default_factory=dict)
     opted_out_by_step: dict = field(default_factory=dict)
+    menu_choices: dict = field(default_factory=dict)
     auth_histogram: list = field(default_factory=list)
 
     @property
@@ -160,6 +178,7 @@ class Report:
             "waterfall": [dict(w) for w in self.waterfall],
             "abandoned_by_step": dict(self.abandoned_by_step),
             "transfers": dict(self.transfers), "opted_out_by_step": dict(self.opted_out_by_step),
+            "menu_choices": dict(self.menu_choices),
             "auth_histogram": [dict(h) for h in self.auth_histogram],
         }
 
@@ -221,7 +240,10 @@ def compute_report(db, since: float, until: float, service: str | None = None,
     con = open_readonly(db)
     try:
         con.execute("BEGIN")             # one snapshot for both reads, held only for them
-        cur = con.execute(f"SELECT {', '.join('c.' + n for n in _COLUMNS)} FROM calls c "
+        have = {r[1] for r in con.execute("PRAGMA table_info(calls)")}
+        cols = ", ".join(f"c.{n}" if n in have or n not in _NEWER else f"NULL AS {n}"
+                         for n in _COLUMNS)
+        cur = con.execute(f"SELECT {cols} FROM calls c "
                           f"WHERE {sql_where} ORDER BY c.started", params)
         rows = [dict(zip(_COLUMNS, r)) for r in cur.fetchall()]
         for call_id, ms in con.execute(
@@ -257,6 +279,8 @@ def _report(rows, since, until, bucket, starts, service, status, reason) -> Repo
         abandoned_by_step=abandoned_by_step(rows), transfers=transfers(rows),
         opted_out_by_step=_ordered(Counter(r["opted_out"] for r in rows if r["opted_out"]),
                                    ("identifier", "security")),
+        menu_choices=dict(sorted(Counter(r["menu_choice"] for r in rows
+                                         if r.get("menu_choice")).items())),
         auth_histogram=auth_histogram(rows))
 
 
@@ -352,8 +376,16 @@ def facts(r: dict) -> list[str]:
         out.append("first_try")
     if opted is not None:
         out += ["opted_out", f"opted_out_at_{opted}"]
-    if r["reason"] in ("locked", "backend_down"):
+    if r["reason"] in ("locked", "backend_down", "no_secret"):
         out.append(r["reason"])
+    if r.get("hours") in ("closed", "holiday", "override"):
+        out.append("after_hours")
+        if r["hours"] != "closed":
+            out.append(f"after_hours_{r['hours']}")
+    if (r.get("transfer_tries") or 0) > 1:
+        out.append("fallback_used")
+    if r.get("menu_choice") and r["menu_choice"] not in ("no_input", "invalid"):
+        out.append("menu_chosen")
     if _abandoned(r):
         out += ["abandoned", f"abandoned_at_{r['hangup_step']}"]
     if r["transfer_result"] in HANDED_OVER:
@@ -409,6 +441,12 @@ def figures(rows: list[dict]) -> dict:
         "locked": c["locked"],
         "lockout_rate": rate(c["locked_of_asked"], asked),
         "backend_down": c["backend_down"],
+        "no_secret": c["no_secret"],
+        "after_hours": c["after_hours"],
+        "after_hours_holiday": c["after_hours_holiday"],
+        "after_hours_override": c["after_hours_override"],
+        "fallback_used": c["fallback_used"],
+        "menu_chosen": c["menu_chosen"],
         "abandoned": c["abandoned"],
         "abandon_rate": rate(c["abandoned"], n),
         "transferred": c["transferred"],
@@ -453,7 +491,8 @@ def percentile(values: list[float], p: float) -> float | None:
 
 
 def _reached_security(r: dict) -> bool:
-    return r["identified_by"] is not None and r["verify_kind"] is not None
+    return (r["identified_by"] is not None and r["verify_kind"] is not None
+            and r["verify_result"] != "no_secret")
 
 
 def _abandoned(r: dict) -> bool:

@@ -4,7 +4,10 @@
     status = "identified"              # the record's columns, compared exactly;
     reason = "none"                    #   "none" means the column is empty (NULL)
     identifier = "******78"            # customer_id_masked (the masked form)
-    transfer = "202"                   # transfer_target
+    transfer = "202"                   # transfer_target (the last destination tried)
+    transfer_tries = 2                 # destinations tried (2: the first fallback took it)
+    hours = "closed"                   # open | closed | holiday | override
+    menu_choice = "1"                  # the menu key chosen, or no_input | invalid
     prompts = ["enter_pin", "wrong_pin", "enter_pin", "verified_transfer", "transferring"]
     prompts_include = ["one_moment"]   # heard, in this order, among others
     prompts_exclude = ["enter_pin"]    # never heard
@@ -40,7 +43,8 @@ CHOICES = {
     "reason": REASONS + (NONE,),
     "lookup": ("hit", "miss", "ambiguous", "error", "withheld", "disabled", NONE),
     "identified_by": ("number", "keyed", NONE),
-    "verify_result": ("verified", "failed", "locked", "error", "skipped", NONE),
+    "verify_result": ("verified", "failed", "locked", "error", "skipped", "no_secret", NONE),
+    "hours": ("open", "closed", "holiday", "override", NONE),
     "transfer_mode": ("blind", "supervised", NONE),
     "transfer_result": ("completed", "answered", "busy", "no_answer", "no_recall", "failed", NONE),
     "assurance": ("high", "hashed", "low", NONE),

@@ -4,7 +4,11 @@ One TOML file (the README has the whole format):
 
     description = "Jane is found by number and keys her PIN"
     [sim]                    # the simulated exchange: country, seed, echo_db, noise_dbm0,
-                             #   max_seconds, line (the line's name, picks the service)
+                             #   max_seconds, line (the line's name, picks the service),
+                             #   clock (the wall time the first call starts at, with its
+                             #   offset: 2026-12-07T10:00:00+00:00; default: now)
+    [supervisor]             # what a supervisor set on the web app: closed_today = true,
+                             #   announcement = "recording.wav" (converted as an upload is)
     [engine]                 # exactly as [engine] in the run config
     [backend]                # the back end (crm.py)
     [[service]]              # exactly as in the run config (flow/policy.py)
@@ -38,7 +42,8 @@ from ..line.sim.calls import Agent, SimCall, calls_from_config
 from .crm import BackendSpec, parse_backend
 from .check import parse_expect
 
-SIM_KEYS = ("description", "sim", "engine", "backend", "service", "store", "calls", "expect")
+SIM_KEYS = ("description", "sim", "engine", "backend", "service", "store", "supervisor",
+            "calls", "expect")
 REPLAY_KEYS = ("description", "engine", "backend", "service", "store", "expect")
 
 
@@ -50,6 +55,7 @@ class SimSettings:
     noise_dbm0: float | None = -65.0
     max_seconds: float | None = None
     line: str = "line"
+    clock: float | None = None       # unix seconds at the line's sample 0; None: the wall clock
 
 
 @dataclass
@@ -63,6 +69,7 @@ class Scenario:
     store: Path | None = None
     calls: list[SimCall] = field(default_factory=list)
     expects: list[dict[str, Any]] = field(default_factory=list)   # one per call
+    supervisor: dict[str, Any] = field(default_factory=dict)      # the web app's switches
 
     @property
     def policy(self) -> Policy:
@@ -101,6 +108,17 @@ def load_scenario(path: str | Path, replay: bool = False) -> Scenario:
         raise ConfigError(f"{bad[0]}: unknown key")
     if not replay:
         sc.sim = _sim(top.sub("sim"))
+        sv = top.sub("supervisor")
+        closed = sv.get("closed_today", bool, False)
+        recording = sv.get("announcement", str, None)
+        sv.reject_unknown(("closed_today", "announcement"))
+        if closed and sc.policy.hours is None:
+            raise ConfigError(f"{sv.key('closed_today')}: the service line has no "
+                              "[service.hours]")
+        if recording is not None and not (base / recording).is_file():
+            raise ConfigError(f"{sv.key('announcement')}: no file {base / recording}")
+        sc.supervisor = {"closed_today": closed,
+                         "announcement": None if recording is None else base / recording}
         sc.calls, sc.expects = _calls(data, sc)
     elif "expect" in data:
         sc.expects = [parse_expect(top.sub("expect"), sim=False)]
@@ -131,12 +149,30 @@ def _sim(t: Table) -> SimSettings:
     s.noise_dbm0 = level_or_off(t, "noise_dbm0", -65.0, -100, -20)
     s.max_seconds = t.number("max_seconds", None, 1, 1e7)
     s.line = t.get("line", str, "line")
+    s.clock = _clock(t)
     if not s.line or not all(c.isalnum() or c in "-_" for c in s.line):
         raise ConfigError(f"{t.key('line')}: {s.line!r} must be letters, digits, - and _")
     bad = t.unknown()
     if bad:
         raise ConfigError(f"{bad[0]}: unknown key")
     return s
+
+
+def _clock(t: Table) -> float | None:
+    """[sim] clock: a date-time with its offset (TOML or ISO text), as unix seconds."""
+    import datetime as dt
+
+    raw = t.get("clock", (dt.datetime, str), None)
+    if raw is None:
+        return None
+    try:
+        value = raw if isinstance(raw, dt.datetime) else dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise ConfigError(f"{t.key('clock')}: {raw!r} is not a date-time") from None
+    if value.tzinfo is None:
+        raise ConfigError(f"{t.key('clock')}: {raw!r} has no offset "
+                          "(e.g. 2026-12-07T10:00:00+00:00)")
+    return value.timestamp()
 
 
 def _calls(data: dict, sc: Scenario) -> tuple[list[SimCall], list[dict]]:
@@ -162,7 +198,7 @@ def _calls(data: dict, sc: Scenario) -> tuple[list[SimCall], list[dict]]:
     tones = load_toneplan(sc.sim.country).names
     calls = calls_from_config(Table({"calls": stripped}), tones)
     policy = sc.policy
-    extensions = {policy.agent, *policy.extensions.values()}
+    extensions = policy.destinations()
     for item, call in zip(stripped, calls):
         if "agents" not in item:
             call.agents = {ext: Agent() for ext in sorted(extensions)}

@@ -279,4 +279,7 @@ def _error(status: int, code: str, message: str) -> tuple[int, dict, bytes, floa
 def _customers(result: Lookup) -> tuple:
     if result.status == "error":
         return _error(500, "internal", "directory unavailable")
-    return _json({"customers": [{"id": c.id, "name": c.name} for c in result.customers]})
+    return _json({"customers": [
+        {"id": c.id, "name": c.name,
+         **({} if c.secrets is None else {"secrets": sorted(c.secrets)})}
+        for c in result.customers]})

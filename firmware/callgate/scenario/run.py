@@ -10,6 +10,7 @@ the web pages and reports take the same file).
 from __future__ import annotations
 
 import tempfile
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,9 +60,15 @@ def _run(line, sc: Scenario, emit: Callable[[dict], None], keep, after=None) -> 
         crm = stack.enter_context(ScenarioCrm(sc.backend, folder))
         store = folder / STORE_NAME if keep is not None or sc.store is None else sc.store
         obs = Observer(emit, line.rate, served=lambda: crm.served)
+        clock = None
+        if sc.sim.clock is not None and hasattr(line, "position"):
+            start = sc.sim.clock
+            clock = lambda: start + line.position / line.rate      # noqa: E731
         app = App(obs.tap(line), sc.engine, policy=sc.policy, crm=crm.crm, store=store,
                   synchronous="FULL", name=sc.sim.line, on_call=obs.call_ended,
-                  wrap=obs.handler, player=obs.player(line.frame_samples))
+                  wrap=obs.handler, player=obs.player(line.frame_samples), wall_clock=clock)
+        if sc.supervisor:
+            _supervise(store, sc)
         with app:
             try:
                 app.engine.run()
@@ -76,6 +83,25 @@ def _run(line, sc: Scenario, emit: Callable[[dict], None], keep, after=None) -> 
         for check in check_call(expect, seen):
             result.checks.append((i + 1, check))
     return result
+
+
+def _supervise(store: Path, sc: Scenario) -> None:
+    """[supervisor]: set the switches the web app would, in the scenario's store."""
+    import datetime as dt
+
+    from ..store.records import CallStore
+    from ..store.switches import install_announcement, set_announcement, set_closed
+
+    policy = sc.policy
+    with CallStore(store) as cs:
+        if sc.supervisor.get("closed_today") and policy.hours is not None:
+            wall = sc.sim.clock if sc.sim.clock is not None else time.time()
+            set_closed(cs.db, policy.name, dt.datetime.fromtimestamp(
+                wall, policy.hours.zone).date(), "scenario")
+        recording = sc.supervisor.get("announcement")
+        if recording is not None:
+            install_announcement(store, policy.name, recording)
+            set_announcement(cs.db, policy.name, True, "scenario")
 
 
 def simulate(path: str | Path, emit: Callable[[dict], None], keep=None,

@@ -44,6 +44,7 @@ from typing import Any, Callable
 from ..call import LineState, Record
 from .outbox import Outbox, payload_from_record
 from .records import AttemptCounter, CallStore, StoreError
+from .switches import RecordedSwitches
 
 log = logging.getLogger("callgate.store")
 
@@ -123,6 +124,7 @@ class Recorder:
         self.on_writeback = on_writeback     # told after a write-back row is committed
         self.stats = RecorderStats()
         self.counter = RecordedCounter(self)
+        self.switches = RecordedSwitches(self)
         self._queue: queue.Queue = queue.Queue(maxsize=queue_steps)
         self._thread: threading.Thread | None = None
         self._opened = threading.Event()

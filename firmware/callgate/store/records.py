@@ -57,8 +57,8 @@ class StoreError(Exception):
     """The record file cannot be opened or used; str() is one line."""
 
 
-# name -> SQL type; the order is the column order of the calls table.
-CALL_COLUMNS: dict[str, str] = {
+# name -> SQL type; the order is the column order of the calls table (v1, then v4).
+_V1_COLUMNS: dict[str, str] = {
     "call_id": "TEXT PRIMARY KEY",
     "line": "TEXT",
     "service": "TEXT",
@@ -72,11 +72,11 @@ CALL_COLUMNS: dict[str, str] = {
     "id_attempts": "INTEGER",
     "opted_out": "TEXT",              # the step the caller opted out at, or NULL
     "verify_kind": "TEXT",
-    "verify_result": "TEXT",          # verified | failed | locked | error | skipped
+    "verify_result": "TEXT",          # verified | failed | locked | error | skipped | no_secret
     "verify_attempts": "INTEGER",
     "assurance": "TEXT",
     "status": "TEXT",                 # verified | identified | not_identified
-    "reason": "TEXT",                 # locked | opted_out | backend_down | NULL
+    "reason": "TEXT",                 # locked | opted_out | backend_down | no_secret | NULL
     "auth_ms": "INTEGER",
     "transfer_target": "TEXT",
     "transfer_mode": "TEXT",
@@ -85,12 +85,19 @@ CALL_COLUMNS: dict[str, str] = {
     "backend_ms_total": "REAL",
     "backend_errors": "INTEGER",
 }
+_V4_COLUMNS: dict[str, str] = {
+    "hours": "TEXT",                  # open | closed | holiday | override | NULL (no hours)
+    "menu_choice": "TEXT",            # the menu key chosen, no_input | invalid, or NULL
+    "transfer_tries": "INTEGER",      # destinations tried (more than 1: a fallback took it)
+    "announcement": "INTEGER",        # 1: the supervisor's announcement was played
+}
+CALL_COLUMNS: dict[str, str] = {**_V1_COLUMNS, **_V4_COLUMNS}
 UPDATABLE = frozenset(CALL_COLUMNS) - {"call_id"}
 _MASKED = ("ani_masked", "customer_id_masked")
 
 
 def _v1(db: sqlite3.Connection) -> None:
-    cols = ",\n  ".join(f"{name} {kind}" for name, kind in CALL_COLUMNS.items())
+    cols = ",\n  ".join(f"{name} {kind}" for name, kind in _V1_COLUMNS.items())
     db.execute(f"CREATE TABLE calls (\n  {cols}\n)")
     db.execute("CREATE INDEX calls_started ON calls(started)")
     db.execute("CREATE INDEX calls_service ON calls(service, started)")
@@ -152,8 +159,21 @@ def _v3(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX outbox_call ON outbox(call_id)")
 
 
+def _v4(db: sqlite3.Connection) -> None:
+    """Business hours, the menu after ID&V and the transfer fallback chain (columns), and
+    the supervisor's switches per service line, set from the web app (switches.py)."""
+    for name, kind in _V4_COLUMNS.items():
+        db.execute(f"ALTER TABLE calls ADD COLUMN {name} {kind}")
+    db.execute("""CREATE TABLE service_switches (
+        service TEXT PRIMARY KEY,
+        closed_on TEXT,               -- YYYY-MM-DD the line is closed ("closed today"), or NULL
+        announcement INTEGER NOT NULL DEFAULT 0,   -- 1: play announcements/<service>.wav
+        updated REAL NOT NULL,
+        updated_by TEXT)""")
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1. Add, never edit.
-MIGRATIONS = [_v1, _v2, _v3]
+MIGRATIONS = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

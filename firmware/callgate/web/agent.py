@@ -30,7 +30,10 @@ bp = Blueprint("agent", __name__, url_prefix="/agent")
 BADGES = {"verified": "Identified and verified",
           "identified": "Identified only",
           "not_identified": "Not identified"}
-REASONS = {"locked": "Locked", "opted_out": "Opted out", "backend_down": "Back end unavailable"}
+REASONS = {"locked": "Locked", "opted_out": "Opted out", "backend_down": "Back end unavailable",
+           "no_secret": "No secret on file"}
+HOURS = {"closed": "After hours", "holiday": "After hours (holiday)",
+         "override": "After hours (closed today)"}
 HOW = {"number": "by calling number", "keyed": "by keyed identifier"}
 HISTORY = 10
 KEEPALIVE_S = 15.0
@@ -49,6 +52,10 @@ def describe(t: dict) -> dict:
         "ani_masked": t.get("ani_masked"),
         "identified_by": t.get("identified_by"), "how": HOW.get(t.get("identified_by")),
         "transfer_mode": t.get("transfer_mode"),
+        "hours_text": HOURS.get(t.get("hours")),
+        "menu_choice": t.get("menu_choice"),
+        "fallback_text": (f"Fallback: tried {t['fallback']} before this extension"
+                          if t.get("fallback") else None),
     }
 
 

@@ -18,7 +18,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask, render_template, request, url_for
+from flask import Flask, Request, render_template, request, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.routing import BuildError
 
@@ -34,6 +34,19 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
        "form-action 'self'; frame-ancestors 'none'")
 MAX_FORM_BYTES = 64 * 1024
+
+
+class _Request(Request):
+    """Forms are small (MAX_FORM_BYTES), but for the announcement upload; the limit is
+    known before any part of the body is read (the CSRF check reads the form)."""
+
+    @property
+    def max_content_length(self) -> int | None:
+        from .switches import MAX_UPLOAD_BYTES, UPLOAD_PATH
+
+        if self.path == UPLOAD_PATH and self.method == "POST":
+            return MAX_UPLOAD_BYTES
+        return MAX_FORM_BYTES
 
 
 def create_app(config: Table | WebSettings, clock=time.time, secret_key: bytes | None = None,
@@ -60,6 +73,7 @@ def create_app(config: Table | WebSettings, clock=time.time, secret_key: bytes |
     )
     users = Users(settings.db, scrypt_n=scrypt_n, clock=clock)
     app.extensions["callgate"] = WebState(settings, users, StoreReader(settings.store), clock)
+    app.request_class = _Request
     CSRFProtect(app)
 
     from .admin import bp as users_bp
@@ -67,7 +81,8 @@ def create_app(config: Table | WebSettings, clock=time.time, secret_key: bytes |
     from .auth import bp as auth_bp
     from .reports import bp as reports_bp
     from .status import bp as status_bp
-    for bp in (auth_bp, agent_bp, status_bp, users_bp, reports_bp):
+    from .switches import bp as switches_bp
+    for bp in (auth_bp, agent_bp, status_bp, users_bp, reports_bp, switches_bp):
         app.register_blueprint(bp)
 
     app.after_request(_security_headers)
@@ -109,6 +124,7 @@ def _nav(user) -> list[tuple[str, str, bool]]:
     links = [("Agent", "agent.page", ("agent", "supervisor")),
              ("Status", "status.page", ("supervisor",)),
              ("Reports", "reports.page", ("supervisor",)),
+             ("Closed today", "switches.page", ("supervisor",)),
              ("Users", "users.page", ("admin",))]
     out = []
     for label, endpoint, roles in links:

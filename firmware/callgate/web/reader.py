@@ -22,7 +22,8 @@ log = logging.getLogger("callgate.web")
 # the calls columns a screen-pop shows (all stored masked or harmless)
 POP_COLUMNS = ("call_id", "line", "service", "started", "ani_masked", "identified_by",
                "customer_id_masked", "customer_name", "lookup", "verify_result",
-               "transfer_target", "transfer_mode", "transfer_result")
+               "transfer_target", "transfer_mode", "transfer_result", "hours", "menu_choice",
+               "transfer_tries")
 
 
 class StoreReader:
@@ -138,6 +139,9 @@ def _transfer(row: dict) -> dict:
     row["extension"] = detail.get("extension") or row.get("transfer_target")
     row["status"] = detail.get("status") or row_status
     row["reason"] = detail.get("reason") if "status" in detail else row_reason
+    for key in ("hours", "menu_choice", "fallback"):       # as it was when this one was sent
+        if key in detail:
+            row[key] = detail[key]
     return row
 
 

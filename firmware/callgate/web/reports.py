@@ -30,7 +30,7 @@ bp = Blueprint("reports", __name__, url_prefix="/reports")
 OUTCOMES = {"": "All outcomes", "verified": "Identified and verified",
             "identified": "Identified only", "not_identified": "Not identified",
             "locked": "Locked out", "opted_out": "Opted out",
-            "backend_down": "Back end unavailable"}
+            "backend_down": "Back end unavailable", "no_secret": "No secret on file"}
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 # the figures shown as tiles at the top of the page: (key, detail keys)
 TILES = (("calls", ()),
@@ -39,6 +39,7 @@ TILES = (("calls", ()),
          ("opted_out", ("opt_out_rate",)),
          ("locked", ("backend_down",)),
          ("abandoned", ("abandon_rate",)),
+         ("after_hours", ("fallback_used", "menu_chosen")),
          ("auth_avg_ms", ("auth_p90_ms",)),
          ("backend_errors", ("backend_ms_per_request", "backend_p90_ms")))
 

@@ -163,6 +163,11 @@ class SimLine(Line):
         return self._exchange.outcomes
 
     @property
+    def position(self) -> int:
+        """Samples the exchange has rendered so far (a scenario's wall clock runs on it)."""
+        return self._rendered
+
+    @property
     def pacing(self) -> Pacing:
         return self._capture.pacing if self._capture is not None else UNPACED
 

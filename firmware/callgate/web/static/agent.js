@@ -39,6 +39,11 @@
     text("pop-ani", t.ani_masked || "withheld or unavailable");
     text("pop-how", t.how || "not identified");
     text("pop-ext", t.extension);
+    text("pop-menu", t.menu_choice);
+    var route = document.getElementById("pop-route");
+    var notes = [t.hours_text, t.fallback_text].filter(function (x) { return x; });
+    route.hidden = !notes.length;
+    route.textContent = notes.join(" · ");
     shownAt = t.at;
     text("pop-ago", ago(t.at));
     pop.classList.remove("fresh");
@@ -57,7 +62,8 @@
     cell(tr, new Date(t.at * 1000).toLocaleTimeString());
     var chip = document.createElement("span");
     chip.className = "chip " + (t.status || "not_identified");
-    chip.textContent = t.badge + (t.reason_text ? " · " + t.reason_text : "");
+    chip.textContent = t.badge + (t.reason_text ? " · " + t.reason_text : "") +
+      (t.hours_text ? " · " + t.hours_text : "");
     cell(tr, chip);
     cell(tr, t.customer_name);
     cell(tr, t.customer_id_masked);
