@@ -97,22 +97,23 @@ ONSET_HOLES = 1
 WINDOW = 2 * HALF
 _BASIS_SCALE = 2.0 ** 14
 _FUNDAMENTALS = np.array(LOW_GROUP + HIGH_GROUP, dtype=np.int64)
-_BAND = slice(16, 32)
-"""Columns of the DFT bins k = 8..23 of the window (604-1736 Hz): the DTMF band."""
-_FREQS = np.concatenate([_FUNDAMENTALS, 2 * _FUNDAMENTALS,
-                         np.arange(8, 24) * RATE / WINDOW])
+_FREQS = np.concatenate([_FUNDAMENTALS, 2 * _FUNDAMENTALS])
 _NF = _FREQS.size
 _OMEGA = 2.0 * np.pi * _FREQS / RATE
+_BAND_FREQS = np.arange(8, 24) * RATE / WINDOW
+"""The window's own DFT bins k = 8..23 (604-1736 Hz): the DTMF band, for the band purity."""
 
 
-def _basis() -> np.ndarray:
+def _basis(freqs: np.ndarray) -> np.ndarray:
     """Integer cos/-sin columns for one half-block: exact products in float64."""
     n = np.arange(HALF)[:, None]
-    phase = 2.0 * np.pi * ((n * _FREQS[None, :]) % RATE) / RATE
+    phase = 2.0 * np.pi * ((n * freqs[None, :]) % RATE) / RATE
     return np.round(np.hstack([np.cos(phase), -np.sin(phase)]) * _BASIS_SCALE)
 
 
-_BASIS = _basis()
+_BASIS = _basis(_FREQS)
+_BAND_BASIS = _basis(_BAND_FREQS)
+_BAND_SHIFT = np.exp(-2j * np.pi * _BAND_FREQS / RATE * HALF)
 # A window's DFT is its first half plus its second half delayed by HALF samples.
 _HALF_SHIFT = np.exp(-1j * _OMEGA * HALF)
 # Phase a nominal tone advances between windows one half-block apart.
@@ -303,14 +304,14 @@ class DtmfReceiver:
         events: list[DtmfEvent] = []
         if self._digit < 0 and self._run_code < 0 and not frame.likely.any():
             return events
-        for k in range(frame.codes.size):
+        for k in range(frame.likely.size):
             if not frame.likely[k]:
                 code = -1
             elif self._digit >= 0 and frame.raw_code[k] == self._digit:
                 code = self._digit
             else:
                 if frame.codes[k] == _UNJUDGED:
-                    ahead = np.arange(k, min(k + _JUDGE_AHEAD, frame.codes.size))
+                    ahead = np.arange(k, min(k + _JUDGE_AHEAD, frame.likely.size))
                     self._judge(frame, ahead[frame.likely[ahead]])
                 code = int(frame.codes[k])
             if code == self._run_code:
@@ -358,29 +359,44 @@ class _Frame:
     def __init__(self, rx: DtmfReceiver, blocks: np.ndarray, decided: int) -> None:
         energy = np.einsum("ij,ij->i", blocks, blocks)
         self.energy = (energy[:-2] + energy[1:-1]) / WINDOW      # mean square
+        self.likely = self.energy >= 2.0 * rx.min_power
+        if not self.likely.any():
+            return          # silence: nothing else is looked at (see _track)
         self.codes = np.full(decided, _UNJUDGED, dtype=np.int64)
         self.levels = np.zeros((decided, 2))
-        self.likely = self.energy >= 2.0 * rx.min_power
-        self.raw_code = np.full(decided, -1, dtype=np.int64)
-        if not self.likely.any():
-            return
         y = blocks @ _BASIS
         self.half_dft = y[:, :_NF] + 1j * y[:, _NF:]
-        dft = self.half_dft[:-2] + _HALF_SHIFT * self.half_dft[1:-1]
-        self.power = dft.real[:, :8] ** 2 + dft.imag[:, :8] ** 2
-        band = dft[:, _BAND]
-        self.band = np.einsum("ij,ij->i", band.real, band.real) + np.einsum(
-            "ij,ij->i", band.imag, band.imag)
-        self.band *= _POWER_SCALE
+        dft = self.half_dft[:-2, :8] + _HALF_SHIFT[:8] * self.half_dft[1:-1, :8]
+        self.power = dft.real ** 2 + dft.imag ** 2
         row, col = self.power[:, :4].argmax(axis=1), self.power[:, 4:].argmax(axis=1)
+        self.raw_code = row * 4 + col
         low, high = self.power[:, :4].max(axis=1), self.power[:, 4:].max(axis=1)
         floor = 0.5 * rx.min_power / _POWER_SCALE
+        self.likely &= (low >= floor) & (high >= floor)
+        self.band = np.zeros(decided)
+        near = np.flatnonzero(self.likely)
+        if near.size == 0:
+            return
+        self.band[near] = _band_power(blocks, near)
         pair = (low + high) * _POWER_SCALE
-        self.likely &= ((low >= floor) & (high >= floor)
-                        & ((pair >= 0.5 * rx.min_tone_ratio * self.energy)
-                           | ((pair >= 0.5 * rx.min_band_ratio * self.band)
-                              & (pair >= 0.5 * rx.min_tone_floor * self.energy))))
-        self.raw_code = row * 4 + col
+        self.likely &= ((pair >= 0.5 * rx.min_tone_ratio * self.energy)
+                        | ((pair >= 0.5 * rx.min_band_ratio * self.band)
+                           & (pair >= 0.5 * rx.min_tone_floor * self.energy)))
+
+
+def _band_power(blocks: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """Mean-square power in the DTMF band of the given windows (Parseval over bins 8..23).
+
+    Each half-block's products are exact integers, as for the tone bins, and
+    the second half is turned by its delay element by element, so a window's
+    figure does not depend on how the audio was split into frames.
+    """
+    nb = _BAND_FREQS.size
+    first, second = blocks[windows] @ _BAND_BASIS, blocks[windows + 1] @ _BAND_BASIS
+    c, s = _BAND_SHIFT.real, _BAND_SHIFT.imag
+    re = first[:, :nb] + c * second[:, :nb] - s * second[:, nb:]
+    im = first[:, nb:] + s * second[:, :nb] + c * second[:, nb:]
+    return (re * re + im * im).sum(axis=1) * _POWER_SCALE
 
 
 def _check(condition: bool, message: str) -> None:
