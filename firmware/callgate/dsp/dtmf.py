@@ -372,16 +372,17 @@ class _Frame:
         self.raw_code = row * 4 + col
         low, high = self.power[:, :4].max(axis=1), self.power[:, 4:].max(axis=1)
         floor = 0.5 * rx.min_power / _POWER_SCALE
-        self.likely &= (low >= floor) & (high >= floor)
+        pair = (low + high) * _POWER_SCALE
+        # both paths below need at least this much of the energy in the two tones
+        self.likely &= ((low >= floor) & (high >= floor)
+                        & (pair >= 0.5 * rx.min_tone_floor * self.energy))
         self.band = np.zeros(decided)
         near = np.flatnonzero(self.likely)
         if near.size == 0:
             return
         self.band[near] = _band_power(blocks, near)
-        pair = (low + high) * _POWER_SCALE
         self.likely &= ((pair >= 0.5 * rx.min_tone_ratio * self.energy)
-                        | ((pair >= 0.5 * rx.min_band_ratio * self.band)
-                           & (pair >= 0.5 * rx.min_tone_floor * self.energy)))
+                        | (pair >= 0.5 * rx.min_band_ratio * self.band))
 
 
 def _band_power(blocks: np.ndarray, windows: np.ndarray) -> np.ndarray:
