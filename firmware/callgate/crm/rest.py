@@ -12,7 +12,8 @@ person typed it, is the caller's number once normalised to E.164 (a vendor's
 search that cannot normalise numbers finds candidates, we decide); `match`
 keeps it only when the identifier field holds exactly the keyed digits (some
 searches match words or substrings). Whatever is left decides hit, miss or
-ambiguous; an empty result is a miss, never an error.
+ambiguous; an empty result is a miss, never an error, and pages left unread at
+max_pages make it ambiguous (they may hold another customer with the number).
 
 Lookups are idempotent and retried on 5xx, 429 (honouring Retry-After when it
 fits in what is left of the budget) and refused connections. A verify is never
