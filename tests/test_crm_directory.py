@@ -81,8 +81,8 @@ def test_verify_right_wrong_and_unknown(directory, monkeypatch):
 
 def test_unknown_customer_costs_a_full_scrypt(directory, monkeypatch):
     runs = []
-    real = directory_module._scrypt
-    monkeypatch.setattr(directory_module, "_scrypt",
+    real = directory_module.scrypt_digest
+    monkeypatch.setattr(directory_module, "scrypt_digest",
                         lambda s, salt, n, r, p, dklen=32: runs.append(n) or real(s, salt, n, r,
                                                                                   p, dklen))
     directory.verify(Customer("99999999"), "pin", "1111")

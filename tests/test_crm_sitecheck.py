@@ -5,6 +5,7 @@ each with its steps, its diagnosis and its exit status (0 / 3 / 1 / 2)."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 import pytest
@@ -39,6 +40,13 @@ def write_config(tmp_path, crm: dict) -> str:
     return str(path)
 
 
+def without_hosts(out: str) -> str:
+    """The output without the fakes' loopback ports and the base_url line (which names
+    the ca_bundle's temporary path): either may hold digits a test looks for."""
+    shown = "\n".join(line for line in out.splitlines() if not line.startswith("base_url:"))
+    return re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", shown)
+
+
 def crm_test(capsys, config, *args, secret=None, monkeypatch=None):
     if secret is not None:
         monkeypatch.setattr("callgate.crm.sitecheck.getpass.getpass", lambda prompt: secret)
@@ -64,7 +72,7 @@ def test_found(vendor, tmp_path, capsys):
     assert "request GET " in out or "request POST " in out
     assert "-> HTTP 200 in " in out
     assert f"result: customer found: id {mask(ada)}, Ada Lovelace" in out
-    assert "6465550134" not in out and ada not in out       # number and id masked
+    assert "6465550134" not in out and ada not in without_hosts(out)    # number, id masked
     for name in ("TOKEN", "CLIENT_SECRET", "API_TOKEN"):    # no credential shown
         if hasattr(vendor, name):
             assert getattr(vendor, name) not in out
@@ -80,7 +88,7 @@ def test_identifier_not_found_when_it_is_another_customers_pin(vendor, tmp_path,
     vendor.add("Bob Byron", ident="7007", pin="9876")
     code, out = crm_test(capsys, write_config(tmp_path, vendor.crm(tmp_path)),
                          "--identifier", "9876")
-    assert code == 3 and "result: no customer found" in out and "9876" not in out
+    assert code == 3 and "result: no customer found" in out and "9876" not in without_hosts(out)
 
 
 def test_ambiguous(vendor, tmp_path, capsys):
@@ -192,3 +200,149 @@ def test_the_embedded_directory(tmp_path, capsys, monkeypatch):
     assert "verified (high assurance)" in out
     code, out = crm_test(capsys, config, "--identifier", "99999999")
     assert code == 3
+
+
+# --- review findings on issue 12 ------------------------------------------------------------
+
+def request_paths(out: str) -> list[str]:
+    """The path and query of every request line (what follows the host)."""
+    return [m.group(1) for m in re.finditer(r"^(?:request|token  ) [A-Z]+ https://[^/\s]+(\S*)",
+                                            out, re.M)]
+
+
+@pytest.mark.parametrize("preset, typed", [("salesforce", "000005001"), ("dataverse", "0077123")])
+def test_a_number_identifier_with_leading_zeros_is_masked(preset, typed, tmp_path, capsys):
+    """A number-typed field gets the keyed digits as a number (leading zeros dropped):
+    that form is hidden too."""
+    with VENDORS[preset](tmp_path) as fake:
+        ada = fake.add("Ada Lovelace", ident=str(int(typed)))
+        code, out = crm_test(capsys, write_config(tmp_path, fake.crm(tmp_path)),
+                             "--identifier", typed)
+    assert code == 0 and f"customer found: id {mask(ada)}" in out, out
+    assert str(int(typed)) not in without_hosts(out) and typed not in out
+
+
+def test_verify_hides_the_customer_id_in_its_request(vendor, tmp_path, capsys, monkeypatch):
+    ada = vendor.add("Ada Lovelace", phone="(646) 555-0134", pin="2468")
+    code, out = crm_test(capsys, write_config(tmp_path, vendor.crm(tmp_path)), "--phone",
+                         CALLER, "--verify", secret="2468", monkeypatch=monkeypatch)
+    assert code == 0 and "verify: verified" in out, out
+    assert len(request_paths(out)) >= 2                     # the lookup and the verify shown
+    assert ada not in without_hosts(out)
+
+
+def test_verify_without_a_secret_on_file(vendor, tmp_path, capsys, monkeypatch):
+    vendor.add("Ada Lovelace", phone="(646) 555-0134", pin=None)
+    code, out = crm_test(capsys, write_config(tmp_path, vendor.crm(tmp_path)), "--phone",
+                         CALLER, "--verify", secret="2468", monkeypatch=monkeypatch)
+    assert code == 3 and "verify: no pin on file for this customer" in out, out
+
+
+@pytest.mark.parametrize("given", ["", None])
+def test_verify_with_no_secret_given(given, tmp_path, capsys, monkeypatch):
+    """`--verify </dev/null`: getpass meets the end of input (EOFError) or an empty line."""
+    def ask(prompt):
+        if given is None:
+            raise EOFError
+        return given
+
+    with VENDORS["hubspot"](tmp_path) as fake:
+        fake.add("Ada Lovelace", phone="(646) 555-0134", pin="2468")
+        monkeypatch.setattr("callgate.crm.sitecheck.getpass.getpass", ask)
+        code = cli.main(["crm", "test", "--config", write_config(tmp_path, fake.crm(tmp_path)),
+                         "--phone", CALLER, "--verify"])
+        out = capsys.readouterr()
+        assert code == 2 and "callgate crm test: --verify: no secret given" in out.out + out.err
+        assert len(fake.api_requests()) == 1                # the lookup, no verify sent
+
+
+def test_a_ca_bundle_that_is_not_pem(tmp_path, capsys):
+    from callgate.cli import check_config
+    from callgate.config import ConfigError
+
+    with VENDORS["hubspot"](tmp_path) as fake:
+        crm = fake.crm(tmp_path)
+    bad = tmp_path / "ca.der"
+    bad.write_bytes(b"\x30\x82\x01\x0a not a PEM certificate")
+    crm["ca_bundle"] = str(bad)
+    config = write_config(tmp_path, crm)
+    code, out = crm_test(capsys, config, "--phone", CALLER)
+    assert code == 2 and f"crm.ca_bundle: {bad} holds no PEM certificate" in out, out
+    with pytest.raises(ConfigError, match="crm.ca_bundle: .* holds no PEM certificate"):
+        check_config(config)
+
+
+@pytest.mark.parametrize("typed", ["²", "١٢٣", "12 3"])
+def test_identifier_digits_are_ascii(typed, tmp_path, capsys):
+    with VENDORS["salesforce"](tmp_path) as fake:
+        code, out = crm_test(capsys, write_config(tmp_path, fake.crm(tmp_path)),
+                             "--identifier", typed)
+        assert code == 2 and "--identifier takes digits" in out, out
+        assert fake.api_requests() == []
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--phone", "abc"], "--phone: not a phone number"),
+    (["--phone", "12"], "--phone: not a phone number"),
+    (["--identifier", "5001", "--kind", "foo"], "--kind foo: no field configured for "
+                                                "identifier kind 'foo' (crm.identifier_fields)"),
+    (["--phone", CALLER, "--verify", "--secret-kind", "dob"],
+     "--secret-kind dob: no field configured for verification kind 'dob' (crm.verify_fields)"),
+])
+def test_arguments_the_config_cannot_serve_are_refused_before_any_request(
+        args, says, vendor, tmp_path, capsys, monkeypatch):
+    vendor.add("Ada Lovelace", phone="(646) 555-0134", ident="5001", pin="2468")
+    code, out = crm_test(capsys, write_config(tmp_path, vendor.crm(tmp_path)), *args,
+                         secret="2468", monkeypatch=monkeypatch)
+    assert code == 2 and f"callgate crm test: {says}" in out, out
+    assert "request " not in out and vendor.api_requests() == []
+
+
+def test_the_directory_phone_argument_is_checked(tmp_path, capsys):
+    db = tmp_path / "directory.sqlite"
+    Directory(db).close()
+    code, out = crm_test(capsys, write_config(tmp_path, {"directory": str(db)}),
+                         "--phone", "12")
+    assert code == 2 and "--phone: not a phone number" in out
+
+
+def test_a_missing_directory_is_not_created(tmp_path, capsys, monkeypatch):
+    from callgate.crm import directory as directory_module
+
+    default = tmp_path / "var" / "directory.sqlite"
+    monkeypatch.setattr(directory_module, "DEFAULT_PATH", default)
+    code = cli.main(["crm", "test", "--phone", CALLER])          # no --config: the default
+    out = capsys.readouterr()
+    assert code == 2 and f"the directory {default} does not exist" in out.out + out.err
+    named = tmp_path / "named.sqlite"
+    code, out = crm_test(capsys, write_config(tmp_path, {"directory": str(named)}),
+                         "--identifier", "5001")
+    assert code == 2 and f"the directory {named} does not exist" in out
+    assert not default.exists() and not named.exists() and not default.parent.exists()
+
+
+def test_unread_pages_leave_the_lookup_undecided(tmp_path, capsys):
+    with VENDORS["salesforce"](tmp_path) as fake:
+        fake.batch_size = 1
+        fake.add("Ada Lovelace", ident="5001")
+        fake.add("Ada Again", ident="5001")
+        code, out = crm_test(capsys, write_config(tmp_path, fake.crm(tmp_path, max_pages=1)),
+                             "--identifier", "5001")
+    assert code == 3 and "result: undecided:" in out and "crm.max_pages" in out, out
+
+
+def test_a_short_identifier_does_not_mask_the_host(vendor, tmp_path, capsys):
+    code, out = crm_test(capsys, write_config(tmp_path, vendor.crm(tmp_path)),
+                         "--identifier", "1")
+    assert code == 3, out
+    assert re.search(r"^request [A-Z]+ " + re.escape(vendor.api.url) + "/", out, re.M), out
+
+
+@pytest.mark.parametrize("args", [["--phone", CALLER],
+                                  ["--identifier", "6465550134", "--kind", "phone"]])
+def test_the_callers_last_four_digits_are_hidden(args, vendor, tmp_path, capsys):
+    vendor.add("Ada Lovelace", phone="(646) 555-0134")
+    code, out = crm_test(capsys, write_config(tmp_path, vendor.crm(tmp_path)), *args)
+    assert code == 0, out
+    paths = request_paths(out)
+    assert paths and not any("0134" in p for p in paths), paths

@@ -327,3 +327,60 @@ param = "query.page"
     path.write_text(text.replace('param = "query.page"', 'param = "body.page"'))
     with pytest.raises(ConfigError, match='crm.lookup_identifier.paging.param: expected "query'):
         check_config(str(path))
+
+
+# --- review findings: unread pages, digits that are not ASCII -------------------------------
+
+def test_pages_left_unread_make_the_lookup_ambiguous(vendor, crm_of):
+    """The caller is on the first page; max_pages = 1 leaves a page of candidates unread
+    that may hold a second customer with the number: not a hit."""
+    if isinstance(vendor, FakeSalesforce):
+        vendor.batch_size = 1
+        ada = vendor.add("Ada Lovelace", ident="5001")
+        vendor.add("Ada Again", ident="5001")
+        r = crm_of(vendor, max_pages=1).lookup_identifier("customer_id", "5001")
+    else:
+        ada = vendor.add("Ada Lovelace", phone="(646) 555-0134")
+        vendor.add("Uma Abroad", phone="+44 6465550134" if vendor.preset == "hubspot"
+                   else "(212) 555-0134")
+        r = crm_of(vendor, **PAGED[vendor.preset], max_pages=1).lookup_phone(CALLER)
+    assert (r.status, [c.id for c in r.customers]) == ("ambiguous", [ada])
+    assert "crm.max_pages" in r.error and len(vendor.api_requests()) == 1
+
+
+def test_all_pages_read_is_still_a_hit(vendor, crm_of):
+    if isinstance(vendor, FakeSalesforce):
+        vendor.batch_size = 1
+        ada = vendor.add("Ada Lovelace", ident="5001")
+        vendor.add("Bob Byron", ident="7007")
+        r = crm_of(vendor, max_pages=2).lookup_identifier("customer_id", "5001")
+    else:
+        ada = vendor.add("Ada Lovelace", phone="(646) 555-0134")
+        vendor.add("Uma Abroad", phone="+44 6465550134" if vendor.preset == "hubspot"
+                   else "(212) 555-0134")
+        r = crm_of(vendor, **PAGED[vendor.preset], max_pages=2).lookup_phone(CALLER)
+    assert (r.status, [c.id for c in r.customers], r.error) == ("hit", [ada], None)
+
+
+@pytest.mark.parametrize("preset", ["salesforce", "dataverse"])
+@pytest.mark.parametrize("typed", ["²", "١٢٣"])
+def test_digits_that_are_not_ascii_find_no_one(preset, typed, tmp_path, crm_of):
+    """str.isdigit() says yes to '²' and '١٢٣'; int() refuses the first, reads the second."""
+    with VENDORS[preset](tmp_path) as fake:
+        fake.add("Ada Lovelace", ident="123")
+        r = crm_of(fake).lookup_identifier("customer_id", typed)
+        assert (r.status, r.error) == ("miss", None)
+        assert fake.api_requests() == []
+
+
+def test_literals_and_exact_matches_take_ascii_digits_only():
+    from callgate.crm.rest import _same_identifier
+    from callgate.crm.template import Template
+
+    t = Template("x = {value|soql_literal}", {"value"}, "q")
+    assert t.render({"value": "005001"}, numbers=frozenset({"value"})) == "x = 5001"
+    assert t.render({"value": "²"}, numbers=frozenset({"value"})) == "x = '²'"
+    assert t.render({"value": "١٢٣"}, numbers=frozenset({"value"})) == "x = '١٢٣'"
+    assert _same_identifier("0123", "123", True) and _same_identifier(123.0, "0123", True)
+    assert not _same_identifier("²", "2", True) and not _same_identifier("2", "²", True)
+    assert not _same_identifier("١٢٣", "123", True)

@@ -34,7 +34,9 @@ class Lookup:
     status: str                # "hit" | "miss" | "ambiguous" | "error"
     customers: tuple[Customer, ...] = ()
     latency_ms: float = 0.0
-    error: str | None = None   # one line, never the keyed digits or a secret
+    # one line, never the keyed digits or a secret: why an "error"; for an "ambiguous"
+    # that is not several customers, why undecided (pages of candidates left unread)
+    error: str | None = None
 
 
 @dataclass(frozen=True)

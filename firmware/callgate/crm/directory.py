@@ -101,7 +101,9 @@ def _fallback_phone(number: str, default_country: str = "US") -> str | None:
     return None
 
 
-def _scrypt(secret: str, salt: bytes, n: int, r: int, p: int, dklen: int = HASH_BYTES) -> bytes:
+def scrypt_digest(secret: str, salt: bytes, n: int, r: int, p: int,
+                  dklen: int = HASH_BYTES) -> bytes:
+    """The one scrypt run of callgate's customer secrets (the directory's and hashed.py's)."""
     maxmem = 128 * r * (n + p + 2) + (1 << 20)
     return hashlib.scrypt(secret.encode(), salt=salt, n=n, r=r, p=p, dklen=dklen, maxmem=maxmem)
 
@@ -207,7 +209,7 @@ class Directory:
             expected, salt = bytes(HASH_BYTES), bytes(SALT_BYTES)
         else:
             _, n, r, p, salt, expected = row
-        computed = _scrypt(str(secret), salt, n, r, p, len(expected))
+        computed = scrypt_digest(str(secret), salt, n, r, p, len(expected))
         ok = hmac.compare_digest(computed, expected) and row is not None
         if ok and any(have < want for have, want in zip((n, r, p), self.cost)):
             try:
@@ -232,7 +234,7 @@ class Directory:
         """(algorithm, n, r, p, salt, hash) for a secret, with a fresh random salt."""
         salt = os.urandom(SALT_BYTES)
         n, r, p = self.cost
-        return ("scrypt", n, r, p, salt, _scrypt(secret, salt, n, r, p))
+        return ("scrypt", n, r, p, salt, scrypt_digest(secret, salt, n, r, p))
 
     def add(self, customer_id: str, name: str | None = None, phones: Iterable[str] = (),
             identifiers: Iterable[tuple[str, str]] = ()) -> None:

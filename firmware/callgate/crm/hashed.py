@@ -18,12 +18,14 @@ import base64
 import binascii
 import hmac
 import os
+import re
 
-from .directory import HASH_BYTES, SALT_BYTES, SCRYPT_N, SCRYPT_P, SCRYPT_R, _scrypt
+from .directory import HASH_BYTES, SALT_BYTES, SCRYPT_N, SCRYPT_P, SCRYPT_R, scrypt_digest
 
 PREFIX = "scrypt"
 MAX_MEMORY = 64 << 20                  # 128 * N * r bytes; the default uses 16 MiB
 MAX_P = 4
+_DIGITS = re.compile(r"[0-9]+")        # ASCII: int() refuses '²', which isdigit() takes
 
 
 class NotAHash(ValueError):
@@ -33,20 +35,21 @@ class NotAHash(ValueError):
 def make(secret: str, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
     """The text to keep in the CRM field for `secret`, with a fresh random salt."""
     salt = os.urandom(SALT_BYTES)
-    digest = _scrypt(secret, salt, n, r, p, HASH_BYTES)
+    digest = scrypt_digest(secret, salt, n, r, p, HASH_BYTES)
     return "$".join((PREFIX, str(n), str(r), str(p), _b64(salt), _b64(digest)))
 
 
 def check(secret: str, stored: str) -> bool:
     """Whether `secret` is the one hashed into `stored`; NotAHash if `stored` is not one."""
     n, r, p, salt, expected = _parse(stored)
-    computed = _scrypt(secret, salt, n, r, p, len(expected))
+    computed = scrypt_digest(secret, salt, n, r, p, len(expected))
     return hmac.compare_digest(computed, expected)
 
 
 def _parse(stored: str) -> tuple[int, int, int, bytes, bytes]:
     parts = stored.strip().split("$") if isinstance(stored, str) else []
-    if len(parts) != 6 or parts[0] != PREFIX or not all(x.isdigit() for x in parts[1:4]):
+    if len(parts) != 6 or parts[0] != PREFIX \
+            or not all(_DIGITS.fullmatch(x) for x in parts[1:4]):
         raise NotAHash("not a callgate scrypt hash (make one with "
                        "`callgate directory hash-secret`)")
     n, r, p = (int(x) for x in parts[1:4])

@@ -195,7 +195,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "method": "GET", "url": "/api/data/v9.2/contacts",
             "query": {"$select": "contactid,fullname,{field}",
                       "$filter": "{field} eq {value|odata_literal}", "$top": "10"},
-            "miss_status": [], "results": "value", "id": "contactid", "name": "fullname", "match": "{field}"},
+            "miss_status": [], "results": "value", "id": "contactid", "name": "fullname",
+            "match": "{field}"},
         "verify": {
             "mode": "fetch", "method": "GET", "url": "/api/data/v9.2/contacts({id})",
             "query": {"$select": "{field}"}, "value": "{field}"},

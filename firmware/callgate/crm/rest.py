@@ -12,7 +12,8 @@ person typed it, is the caller's number once normalised to E.164 (a vendor's
 search that cannot normalise numbers finds candidates, we decide); `match`
 keeps it only when the identifier field holds exactly the keyed digits (some
 searches match words or substrings). Whatever is left decides hit, miss or
-ambiguous; an empty result is a miss, never an error.
+ambiguous; an empty result is a miss, never an error, and pages left unread at
+max_pages make it ambiguous (they may hold another customer with the number).
 
 Lookups are idempotent and retried on 5xx, 429 (honouring Retry-After when it
 fits in what is left of the budget) and refused connections. A verify is never
@@ -26,15 +27,16 @@ another host). Errors are one line and carry no URL, identifier or secret.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
 import random
 import re
+import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Any, Callable
@@ -56,6 +58,7 @@ log = logging.getLogger("callgate.crm")
 
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _METHODS = ("GET", "POST", "PUT", "PATCH")
+_DIGITS = re.compile(r"[0-9]+")        # keyed digits are ASCII; str.isdigit() also takes '²'
 
 PHONE_NAMES = frozenset({"e164", "digits", "national", "country_code", "tail"})
 FIELD_TYPES = ("text", "number")
@@ -289,8 +292,21 @@ def _same_identifier(stored: Any, keyed: str, number: bool) -> bool:
         if isinstance(stored, float) and stored.is_integer():
             stored = int(stored)
         text = str(stored).strip()
-        return text.isdigit() and keyed.isdigit() and int(text) == int(keyed)
+        return bool(_DIGITS.fullmatch(text) and _DIGITS.fullmatch(keyed)) \
+            and int(text) == int(keyed)
     return isinstance(stored, (str, int)) and str(stored).strip() == keyed
+
+
+def _check_ca_bundle(path: str, key: str) -> None:
+    """The CA bundle loads as PEM now, at config time, not at the first call."""
+    if not FilePath(path).is_file():
+        raise ConfigError(f"{key}: {path} is not a readable file")
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError:
+        raise ConfigError(f"{key}: {path} holds no PEM certificate") from None
+    except OSError as err:
+        raise ConfigError(f"{key}: {path}: {err.strerror or type(err).__name__}") from None
 
 
 def _empty_before_fan_out(path: Path, doc: Any) -> bool:
@@ -321,13 +337,14 @@ class RestConnector:
             raise ConfigError(f"{table.key('base_url')}: must start with https:// "
                               f"(TLS is always on)")
         ca = table.get("ca_bundle", str, None)
-        if ca is not None and not FilePath(ca).is_file():
-            raise ConfigError(f"{table.key('ca_bundle')}: {ca} is not a readable file")
+        if ca is not None:
+            _check_ca_bundle(ca, table.key("ca_bundle"))
         budget = table.number("budget", 3.0, 0.05, 30.0)
         headers = {k: _str(v, f"{table.key('headers')}.{k}")
                    for k, v in table.get("headers", dict, {}).items()}
         dob_format = table.get("dob_format", str, "MMDDYYYY")
-        if sorted(dob_format.replace("YYYY", "Y").replace("MM", "M").replace("DD", "D")) != ["D", "M", "Y"]:
+        letters = dob_format.replace("YYYY", "Y").replace("MM", "M").replace("DD", "D")
+        if sorted(letters) != ["D", "M", "Y"]:
             raise ConfigError(f"{table.key('dob_format')}: use YYYY, MM and DD once each, "
                               f"e.g. MMDDYYYY")
         self.settings = RestSettings(
@@ -388,11 +405,10 @@ class RestConnector:
                                 f"kind=phone value={mask(digits)}")
         values = {"kind": kind, "value": digits,
                   "field": self.settings.identifier_fields.get(kind, kind)}
-        step = self.steps["lookup_identifier"]
-        if ("field" in step.names or step.match) and kind not in self.settings.identifier_fields:
-            return self._error_lookup(start, f"no field configured for identifier kind {kind!r} "
-                                             f"(crm.identifier_fields)")
-        if self._is_number(kind) and not digits.isdigit():
+        problem = self.identifier_kind_problem(kind)
+        if problem:
+            return self._error_lookup(start, problem)
+        if self._is_number(kind) and not _DIGITS.fullmatch(digits):
             return Lookup("miss", latency_ms=self._ms(start))
         return self._lookup("lookup_identifier", values, start,
                             f"kind={kind} value={mask(digits)}")
@@ -403,10 +419,9 @@ class RestConnector:
         field = self.settings.verify_fields.get(kind, kind)
         low = step.value is not None
         assurance = (HASHED if kind in self.settings.verify_hashed else "low") if low else "high"
-        if ("field" in step.names or low) and kind not in self.settings.verify_fields:
-            return self._verdict("error", start, assurance,
-                                 f"no field configured for verification kind {kind!r} "
-                                 f"(crm.verify_fields)", customer)
+        problem = self.verify_kind_problem(kind)
+        if problem:
+            return self._verdict("error", start, assurance, problem, customer)
         values = {"id": customer.id, "kind": kind, "secret": secret, "field": field}
         try:
             status, doc = self._exchange(step, values, idempotent=False)
@@ -431,6 +446,23 @@ class RestConnector:
         self.breaker.success()
         return self._verdict(result, start, assurance, None, customer)
 
+    def identifier_kind_problem(self, kind: str) -> str | None:
+        """Why an identifier of `kind` cannot be looked up (no field named for it), if so."""
+        if kind == "phone" and "phone" not in self.settings.identifier_fields:
+            return None                 # looked up as a number, by lookup_phone
+        step = self.steps["lookup_identifier"]
+        if ("field" in step.names or step.match) and kind not in self.settings.identifier_fields:
+            return f"no field configured for identifier kind {kind!r} (crm.identifier_fields)"
+        return None
+
+    def verify_kind_problem(self, kind: str) -> str | None:
+        """Why a secret of `kind` cannot be verified (no field named for it), if so."""
+        step = self.steps["verify"]
+        if ("field" in step.names or step.value is not None) \
+                and kind not in self.settings.verify_fields:
+            return f"no field configured for verification kind {kind!r} (crm.verify_fields)"
+        return None
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
@@ -448,20 +480,26 @@ class RestConnector:
         step = self.steps[step_name]
         numbers = frozenset({"value"}) if self._is_number(values.get("kind", "")) else frozenset()
         try:
-            customers = self._pages(step, values, numbers)
+            customers, complete = self._pages(step, values, numbers)
         except _Fail as err:
             self.breaker.failure()
             return self._error_lookup(start, str(err), step_name, what)
         self.breaker.success()
         result = lookup_of(customers, self._ms(start))
+        if not complete and result.status != "ambiguous":
+            # the pages not read may hold (another) customer with the number: undecided
+            result = Lookup("ambiguous", result.customers, result.latency_ms,
+                            f"more than {self.settings.max_pages} page(s) of candidates, "
+                            f"the rest not read (crm.max_pages)")
         log.info("crm %s %s -> %s (%d) in %.0f ms", step_name, what, result.status,
                  len(result.customers), result.latency_ms)
         return result
 
     def _pages(self, step: Step, values: dict[str, str], numbers: frozenset[str]
-               ) -> list[Customer]:
-        """Every customer the answer's pages hold that the local comparison keeps; stops
-        as soon as two are found (ambiguous whatever follows) or at max_pages."""
+               ) -> tuple[list[Customer], bool]:
+        """Every customer the answer's pages hold that the local comparison keeps, and
+        whether every page was read; stops as soon as two are found (ambiguous whatever
+        follows) or at max_pages."""
         deadline = self.clock() + self.settings.budget
         found: list[Customer] = []
         follow: dict[str, str] = {}
@@ -478,7 +516,8 @@ class RestConnector:
             if follow:
                 log.warning("crm %s: more than %d pages of candidates; the rest not read",
                             step.name, self.settings.max_pages)
-        return found
+                return found, False
+        return found, True
 
     def _next_page(self, paging: Paging | None, doc: Any, page: int) -> dict[str, str]:
         """How to ask for the page after `page` ({} when there is none)."""
@@ -631,7 +670,8 @@ class RestConnector:
         while True:
             remaining = deadline - self.clock()
             if remaining <= 0:
-                raise _Fail(f"no answer within the {s.budget:g} s budget" + (f" ({last})" if last else ""))
+                raise _Fail(f"no answer within the {s.budget:g} s budget"
+                            + (f" ({last})" if last else ""))
             method = "GET" if "url" in follow else step.method
             status, reply_headers, body, ctype = self._attempt(method, target, headers, data,
                                                                deadline)

@@ -9,8 +9,11 @@ in headers and bodies, which are not shown), its status and time, and the
 mapped result. Each failure gets one plain sentence saying what to check.
 
 Exit status: 0 found (and verified with --verify); 3 the back end answered but
-found no one, several customers, or refused the secret; 1 the back end failed
-(network, TLS, auth, a malformed answer); 2 a bad config or bad arguments.
+found no one, several customers (or could not tell: pages left unread), no secret
+on file, or refused the secret; 1 the back end failed (network, TLS, auth, a
+malformed answer); 2 a bad config or bad arguments, found before any request (a
+--phone that is no number, a --kind or --secret-kind without a configured field,
+a directory file that does not exist: a check creates nothing).
 """
 
 from __future__ import annotations
@@ -25,8 +28,15 @@ import time
 from typing import Callable, TextIO
 from urllib.parse import unquote, urlsplit
 
+from ..privacy import mask
+
 FOUND, BACKEND_FAILED, CONFIG, NOT_FOUND = 0, 1, 2, 3
 CHECK_TIMEOUT = 5.0                    # seconds for the DNS and TLS checks of a host
+_DIGITS = re.compile(r"[0-9]+")        # ASCII digits only: str.isdigit() also takes '²'
+
+
+class _Refused(Exception):
+    """An argument or a config this back end cannot serve; str() is the one line to show."""
 
 
 def add_parser(sub) -> None:
@@ -70,6 +80,7 @@ class SiteCheck:
         self.hidden: list[str] = []         # texts to mask wherever they appear
         self.shown: list = []               # the exchanges of the last step shown
         self.auth_files: dict[str, str] = {}
+        self.number: str | None = None      # --phone in E.164
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -81,25 +92,33 @@ class SiteCheck:
         from . import make_crm
         from .presets import PRESETS, apply_preset
 
-        if args.identifier is not None and not args.identifier.isdigit():
+        if args.identifier is not None and not _DIGITS.fullmatch(args.identifier):
             self.say("callgate crm test: --identifier takes digits, as a caller keys them")
             return CONFIG
         try:
             crm = (load(args.config) if args.config else Table({})).sub("crm")
             kind = crm.get("kind", str, "directory")
             settings = apply_preset(kind, crm) if kind in PRESETS else crm
+            if kind == "directory":
+                _directory_exists(crm.get("directory", str, None))
             backend = make_crm(crm, crm.get("directory", str, None))
-        except ConfigError as err:
+        except (ConfigError, _Refused) as err:
             self.say(f"callgate crm test: {err}")
             return CONFIG
         try:
+            self.number = _asked_for(args, backend)
             return self._run(args, backend, kind, settings)
+        except _Refused as err:
+            self.say(f"callgate crm test: {err}")
+            return CONFIG
         finally:
             backend.close()
 
     def _run(self, args, backend, kind: str, settings) -> int:
+        from .rest import RestConnector
+
         self.say(f"back end: {kind}")
-        rest = hasattr(backend, "settings") and hasattr(backend, "auth")
+        rest = isinstance(backend, RestConnector)
         if rest:
             self.auth_files = _credential_files(settings)
             base = backend.settings.base_url
@@ -137,8 +156,11 @@ class SiteCheck:
                         f"{args.kind} (crm.identifier_fields.{args.kind})"))
             return NOT_FOUND
         if result.status == "ambiguous":
-            self.say(f"result: several customers ({len(result.customers)}): "
-                     + ", ".join(self._who(c) for c in result.customers))
+            who = ", ".join(self._who(c) for c in result.customers) or "no one yet"
+            if result.error:            # pages left unread: one found may not be the only one
+                self.say(f"result: undecided: {who}; {result.error}")
+            else:
+                self.say(f"result: several customers ({len(result.customers)}): {who}")
             self.say("diagnosis: the caller would be asked for an identifier")
             return NOT_FOUND
         customer = result.customers[0]
@@ -148,25 +170,34 @@ class SiteCheck:
         return self._verify(backend, customer, args.secret_kind)
 
     def _lookup(self, args, backend):
-        from .phone import normalise_phone, phone_forms
-
         if args.phone is not None:
-            country = getattr(getattr(backend, "settings", None), "default_country",
-                              getattr(backend, "default_country", "US"))
-            number = normalise_phone(args.phone, country)
-            self.hidden += [args.phone]
-            if number is not None:
-                forms = phone_forms(number)
-                self.hidden += [forms["e164"], forms["digits"], forms["national"]]
-            self.say(f"lookup: by phone {self._mask_text(number or args.phone)}")
-            return backend.lookup_phone(number or args.phone)
-        self.hidden.append(args.identifier)
+            self.hidden.append(args.phone)
+            self._hide_number(self.number)
+            self.say(f"lookup: by phone {self._mask_text(self.number)}")
+            return backend.lookup_phone(self.number)
+        # a number-typed field is sent the number (005001 as 5001): hide that form too
+        self.hidden += [args.identifier, str(int(args.identifier))]
+        if args.kind == "phone":        # may be looked up as a number, in all its forms
+            self._hide_number(_phone_of(args.identifier, backend))
         self.say(f"lookup: by {args.kind} {self._mask_text(args.identifier)}")
         return backend.lookup_identifier(args.kind, args.identifier)
 
+    def _hide_number(self, number: str | None) -> None:
+        from .phone import phone_forms
+
+        if number is not None:
+            forms = phone_forms(number)
+            self.hidden += [forms["e164"], forms["digits"], forms["national"],
+                            forms["tail"]]      # the tail: candidate searches send it alone
+
     def _verify(self, backend, customer, kind: str) -> int:
-        secret = self.ask(f"{kind} of this customer (not shown): ")
-        self.hidden.append(secret)
+        try:
+            secret = self.ask(f"{kind} of this customer (not shown): ")
+        except EOFError:                # --verify </dev/null: the input ended
+            secret = ""
+        if not secret:
+            raise _Refused("--verify: no secret given")
+        self.hidden += [secret, customer.id]   # the verify URL names the customer
         self.exchanges.clear()
         verdict = backend.verify(customer, kind, secret)
         self._show_exchanges()
@@ -251,22 +282,67 @@ class SiteCheck:
         self.exchanges.clear()
 
     def _mask_url(self, url: str) -> str:
-        return self._mask_text(unquote(url))
+        """The URL with hidden values masked in its path and query, never in its host
+        (a keyed "1" must not turn 127.0.0.1 into *27.0.0.*)."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
+        return origin + self._mask_text(unquote(url[len(origin):]))
 
     def _mask_text(self, text: str) -> str:
-        from ..privacy import mask
-
         for value in sorted({h for h in self.hidden if h}, key=len, reverse=True):
             text = text.replace(value, mask(value) if len(value) > 4 else "*" * len(value))
         return text
 
     def _who(self, customer) -> str:
-        from ..privacy import mask
-
         return f"id {mask(customer.id)}" + (f", {customer.name}" if customer.name else "")
 
     def _diagnosis(self, error: str | None) -> str:
         return diagnose(error or "", self.shown, self.auth_files)
+
+
+def _directory_exists(path: str | None) -> None:
+    """A check creates nothing: a directory file that is not there is said so, not made."""
+    from pathlib import Path
+
+    from . import directory
+
+    where = Path(path) if path else directory.DEFAULT_PATH
+    if not where.exists():
+        raise _Refused(f"the directory {where} does not exist (name it in [crm] directory "
+                       f"with --config, or fill it with `callgate directory import`)")
+
+
+def _asked_for(args: argparse.Namespace, backend) -> str | None:
+    """Refuse, before any request, what the back end cannot be asked: a --phone that is no
+    number, a --kind or --secret-kind the config names no field for. The caller's number
+    in E.164 for --phone."""
+    from .rest import RestConnector
+
+    number = None
+    if args.phone is not None:
+        number = _phone_of(args.phone, backend)
+        if number is None:
+            raise _Refused("--phone: not a phone number")
+    if isinstance(backend, RestConnector):
+        if args.identifier is not None:
+            problem = backend.identifier_kind_problem(args.kind)
+            if problem:
+                raise _Refused(f"--kind {args.kind}: {problem}")
+        if args.verify:
+            problem = backend.verify_kind_problem(args.secret_kind)
+            if problem:
+                raise _Refused(f"--secret-kind {args.secret_kind}: {problem}")
+    return number
+
+
+def _phone_of(text: str, backend) -> str | None:
+    """`text` in E.164 as the back end reads numbers (its default country), or None."""
+    from .phone import normalise_phone
+    from .rest import RestConnector
+
+    country = (backend.settings.default_country if isinstance(backend, RestConnector)
+               else getattr(backend, "default_country", "US"))
+    return normalise_phone(text, country)
 
 
 def diagnose(error: str, exchanges: list, files: dict[str, str]) -> str:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from ..config import ConfigError
 
+_DIGITS = re.compile(r"[0-9]+")
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?:\|([a-z_]+))?\}|[{}]")
 
 
@@ -57,7 +58,7 @@ def _literal(filt: str, value: str, number: bool) -> str:
     """A query-language literal: bare when a number-typed field is compared, else quoted.
     Only keyed digits are ever numbers (the connector checks), so a bare one cannot
     carry anything but digits into the query."""
-    if number and value.isdigit():
+    if number and _DIGITS.fullmatch(value):      # ASCII only: '²'.isdigit() is true
         return str(int(value))
     return "'" + LITERALS[filt](value) + "'"
 
@@ -78,7 +79,8 @@ class Template:
             if tok in ("{{", "}}"):
                 self.parts.append(tok[0])
             elif m.group(1) is None:
-                raise ConfigError(f"{key}: unmatched {tok!r} in {text!r} (write {tok * 2} for a literal)")
+                raise ConfigError(f"{key}: unmatched {tok!r} in {text!r} "
+                                  f"(write {tok * 2} for a literal)")
             else:
                 name, filt = m.group(1), m.group(2)
                 if name not in allowed:
