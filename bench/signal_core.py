@@ -41,13 +41,13 @@ from corpus import LANGUAGES, asterisk_speech, minutes, music_on_hold  # noqa: E
 from external import (spandsp_adsi_rx, spandsp_adsi_tx, spandsp_dtmf_rx,  # noqa: E402
                       spandsp_dtmf_tx, spandsp_tool)
 from talkoff import multimon  # noqa: E402
-from test_dtmf_hard_lines import keyed_over_speech, matched, white_noise_sequence  # noqa: E402
+from keys import heard, matched  # noqa: E402
+from test_dtmf_hard_lines import keyed_over_speech, white_noise_sequence  # noqa: E402
 from test_fsk import add_noise, pad  # noqa: E402
 from test_talkoff import level_to, music, quick_corpus  # noqa: E402
 
 from callgate.dsp.callerid import BELL202, CallerIdReceiver, build_mdmf, callerid_tx  # noqa: E402
 from callgate.dsp.decoder import decode  # noqa: E402
-from callgate.dsp.dtmf import DtmfReceiver  # noqa: E402
 from callgate.wav import write_wav  # noqa: E402
 
 RATE = 8000
@@ -56,11 +56,7 @@ MDMF = build_mdmf(number="5551234567", name="JOHN DOE", datetime="11221830")
 
 
 def ours_dtmf(x: np.ndarray, frame: int = 1000) -> str:
-    rx = DtmfReceiver()
-    out = []
-    for i in range(0, x.size, frame):
-        out += rx.feed(x[i:i + frame])
-    return "".join(e.digit for e in out + rx.flush())
+    return heard(x, frame)
 
 
 def row(cells: list) -> None:

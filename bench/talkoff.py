@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from external import spandsp_dtmf_rx, spandsp_dtmf_tx  # noqa: E402
+from keys import matched  # noqa: E402
 from test_talkoff import (QUICK_VOICES, TEXTS, alsa_speech, espeak_corpus,  # noqa: E402
                           gcin_syllables, level_to, music)
 
@@ -131,16 +132,6 @@ def sequence(on_ms=50.0, off_ms=50.0, low=-10.0, high=None, deviation=0.0, snr=N
         noise = tone_power / 10 ** (snr / 10) * 4000 / 3100
         x = x + np.random.default_rng(seed).normal(0, np.sqrt(noise), x.size)
     return np.clip(np.round(x), -32768, 32767).astype(np.int16)
-
-
-def matched(heard: str, want: str) -> int:
-    """Digits of `want` heard in order (longest common subsequence)."""
-    row = [0] * (len(want) + 1)
-    for h in heard:
-        prev = 0
-        for j, w in enumerate(want):
-            prev, row[j + 1] = row[j + 1], (prev + 1 if h == w else max(row[j + 1], row[j]))
-    return row[-1]
 
 
 def score(rx, audio: np.ndarray, want: str) -> str:

@@ -13,31 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from callgate.dsp.dtmf import DtmfReceiver
 from callgate.dsp.level import dbm0_to_rms
 from corpus import LANGUAGES, asterisk_speech, music_on_hold
 from external import spandsp_dtmf_tx
+from keys import heard, matched
 from test_talkoff import level_to
 
 KEYS = "123A456B789C*0#D"
-
-
-def heard(x: np.ndarray, frame: int = 160) -> str:
-    rx = DtmfReceiver()
-    out = []
-    for i in range(0, x.size, frame):
-        out += rx.feed(x[i:i + frame])
-    return "".join(e.digit for e in out + rx.flush())
-
-
-def matched(got: str, want: str) -> int:
-    """Digits of `want` heard in order (longest common subsequence)."""
-    row = [0] * (len(want) + 1)
-    for h in got:
-        prev = 0
-        for j, w in enumerate(want):
-            prev, row[j + 1] = row[j + 1], (prev + 1 if h == w else max(row[j + 1], row[j]))
-    return row[-1]
 
 
 def active_rms(x: np.ndarray) -> float:
