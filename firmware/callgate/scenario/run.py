@@ -87,17 +87,15 @@ def _run(line, sc: Scenario, emit: Callable[[dict], None], keep, after=None) -> 
 
 def _supervise(store: Path, sc: Scenario) -> None:
     """[supervisor]: set the switches the web app would, in the scenario's store."""
-    import datetime as dt
-
     from ..store.records import CallStore
     from ..store.switches import install_announcement, set_announcement, set_closed
 
     policy = sc.policy
     with CallStore(store) as cs:
         if sc.supervisor.get("closed_today") and policy.hours is not None:
+            # as the web app does: the moment of the switch, the flow works out its date
             wall = sc.sim.clock if sc.sim.clock is not None else time.time()
-            set_closed(cs.db, policy.name, dt.datetime.fromtimestamp(
-                wall, policy.hours.zone).date(), "scenario")
+            set_closed(cs.db, policy.name, True, "scenario", at=wall)
         recording = sc.supervisor.get("announcement")
         if recording is not None:
             install_announcement(store, policy.name, recording)
