@@ -383,7 +383,7 @@ def test_a_customer_without_that_secret_is_not_asked_and_nothing_is_counted(dire
     assert r["status"] == "identified" and r["reason"] == "no_secret"
     assert r["verify_result"] == "no_secret" and r["verify_attempts"] is None
     assert "enter_pin" not in run.prompts and len(run.collects) == 1   # the id only
-    assert run.extension == EXT["agent"]                  # no_secret has no extension here
+    assert run.extension == EXT["identified"]     # no no_secret extension: identified only
     assert AttemptCounter(store).recent_failures("45678901", "+13125550176",
                                                  at=run.wall()) == 0
 
@@ -846,5 +846,34 @@ def test_closed_today_and_the_announcement_from_the_switches(directory, store):
     run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"]).go()
     r = record(store, flow)
     assert (r["hours"], r["status"], r["announcement"]) == ("override", "not_identified", 1)
-    assert run.prompts == ["welcome", "closed", "goodbye"]     # the audio, then these
+    assert run.prompts == ["welcome", "closed", "call_in_hours", "goodbye"]   # after the audio
     assert run.transfers == [] and run.end_reason == "hangup"
+
+
+def test_a_prompt_key_in_the_menu_cannot_loop_for_ever(directory, store):
+    """Pressing the "opening hours" key again and again: heard MAX_PROMPT_CHOICES times,
+    then the call goes on as if no key was chosen (menu.default)."""
+    from callgate.flow.menu import MAX_PROMPT_CHOICES
+
+    menu = {"prompt": "menu", "default": "230",
+            "keys": {"1": "210", "2": "prompt:opening_hours"}}
+    flow = make(directory, store, menu=menu)
+    run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"] + ["2"] * 50).go()
+    assert run.prompts.count("opening_hours") == MAX_PROMPT_CHOICES
+    assert run.extension == "230" and len(run.collects) == 1 + MAX_PROMPT_CHOICES + 1
+
+
+def test_no_recall_dial_tone_stops_the_chain(directory, store, caplog):
+    """No dial tone after the flash is the line's fault: the other destinations would each
+    cost the recall timeout for nothing. The caller is told to call again."""
+    flow = make(directory, store, transfer={**EXT, "mode": "supervised",
+                                            "fallback": ["210", "220"], "final": "0"})
+    with caplog.at_level(logging.ERROR, logger="callgate.flow"):
+        run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"], transfer="no_recall").go()
+    assert [t.extension for t in run.transfers] == ["201"]
+    assert run.prompts[-3:] == ["agent_busy", "call_back_later", "goodbye"]
+    assert any("no recall dial tone" in m for m in caplog.messages)
+    busy = make(directory, store, transfer={**EXT, "mode": "supervised",
+                                            "fallback": ["210", "220"], "final": "0"})
+    run = Run(busy, cid(JANE_PHONE), keys=[JANE_PIN + "#"], transfer="busy", call_id=2).go()
+    assert [t.extension for t in run.transfers] == ["201", "210", "220", "0"]

@@ -59,6 +59,7 @@ from ..call import (CallerHungUp, CallInfo, Collect, Digits, Handler, HangUp, Pa
 from ..crm.base import ASSURANCES, Customer, Lookup, Verdict
 from ..crm.phone import normalise_phone
 from ..privacy import mask
+from .menu import MAX_PROMPT_CHOICES
 from .outcome import Outcome, outcome_for
 from .policy import Entry, Policy
 from .trail import CallTrail, LineStatus
@@ -139,6 +140,7 @@ class _Call:
         self.record_id: str | None = None
         self.hours: str | None = None      # open | closed | holiday | override (with hours)
         self.menu_tries = 0
+        self.menu_prompts = 0              # prompt keys heard (capped: MAX_PROMPT_CHOICES)
         self.menu_choice: str | None = None
         self.chain: tuple[str, ...] = ()   # the destinations of the transfer, in order
         self.tried = 0                     # how many of them failed so far
@@ -550,7 +552,7 @@ class IdvFlow(Handler):
         plays = self._plays(role, barge_in=False) if role else []
         if c.hours not in (None, "open"):
             return [*plays, *self._after_hours()]
-        if p.menu is not None:
+        if p.offers_menu(outcome.route):
             return [*plays, *self._ask_menu()]
         return [*plays, *self._transfer(p.chain(outcome.route))]
 
@@ -563,7 +565,8 @@ class IdvFlow(Handler):
             c.step = "closed"
             self._outcome(None)
             log.info("call %s: %s: closed message, goodbye", c.info.call_id, c.hours)
-            return [*self._plays("goodbye", barge_in=False), HangUp()]
+            return [*self._plays("call_in_hours", barge_in=False),
+                    *self._plays("goodbye", barge_in=False), HangUp()]
         return self._transfer((ext,))
 
     def _transfer(self, chain: tuple[str, ...]) -> list:
@@ -593,7 +596,13 @@ class IdvFlow(Handler):
                       "(reorder: no such extension?); check service.%s.transfer",
                       c.info.call_id, ev.extension, p.name)
         c.tried += 1
-        if c.tried < len(c.chain):
+        if ev.outcome == "no_recall":
+            # no dial tone after the flash: the line's fault, not the extension's; every
+            # other destination would need a flash too, each costing the recall timeout
+            log.error("call %s: no recall dial tone after the hook flash (line %s): not "
+                      "trying the other destinations; check the line (flash_ms, the "
+                      "exchange's recall service)", c.info.call_id, c.info.line)
+        elif c.tried < len(c.chain):
             ext = c.chain[c.tried]
             self._set(transfer_target=ext, transfer_tries=c.tried + 1)
             self._event("fallback", extension=ext, after=ev.extension, why=ev.outcome)
@@ -637,7 +646,12 @@ class IdvFlow(Handler):
         c, p = self.c, self.policy
         m = p.menu
         choice = m.choice(ev.digits) if ev.digits else None
+        if choice is not None and choice.prompt and c.menu_prompts >= MAX_PROMPT_CHOICES:
+            choice = None                # heard enough: on as if no key was chosen
+            self._event("menu", key=ev.digits, result="prompt_limit")
+            c.menu_tries = m.retries - 1
         if choice is not None and choice.prompt:
+            c.menu_prompts += 1
             self._event("menu", key=ev.digits, prompt=choice.prompt)
             c.plays += 1
             return [Play(choice.prompt, barge_in=True), *self._ask_menu()]

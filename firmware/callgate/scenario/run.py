@@ -19,6 +19,7 @@ from typing import Callable
 from ..app import App
 from ..config import ConfigError, Table, read_toml
 from ..line.base import LineError
+from ..localzone import device_zone
 from .crm import ScenarioCrm
 from .check import Check, check_call
 from .format import Scenario, load_scenario
@@ -165,7 +166,7 @@ def _from_run_config(path: Path, data: dict) -> Scenario:
     crm = top.sub("crm")
     sc = Scenario(path)
     sc.engine = EngineConfig.from_table(top.sub("engine"))
-    sc.services = load_services(top, crm.get("default_country", str, "US"))
+    sc.services = load_services(top, crm.get("default_country", str, "US"), device_zone())
     sc.backend.kind = "crm"
     sc.backend.crm = dict(crm.data)
     return sc
