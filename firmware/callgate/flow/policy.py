@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 
 from ..config import ConfigError, Table, is_name
 from .hours import UTC, Hours, hours_from_table
-from .keys import DTMF, is_extension
+from .keys import is_extension
 from .menu import Menu, menu_from_table
 OUTCOMES = ("verified", "identified", "not_identified", "opted_out", "locked", "backend_down",
             "no_secret")
@@ -254,7 +254,7 @@ def _dtmf(table: Table, name: str, default: str, allow_empty: bool = False,
     value = table.get(name, str, default)
     if not value and allow_empty:
         return ""
-    if not value or any(c not in DTMF for c in value) or (one_key and len(value) != 1):
+    if not is_extension(value) or (one_key and len(value) != 1):
         what = "one DTMF key" if one_key else "DTMF digits"
         raise ConfigError(f"{table.key(name)}: {value!r} is not {what}")
     return value
