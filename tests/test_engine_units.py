@@ -230,6 +230,17 @@ def test_star_first_is_the_opt_out_and_after_digits_clears():
     assert keys(Collector(no_opt_out, 0), [("*", 100)]) is None       # just a clear
 
 
+def test_star_on_an_empty_entry_opts_out_even_after_a_clear():
+    """`1**`: the first `*` clears the 1, the second finds nothing keyed: the opt-out
+    (as README says: `*` with nothing keyed in the entry)."""
+    spec = Collect(min_digits=4, max_digits=16, clear="*", opt_out="*", overflow=True)
+    done = keys(Collector(spec, 0), [("1", 100), ("*", 200), ("*", 300)])
+    assert done is not None and (done.digits, done.reason) == ("*", "opt_out")
+    done = keys(Collector(spec, 0), [("1", 100), ("*", 200), ("2", 300), ("*", 400),
+                                     ("3", 500), ("#", 600)])
+    assert (done.digits, done.reason) == ("3", "terminator")
+
+
 def test_an_over_long_entry_is_one_try_with_its_keys_thrown_away():
     """Issue 15: 30 digits then "#" is one "too_long" entry, no digits kept; without the
     terminator it ends at the inter-digit timeout; exactly the maximum is still fine."""

@@ -49,8 +49,10 @@ class Run:
     """One call through the flow, the engine's side of the contract done by hand."""
 
     def __init__(self, flow, callerid=None, keys=(), transfer="completed", latency_ms=40,
-                 hang_up_in=None, before_work=None, call_id=1, clock=None, sink=None):
+                 hang_up_in=None, before_work=None, call_id=1, clock=None, sink=None,
+                 stall=()):
         self.flow, self.keys = flow, deque(keys)
+        self.stall = stall                       # kinds of Work that never answer (a stall)
         self.transfer_outcome, self.latency = transfer, latency_ms
         self.hang_up_in, self.before_work = hang_up_in, before_work
         self.sink = sink or StepsToStore(flow.counter.store)
@@ -118,7 +120,7 @@ class Run:
                 except Exception as err:
                     result, error = None, f"{type(err).__name__} in work"
                 latency = 0 if self.flow.c.pending.what in LOCAL_WORK else self.latency
-                if latency is not None:
+                if latency is not None and self.flow.c.pending.what not in self.stall:
                     due = self.now + latency * RATE // 1000
                     self.works.append((due, WorkDone(due, a.tag, result, error)))
             elif isinstance(a, Collect):
@@ -381,7 +383,7 @@ def test_a_customer_without_that_secret_is_not_asked_and_nothing_is_counted(dire
     assert r["status"] == "identified" and r["reason"] == "no_secret"
     assert r["verify_result"] == "no_secret" and r["verify_attempts"] is None
     assert "enter_pin" not in run.prompts and len(run.collects) == 1   # the id only
-    assert run.extension == EXT["agent"]                  # no_secret has no extension here
+    assert run.extension == EXT["identified"]     # no no_secret extension: identified only
     assert AttemptCounter(store).recent_failures("45678901", "+13125550176",
                                                  at=run.wall()) == 0
 
@@ -776,16 +778,20 @@ class FakeSwitches:
     """The supervisor's switches as the flow's Work sees them (store.switches in `run`);
     `fail` raises as a recorder that is gone would."""
 
-    def __init__(self, closed=False, announcement=None, fail=False):
-        self.closed, self.announcement, self.fail = closed, announcement, fail
+    def __init__(self, closed_at=None, audio=None, fail=False):
+        self.closed_at, self.audio, self.fail = closed_at, audio, fail
         self.asked = []
 
-    def today(self, service, date):
-        self.asked.append((service, date))
+    def today(self, service):
+        self.asked.append(service)
         if self.fail:
             raise TimeoutError("call records: recorder queue full")
         from callgate.store.switches import DaySwitches
-        return DaySwitches(self.closed, self.announcement)
+        return DaySwitches(self.closed_at, self.audio is not None)
+
+    def announcement(self, service):
+        self.asked.append(f"{service}.wav")
+        return self.audio
 
 
 def test_switches_that_cannot_be_read_leave_the_line_as_configured(directory, store, caplog):
@@ -796,18 +802,78 @@ def test_switches_that_cannot_be_read_leave_the_line_as_configured(directory, st
         run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"]).go()     # a Tuesday
     r = record(store, flow)
     assert r["hours"] == "open" and r["status"] == "verified" and run.extension == "201"
-    assert flow.switches.asked == [("support", "2023-11-14")]
+    assert flow.switches.asked == ["support"]
     assert any("switches could not be read" in m for m in caplog.messages)
     assert "one_moment" not in run.prompts
+
+
+def test_a_stalled_announcement_read_still_leaves_the_line_closed_today(directory, store,
+                                                                       caplog):
+    """The announcement's file read stalls (an SD card's fsync stall): the caller hears no
+    announcement, but "closed today", read before it, still holds."""
+    audio = np.zeros(800, dtype=np.int16)
+    flow = IdvFlow(policy(hours={"timezone": "UTC", "tue": "00:00-24:00",
+                                 "after_hours": "300"}), directory,
+                   counter=AttemptCounter(store),
+                   switches=FakeSwitches(closed_at=1_700_000_000.0, audio=audio))
+    with caplog.at_level(logging.ERROR, logger="callgate.flow"):
+        run = Run(flow, cid(JANE_PHONE), stall=("announcement",)).go()
+    r = record(store, flow)
+    assert (r["hours"], r["announcement"]) == ("override", None)
+    assert run.extension == "300" and run.prompts[:2] == ["welcome", "closed"]
+    assert any("announcement could not be read in time" in m for m in caplog.messages)
+
+
+def test_hours_and_auth_time_start_after_the_announcement(directory, store):
+    """A 20 s announcement: ID&V's time (auth_ms) is counted from its end."""
+    audio = np.zeros(20 * RATE, dtype=np.int16)
+    plain = IdvFlow(policy(), directory, counter=AttemptCounter(store))
+    Run(plain, cid(JANE_PHONE), keys=[JANE_PIN + "#"]).go()
+    flow = IdvFlow(policy(), directory, counter=AttemptCounter(store),
+                   switches=FakeSwitches(audio=audio))
+    Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"], call_id=2).go()
+    with_it, without = record(store, flow), record(store, plain)
+    assert with_it["announcement"] == 1 and with_it["status"] == "verified"
+    assert abs(with_it["auth_ms"] - without["auth_ms"]) < 100, (with_it["auth_ms"],
+                                                                without["auth_ms"])
 
 
 def test_closed_today_and_the_announcement_from_the_switches(directory, store):
     audio = np.zeros(800, dtype=np.int16)
     flow = IdvFlow(policy(hours={"timezone": "UTC", "tue": "00:00-24:00"}), directory,
                    counter=AttemptCounter(store),
-                   switches=FakeSwitches(closed=True, announcement=audio))
+                   switches=FakeSwitches(closed_at=1_700_000_000.0, audio=audio))
     run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"]).go()
     r = record(store, flow)
     assert (r["hours"], r["status"], r["announcement"]) == ("override", "not_identified", 1)
-    assert run.prompts == ["welcome", "closed", "goodbye"]     # the audio, then these
+    assert run.prompts == ["welcome", "closed", "call_in_hours", "goodbye"]   # after the audio
     assert run.transfers == [] and run.end_reason == "hangup"
+
+
+def test_a_prompt_key_in_the_menu_cannot_loop_for_ever(directory, store):
+    """Pressing the "opening hours" key again and again: heard MAX_PROMPT_CHOICES times,
+    then the call goes on as if no key was chosen (menu.default)."""
+    from callgate.flow.menu import MAX_PROMPT_CHOICES
+
+    menu = {"prompt": "menu", "default": "230",
+            "keys": {"1": "210", "2": "prompt:opening_hours"}}
+    flow = make(directory, store, menu=menu)
+    run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"] + ["2"] * 50).go()
+    assert run.prompts.count("opening_hours") == MAX_PROMPT_CHOICES
+    assert run.extension == "230" and len(run.collects) == 1 + MAX_PROMPT_CHOICES + 1
+
+
+def test_no_recall_dial_tone_stops_the_chain(directory, store, caplog):
+    """No dial tone after the flash is the line's fault: the other destinations would each
+    cost the recall timeout for nothing. The caller is told to call again."""
+    flow = make(directory, store, transfer={**EXT, "mode": "supervised",
+                                            "fallback": ["210", "220"], "final": "0"})
+    with caplog.at_level(logging.ERROR, logger="callgate.flow"):
+        run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"], transfer="no_recall").go()
+    assert [t.extension for t in run.transfers] == ["201"]
+    assert run.prompts[-3:] == ["agent_busy", "call_back_later", "goodbye"]
+    assert any("no recall dial tone" in m for m in caplog.messages)
+    busy = make(directory, store, transfer={**EXT, "mode": "supervised",
+                                            "fallback": ["210", "220"], "final": "0"})
+    run = Run(busy, cid(JANE_PHONE), keys=[JANE_PIN + "#"], transfer="busy", call_id=2).go()
+    assert [t.extension for t in run.transfers] == ["201", "210", "220", "0"]

@@ -140,7 +140,18 @@ prompt = "menu"
 def test_hours_menu_and_fallback_are_ok(tmp_path, capsys):
     code, text = check(tmp_path, NEW, capsys)
     assert code == 0 and "ok (2 service lines" in text, text
-    assert "warning" not in text
+    warnings = [x.split("warning: ")[1] for x in text.splitlines() if "warning" in x]
+    assert warnings == [
+        "service.support.transfer.verified: reached only when the caller chooses no key in "
+        "the menu (menu.outcomes offers verified the menu)",
+        "service.support.transfer.fallback: never tried in blind mode (a blind transfer "
+        "hears no busy, no answer or refusal, and no recall dial tone is the line's fault); "
+        "transfer.mode = \"supervised\" tries it"], text
+    supervised = NEW.replace("[service.menu.keys]", '[service.menu.keys]').replace(
+        'fallback = ["210"]', 'fallback = ["210"]\nmode = "supervised"').replace(
+        'prompt = "menu"', 'prompt = "menu"\noutcomes = ["identified"]')
+    code, text = check(tmp_path, supervised, capsys)
+    assert code == 0 and "warning" not in text, text
 
 
 @pytest.mark.parametrize("old, new, named", [
@@ -165,6 +176,25 @@ def test_hours_menu_and_fallback_are_ok(tmp_path, capsys):
     ('fallback = ["210"]', 'fallback = { verified = ["210"], vip = ["220"] }',
      "service.support.transfer.fallback.vip: unknown outcome"),
     ('final = "0"', 'final = "operator"', "service.support.transfer.final"),
+    # hostile values (review of issue 15): refused, never read leniently
+    ('closed = ["2026-12-25"]', 'closed = [20261225]', "service.support.hours.closed: "
+     "20261225 is not a date"),
+    ('closed = ["2026-12-25"]', 'closed = ["20261225"]', "service.support.hours.closed: "
+     "'20261225' is not a date"),
+    ('closed = ["2026-12-25"]', 'closed = ["2026-W52-5"]', "service.support.hours.closed: "
+     "'2026-W52-5' is not a date"),
+    ('mon = "09:00-17:30"', 'mon = "+9:00-10:00"', "service.support.hours.mon: '+9:00' is "
+     "not a time"),
+    ('mon = "09:00-17:30"', 'mon = "\u0660\u0669:00-17:30"', "service.support.hours.mon: "
+     "'\u0660\u0669:00' is not a time"),
+    ('mon = "09:00-17:30"', 'mon = "9:5-17:30"', "service.support.hours.mon: '9:5' is not "
+     "a time"),
+    ('fri = ["09:00-12:30", "13:30-17:00"]', 'fri = ["09:00-12:30", "12:00-17:00"]',
+     "service.support.hours.fri: 09:00-12:30 and 12:00-17:00 overlap"),
+    ('prompt = "menu"', 'prompt = "menu"\noutcomes = ["verified", "vip"]',
+     "service.support.menu.outcomes: 'vip' is not an outcome"),
+    ('prompt = "menu"', 'prompt = "m\u00e9nu"', "service.support.menu.prompt: 'm\u00e9nu' "
+     "is not a prompt name"),
 ])
 def test_bad_new_keys_are_named(tmp_path, capsys, old, new, named):
     assert old in NEW
@@ -204,7 +234,7 @@ no_secret = "306"
 '''
     code, out = check(tmp_path, text, capsys)
     assert code == 0, out
-    warnings = [x for x in out.splitlines() if "warning" in x]
+    warnings = [x for x in out.splitlines() if "warning: service.sales" in x]
     assert len(warnings) == 4, out
     for key, why in (("locked", "security is off"), ("no_secret", "security is off"),
                      ("verified", "no caller is verified"),
@@ -223,10 +253,31 @@ enabled = false
 fallback = { locked = ["220"], identified = ["221"] }''')
     code, out = check(tmp_path, text, capsys)
     assert code == 0, out
-    warnings = sorted(x.split("warning: ")[1] for x in out.splitlines() if "warning" in x)
+    warnings = sorted(x.split("warning: ")[1] for x in out.splitlines()
+                      if "warning" in x and "blind mode" not in x)
     assert warnings == [
         "service.sales.transfer.fallback.locked: no call can reach it (security is off)",
-        "service.support.transfer.locked: no call can reach it (the menu sends every call "
-        "on, menu.default when no key is chosen)",
-        "service.support.transfer.verified: no call can reach it (the menu sends every call "
-        "on, menu.default when no key is chosen)"], out
+        "service.support.transfer.verified: no call can reach it (its callers get the "
+        "menu, menu.default when no key is chosen)"], out     # locked keeps its own
+
+
+def test_hours_without_a_timezone_take_the_zone_they_are_given():
+    """The device's zone is found outside flow/ (callgate/localzone.py) and passed in: the
+    flow reads neither $TZ nor /etc/localtime."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from callgate.config import Table
+    from callgate.flow import load_services
+    from callgate.flow import hours as hours_module
+
+    data = {"service": [{"name": "s", "hours": {"mon": "09:00-17:00"}}]}
+    tokyo = (ZoneInfo("Asia/Tokyo"), "Asia/Tokyo")
+    (p,) = load_services(Table(data), "US", tokyo)
+    assert p.hours.zone_name == "Asia/Tokyo"
+    # 09:30 Monday in Tokyo is 00:30 UTC: open there
+    wall = dt.datetime(2026, 12, 7, 0, 30, tzinfo=dt.timezone.utc).timestamp()
+    assert p.hours.state(wall) == "open"
+    (utc,) = load_services(Table(data))
+    assert utc.hours.zone_name == "UTC" and utc.hours.state(wall) == "closed"
+    assert not hasattr(hours_module, "device_zone") and not hasattr(hours_module, "os")

@@ -251,6 +251,6 @@ def test_the_screen_pop_knows_fallbacks_after_hours_menu_and_no_secret(tmp_path,
     assert closed["hours_text"] == "After hours (closed today)"
     assert closed["badge"] == "Not identified"
     assert [t["menu_choice"] for t in history("menu_choices", "210")] == ["1", "1"]
-    tom = history("no_secret_on_file", "200")
+    tom = history("no_secret_on_file", "202")     # identified only: that extension
     assert len(tom) == 2 and {t["reason_text"] for t in tom} == {"No secret on file"}
     assert {t["customer_name"] for t in tom} == {"Tom Okafor"}

@@ -33,6 +33,7 @@ from .engine import Engine, EngineConfig, ScriptedHandler
 from .engine.prompts import default_prompt_root
 from .flow import IdvFlow, Policy, load_services, service_for_line
 from .line import Line, LineError, make_line
+from .localzone import device_zone
 from .store.records import StoreError, store_path
 from .store.recorder import Recorder
 
@@ -71,7 +72,8 @@ class Settings:
         country = _check_crm(table.sub("crm"))
         WebSettings.from_table(table)
         writeback = load_writeback(table.sub("writeback"))
-        services = load_services(table, country) if _has_flow(table) else []
+        services = (load_services(table, country, device_zone()) if _has_flow(table)
+                    else [])
         if writeback is not None and not services:
             raise ConfigError("writeback: the write-back needs the ID&V flow "
                               "([[service]] or [crm])")

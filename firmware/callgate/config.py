@@ -14,6 +14,15 @@ from typing import Any
 _MISSING = object()
 
 
+NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def is_name(text: str, longest: int = 64) -> bool:
+    """A service line or prompt name: ASCII letters, digits, - and _ (it becomes a file
+    name, a URL part and a log field, so no "é" or "²" that str.isalnum lets through)."""
+    return isinstance(text, str) and 0 < len(text) <= longest and set(text) <= NAME_CHARS
+
+
 class ConfigError(Exception):
     """A bad or missing setting; str() is one line that names the key."""
 

@@ -1,5 +1,9 @@
 """Digit collection: first-digit and inter-digit timeouts, min/max, terminator, clear,
-opt-out as the first key, and over-long entries thrown away whole.
+opt-out, and over-long entries thrown away whole.
+
+The opt-out key counts when nothing is keyed in the entry: as its first key, or
+the first after a clear. With both "*" (the default), `*` after digits clears
+them and `*` on an empty entry opts out, so `1**` clears, then opts out.
 
 Keys pressed before the collection starts (type-ahead: during a prompt that
 they barged into, or while the handler was busy) are taken first, in order,
@@ -30,13 +34,14 @@ class Collector:
         """A key pressed at `sample` (type-ahead keys may be older than the start)."""
         at = max(sample, self.start)
         spec = self.spec
-        first, self.keyed = not self.keyed, True
+        self.keyed = True
         if self.too_long:
             if spec.terminator and digit == spec.terminator:
                 return self._done(at, "too_long")
             self.deadline = at + self.inter      # still keying: still the same entry
             return None
-        if first and spec.opt_out and digit == spec.opt_out:
+        if spec.opt_out and digit == spec.opt_out and not self.digits:
+            # nothing keyed in the entry (its first key, or the first after a clear)
             self.digits = digit
             return self._done(at, "opt_out")
         if spec.clear and digit == spec.clear:

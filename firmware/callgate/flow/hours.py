@@ -10,25 +10,31 @@
                                     # sees who called
 
 The time zone is read once, when the configuration is loaded (zoneinfo reads
-its file then), so deciding open or closed during a call is arithmetic on the
+its file then; the device's own zone is found outside flow/, callgate/localzone.py,
+and passed in), so deciding open or closed during a call is arithmetic on the
 answer's wall time and touches no disk. "Closed today" is the supervisor's
 switch on the web app; the flow is told it per call (`closed_today`).
 Opening times run from the first minute to the last ("09:00-17:30": open at
-09:00, closed at 17:30); "24:00" ends a day at midnight.
+09:00, closed at 17:30); "24:00" ends a day at midnight. Times are written
+HH:MM exactly (ASCII digits, two of each), dates YYYY-MM-DD or as TOML dates;
+spans of one day that overlap are refused, naming the day.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
+import re
 from dataclasses import dataclass
-from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..config import ConfigError, Table
+from .keys import extension
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HOURS_STATES = ("open", "closed", "holiday", "override")
+_TIME = re.compile(r"[0-9]{2}:[0-9]{2}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+UTC = (dt.timezone.utc, "UTC")
 
 
 @dataclass(frozen=True)
@@ -58,28 +64,10 @@ class Hours:
         return "open" if any(a <= minute < b for a, b in spans) else "closed"
 
 
-def device_zone() -> tuple[dt.tzinfo, str]:
-    """The device's own time zone: $TZ if it names one, else /etc/localtime, else UTC."""
-    name = os.environ.get("TZ", "").lstrip(":")
-    if name:
-        try:
-            return ZoneInfo(name), name
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-    local = Path("/etc/localtime")
-    try:
-        with local.open("rb") as f:
-            return ZoneInfo.from_file(f, key="localtime"), "localtime"
-    except (OSError, ValueError):
-        return dt.timezone.utc, "UTC"
-
-
 def _minutes(text: str, key: str) -> int:
-    try:
-        hh, mm = text.split(":")
-        h, m = int(hh), int(mm)
-    except ValueError:
-        raise ConfigError(f"{key}: {text!r} is not a time (HH:MM)") from None
+    if not _TIME.fullmatch(text):
+        raise ConfigError(f"{key}: {text!r} is not a time (HH:MM)")
+    h, m = int(text[:2]), int(text[3:])
     if not (0 <= h <= 24 and 0 <= m < 60) or (h == 24 and m):
         raise ConfigError(f"{key}: {text!r} is not a time of day (00:00..24:00)")
     return h * 60 + m
@@ -102,7 +90,16 @@ def _spans(table: Table, day: str) -> tuple[tuple[int, int], ...]:
         if start >= end:
             raise ConfigError(f"{table.key(day)}: {item!r} ends before it starts")
         out.append((start, end))
-    return tuple(sorted(out))
+    out.sort()
+    for (a1, b1), (a2, b2) in zip(out, out[1:]):
+        if a2 < b1:
+            raise ConfigError(f"{table.key(day)}: {_hhmm(a1)}-{_hhmm(b1)} and "
+                              f"{_hhmm(a2)}-{_hhmm(b2)} overlap")
+    return tuple(out)
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def _dates(table: Table) -> frozenset[dt.date]:
@@ -113,15 +110,19 @@ def _dates(table: Table) -> frozenset[dt.date]:
             out.add(item)                        # a TOML local date: closed = [2026-12-25]
             continue
         try:
-            out.add(dt.date.fromisoformat(str(item)))
+            if not isinstance(item, str) or not _DATE.fullmatch(item):
+                raise ValueError
+            out.add(dt.date.fromisoformat(item))
         except ValueError:
             raise ConfigError(f"{table.key('closed')}: {item!r} is not a date "
                               "(YYYY-MM-DD)") from None
     return frozenset(out)
 
 
-def hours_from_table(table: Table, dtmf: str) -> Hours | None:
-    """[service.hours], or None when the service line has no hours (always open)."""
+def hours_from_table(table: Table, default_zone: tuple[dt.tzinfo, str] = UTC) -> Hours | None:
+    """[service.hours], or None when the service line has no hours (always open);
+    `default_zone` (zone, name) when it names no timezone: the device's, found by the
+    caller (callgate/localzone.py)."""
     if not table.data:
         return None
     zone_name = table.get("timezone", str, "")
@@ -132,15 +133,12 @@ def hours_from_table(table: Table, dtmf: str) -> Hours | None:
             raise ConfigError(f"{table.key('timezone')}: {zone_name!r} is not a known time "
                               "zone (e.g. \"Europe/London\")") from None
     else:
-        zone, zone_name = device_zone()
+        zone, zone_name = default_zone
     week = tuple(_spans(table, d) for d in DAYS)
     if not any(week):
         raise ConfigError(f"{table.path}: no opening times (give at least one of "
                           f"{', '.join(DAYS)})")
-    after = table.get("after_hours", str, "")
-    if after and any(c not in dtmf for c in after):
-        raise ConfigError(f"{table.key('after_hours')}: {after!r} is not an extension "
-                          "(DTMF digits), or \"\" for the message and hang-up")
+    after = extension(table, "after_hours", empty_means="for the message and hang-up")
     hours = Hours(zone, zone_name, week, _dates(table), after,
                   table.get("idv_first", bool, False))
     table.reject_unknown(("timezone", *DAYS, "closed", "after_hours", "idv_first"))

@@ -50,7 +50,6 @@ Beyond the contract, three optional parts (all off unless configured):
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from dataclasses import dataclass
 from typing import Protocol
@@ -60,6 +59,7 @@ from ..call import (CallerHungUp, CallInfo, Collect, Digits, Handler, HangUp, Pa
 from ..crm.base import ASSURANCES, Customer, Lookup, Verdict
 from ..crm.phone import normalise_phone
 from ..privacy import mask
+from .menu import MAX_PROMPT_CHOICES
 from .outcome import Outcome, outcome_for
 from .policy import Entry, Policy
 from .trail import CallTrail, LineStatus
@@ -72,9 +72,11 @@ NUMBER_GAP_MS = 250            # "customer number" -> first digit
 DIGIT_GAP_MS = 120             # between digits (each digit has a slot as long as the longest)
 MAX_READ_DIGITS = 20           # a longer (or non-numeric) id is not read back
 COUNTER_WORK = ("lockout", "count_failure")    # reads of the attempt counter, not the CRM
-LOCAL_WORK = (*COUNTER_WORK, "switches")        # answered by the store, not the CRM
+LOCAL_WORK = (*COUNTER_WORK, "switches", "announcement")   # answered by the store, not the CRM
 SWITCHES_WAIT_MS = 1000        # the supervisor's switches: past this, go by the config
                                # (the caller hears silence before the greeting, no "one moment")
+ANNOUNCEMENT_WAIT_MS = 1000    # the announcement's audio (a file, kept in memory once read):
+                               # past this, none is played; "closed today" is known by then
 
 
 class AttemptCounter(Protocol):
@@ -90,10 +92,14 @@ class AttemptCounter(Protocol):
 
 class Switches(Protocol):
     """The supervisor's switches (store.switches.RecordedSwitches in `run`); called only
-    inside Work. `today` answers with `.closed` (the "closed today" switch) and
-    `.announcement` (audio samples to play before the greeting, or None)."""
+    inside Work. `today` answers with `.closed_at` (unix seconds "closed today" was
+    switched, or None) and `.announcement` (whether one is on); `announcement` with its
+    audio samples (or None). Two reads, each with its own time limit, so a slow audio
+    file never costs the caller the "closed today" switch."""
 
-    def today(self, service: str, date: str): ...
+    def today(self, service: str): ...
+
+    def announcement(self, service: str): ...
 
 
 @dataclass
@@ -134,9 +140,15 @@ class _Call:
         self.record_id: str | None = None
         self.hours: str | None = None      # open | closed | holiday | override (with hours)
         self.menu_tries = 0
+        self.menu_prompts = 0              # prompt keys heard (capped: MAX_PROMPT_CHOICES)
         self.menu_choice: str | None = None
         self.chain: tuple[str, ...] = ()   # the destinations of the transfer, in order
         self.tried = 0                     # how many of them failed so far
+        self.closed_today = False          # the supervisor's switch, once read
+        self.heard: list[tuple[str, str]] = []   # (prompt, step) of the announcement and
+                                           # the closed message while they play: a hang-up
+                                           # then is recorded at that step
+        self.auth_from = s0                # ID&V is timed from here (after the announcement)
 
 
 class IdvFlow(Handler):
@@ -182,12 +194,13 @@ class IdvFlow(Handler):
         c = self.c
         if c is None:
             return []
-        if c.step in ("transferred", "whisper"):
-            state, step = "transferring", ("whisper" if c.step == "whisper" else None)
-        elif c.step == "transfer" and c.plays == 0:
+        where = _where(c)
+        if where in ("transferred", "whisper"):
+            state, step = "transferring", ("whisper" if where == "whisper" else None)
+        elif where == "transfer" and c.plays == 0:
             state, step = "transferring", None     # the announcements are over: dialling
         else:
-            state, step = "in_flow", c.step
+            state, step = "in_flow", where
         return self.status.set(c.info.line, state, c.wall, step, c.record_id)
 
     # ------------------------------------------------------------------ the contract
@@ -222,12 +235,8 @@ class IdvFlow(Handler):
         self.trail.start(c.record_id, call.line, p.name, number)
         if self.switches is not None:
             c.step = "hours"
-            switches, service, hours, t0 = self.switches, p.name, p.hours, c.t0
-            # the date is worked out inside the Work: the device's local zone may read
-            # /etc/localtime the first time, and that is no job for the audio thread
-            work = self._work("switches", lambda: switches.today(service, (
-                hours.local_date(t0) if hours is not None else _local_date(t0)).isoformat()),
-                latency_ms=0)
+            switches, service = self.switches, p.name
+            work = self._work("switches", lambda: switches.today(service), latency_ms=0)
             return [work, self._hold()]
         return self._begin(closed_today=False)
 
@@ -236,8 +245,11 @@ class IdvFlow(Handler):
         it is open."""
         c, p = self.c, self.policy
         greeting = []
+        c.auth_from = c.now
         if announcement is not None:
             c.plays += 1
+            c.heard.append(("announcement", "announcement"))
+            c.auth_from = c.now + len(announcement)       # corrected when it ends
             greeting.append(Play(announcement, barge_in=False, name="announcement"))
             self._set(announcement=1)
             self._event("announcement", seconds=round(len(announcement) / self.rate, 2))
@@ -247,7 +259,10 @@ class IdvFlow(Handler):
             self._set(hours=c.hours)
             self._event("hours", state=c.hours, zone=p.hours.zone_name)
             if c.hours != "open":
-                greeting += self._plays("closed", barge_in=False)    # heard whole
+                closed = self._plays("closed", barge_in=False)    # heard whole
+                if closed:
+                    c.heard.append((closed[0].label, "closed"))
+                greeting += closed
                 if not p.hours.idv_first:
                     c.outcome = outcome_for(False)
                     self._set(status=c.outcome.status)
@@ -274,6 +289,9 @@ class IdvFlow(Handler):
         if isinstance(ev, PromptDone):
             c.plays = max(0, c.plays - 1)
             c.queued = c.plays
+            if c.heard and ev.prompt == c.heard[0][0]:
+                if c.heard.pop(0)[1] == "announcement":
+                    c.auth_from = ev.sample
             pending = c.pending
             if pending is not None and pending.ahead > 0:
                 pending.ahead -= 1
@@ -304,8 +322,8 @@ class IdvFlow(Handler):
             return self._on_transfer(ev)
         if isinstance(ev, CallerHungUp):
             c.hung_up = True
-            self._set(hangup_step=c.step)
-            self._event("hangup", step=c.step, how=ev.how)
+            self._set(hangup_step=_where(c))
+            self._event("hangup", step=_where(c), how=ev.how)
             if c.outcome is None:
                 known = outcome_for(c.customer is not None)
                 self._set(status=known.status)
@@ -324,9 +342,9 @@ class IdvFlow(Handler):
         fields = {"ended": c.wall}
         if c.outcome is None and not c.hung_up:
             fields["status"] = outcome_for(c.customer is not None).status
-            fields["hangup_step"] = None if call.end_reason != "caller" else c.step
+            fields["hangup_step"] = None if call.end_reason != "caller" else _where(c)
         self._set(**fields)
-        self._event("end", step=c.step, reason=call.end_reason)
+        self._event("end", step=_where(c), reason=call.end_reason)
         c.pending = None
         self.last, self.c = c, None
         if self.writeback_max_age_s is not None:
@@ -528,13 +546,13 @@ class IdvFlow(Handler):
         c, p = self.c, self.policy
         c.outcome = outcome
         c.pending = None
-        auth_ms = max(0, round((c.now - c.s0) * 1000 / self.rate))
+        auth_ms = max(0, round((c.now - c.auth_from) * 1000 / self.rate))
         self._set(status=outcome.status, reason=outcome.reason, auth_ms=auth_ms)
         role = "verified" if outcome.status == "verified" else outcome.reason
         plays = self._plays(role, barge_in=False) if role else []
         if c.hours not in (None, "open"):
             return [*plays, *self._after_hours()]
-        if p.menu is not None:
+        if p.offers_menu(outcome.route):
             return [*plays, *self._ask_menu()]
         return [*plays, *self._transfer(p.chain(outcome.route))]
 
@@ -547,7 +565,8 @@ class IdvFlow(Handler):
             c.step = "closed"
             self._outcome(None)
             log.info("call %s: %s: closed message, goodbye", c.info.call_id, c.hours)
-            return [*self._plays("goodbye", barge_in=False), HangUp()]
+            return [*self._plays("call_in_hours", barge_in=False),
+                    *self._plays("goodbye", barge_in=False), HangUp()]
         return self._transfer((ext,))
 
     def _transfer(self, chain: tuple[str, ...]) -> list:
@@ -577,7 +596,13 @@ class IdvFlow(Handler):
                       "(reorder: no such extension?); check service.%s.transfer",
                       c.info.call_id, ev.extension, p.name)
         c.tried += 1
-        if c.tried < len(c.chain):
+        if ev.outcome == "no_recall":
+            # no dial tone after the flash: the line's fault, not the extension's; every
+            # other destination would need a flash too, each costing the recall timeout
+            log.error("call %s: no recall dial tone after the hook flash (line %s): not "
+                      "trying the other destinations; check the line (flash_ms, the "
+                      "exchange's recall service)", c.info.call_id, c.info.line)
+        elif c.tried < len(c.chain):
             ext = c.chain[c.tried]
             self._set(transfer_target=ext, transfer_tries=c.tried + 1)
             self._event("fallback", extension=ext, after=ev.extension, why=ev.outcome)
@@ -621,7 +646,12 @@ class IdvFlow(Handler):
         c, p = self.c, self.policy
         m = p.menu
         choice = m.choice(ev.digits) if ev.digits else None
+        if choice is not None and choice.prompt and c.menu_prompts >= MAX_PROMPT_CHOICES:
+            choice = None                # heard enough: on as if no key was chosen
+            self._event("menu", key=ev.digits, result="prompt_limit")
+            c.menu_tries = m.retries - 1
         if choice is not None and choice.prompt:
+            c.menu_prompts += 1
             self._event("menu", key=ev.digits, prompt=choice.prompt)
             c.plays += 1
             return [Play(choice.prompt, barge_in=True), *self._ask_menu()]
@@ -759,8 +789,9 @@ class IdvFlow(Handler):
         silence, until it answers or the flow's own limit passes (then: back end down)."""
         c, p = self.c, self.policy
         waited_ms = self._waited_ms(c.pending, now)
-        if c.pending.what == "switches":
-            if waited_ms >= SWITCHES_WAIT_MS:
+        if c.pending.what in ("switches", "announcement"):
+            limit = SWITCHES_WAIT_MS if c.pending.what == "switches" else ANNOUNCEMENT_WAIT_MS
+            if waited_ms >= limit:
                 pending, c.pending = c.pending, None
                 return self._reply(pending, None, "timeout", now)
             return [self._hold()]
@@ -789,6 +820,8 @@ class IdvFlow(Handler):
             ms = waited
         if pending.what == "switches":
             return self._on_switches(result, error)
+        if pending.what == "announcement":
+            return self._on_announcement(result, error)
         if pending.what in COUNTER_WORK:
             return self._on_failures(pending.what, result, error)
         if pending.what == "verify":
@@ -800,14 +833,36 @@ class IdvFlow(Handler):
     def _on_switches(self, result, error: str | None) -> list:
         """The supervisor's switches answered; switches that cannot be read leave the line
         as its hours say, with no announcement (the caller still gets through, the log
-        says why)."""
-        closed = getattr(result, "closed", None)
-        if error is not None or not isinstance(closed, bool):
+        says why). "Closed today" holds while the moment it was switched and the answer
+        fall on the same date in the service line's zone; then the announcement's audio,
+        if one is on, is read as Work of its own."""
+        c, hours = self.c, self.policy.hours
+        at = getattr(result, "closed_at", None)
+        on = getattr(result, "announcement", None)
+        if error is not None or not isinstance(on, bool) or not (
+                at is None or isinstance(at, (int, float)) and not isinstance(at, bool)):
             log.error("call %s: the supervisor's switches could not be read (%s): going by "
-                      "the configured hours", self.c.info.call_id,
+                      "the configured hours", c.info.call_id,
                       error or f"unexpected reply {type(result).__name__}")
             return self._begin(closed_today=False)
-        return self._begin(closed_today=closed, announcement=result.announcement)
+        c.closed_today = (hours is not None and at is not None
+                          and hours.local_date(at) == hours.local_date(c.t0))
+        if not on:
+            return self._begin(closed_today=c.closed_today)
+        switches, service = self.switches, self.policy.name
+        work = self._work("announcement", lambda: switches.announcement(service),
+                          latency_ms=0)
+        return [work, self._hold()]
+
+    def _on_announcement(self, audio, error: str | None) -> list:
+        """The announcement's audio, or none (unreadable, too slow: logged) and on."""
+        c = self.c
+        if error is not None:
+            log.error("call %s: the announcement could not be read in time (%s): not "
+                      "played", c.info.call_id, error)
+            audio = None
+        return self._begin(closed_today=c.closed_today,
+                           announcement=audio if audio is not None and len(audio) else None)
 
     def _set(self, **fields) -> None:
         """Columns of the call's record (masked values only), as a record step."""
@@ -822,10 +877,10 @@ class IdvFlow(Handler):
         return None if c is None else c.record_id
 
 
-def _local_date(wall: float) -> dt.date:
-    """The device's local date at `wall`, for a line without [service.hours] (inside
-    Work only: the C library may read its zone file the first time)."""
-    return dt.datetime.fromtimestamp(wall).date()
+def _where(c: _Call) -> str:
+    """The step a hang-up is recorded at: the announcement or the closed message while it
+    plays (the flow's own step may be ahead of what the caller hears), else the step."""
+    return c.heard[0][1] if c.heard else c.step
 
 
 def _lookup_status(result, error: str | None) -> tuple[str, Customer | None]:

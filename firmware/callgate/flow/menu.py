@@ -6,24 +6,34 @@
     first_timeout_ms = 5000
     default = "200"              # where the call goes when every try is used up
                                  # (default: the extension of the ID&V outcome)
+    outcomes = ["verified", "identified"]   # the ID&V outcomes offered the menu (this
+                                 # default); the others go to their own extension
     [service.menu.keys]
     1 = "210"                    # an extension
     2 = "prompt:opening_hours"   # a prompt, then the menu again
 
-The menu runs after the outcome is known (verified or not), with the same
+The menu runs after the outcome is known, for the outcomes in `outcomes` only:
+a locked, opted-out or back-end-down caller (or anyone identified only with no
+secret on file) goes where [service.transfer] sends that outcome, and no key
+takes them past it (a locked caller may be a fraudster). It has the same
 barge-in, timeouts and retries as the other steps; the key chosen goes to the
 record and the screen-pop. An extension chosen here is tried first, then the
-service line's fallback chain (`[service.transfer] fallback`, `final`).
+service line's fallback chain (`[service.transfer] fallback`, `final`). A
+`prompt:` key does not use a try, but the menu comes back at most
+MAX_PROMPT_CHOICES times; past that the call goes on as if no key was chosen.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import ConfigError, Table
+from ..config import ConfigError, Table, is_name
+from .keys import extension, is_extension
 
 MENU_KEYS = "0123456789#ABCD"          # not "*": that is the opt-out and clear key
 PROMPT_PREFIX = "prompt:"
+MENU_OUTCOMES = ("verified", "identified")
+MAX_PROMPT_CHOICES = 5                 # prompt keys heard per call before going on
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,7 @@ class Menu:
     retries: int = 3
     first_timeout_ms: int = 5000
     default: str = ""            # "" : the outcome's extension
+    outcomes: tuple[str, ...] = MENU_OUTCOMES    # the ID&V outcomes (routes) offered it
 
     def choice(self, key: str) -> Choice | None:
         return next((c for c in self.choices if c.key == key), None)
@@ -55,12 +66,25 @@ class Menu:
 
 
 def _name(value: str, key: str) -> str:
-    if not value or not all(c.isalnum() or c in "-_" for c in value):
-        raise ConfigError(f"{key}: {value!r} is not a prompt name (letters, digits, - and _)")
+    if not is_name(value):
+        raise ConfigError(f"{key}: {value!r} is not a prompt name (letters A-Z, digits, - "
+                          "and _)")
     return value
 
 
-def menu_from_table(table: Table, dtmf: str) -> Menu | None:
+def _outcomes(table: Table, known: tuple[str, ...]) -> tuple[str, ...]:
+    raw = table.get("outcomes", list, list(MENU_OUTCOMES))
+    for item in raw:
+        if item not in known:
+            raise ConfigError(f"{table.key('outcomes')}: {item!r} is not an outcome (known: "
+                              f"{', '.join(known)})")
+    if not raw:
+        raise ConfigError(f"{table.key('outcomes')}: no outcome is offered the menu (leave "
+                          "[service.menu] out for no menu)")
+    return tuple(dict.fromkeys(raw))
+
+
+def menu_from_table(table: Table, known_outcomes: tuple[str, ...]) -> Menu | None:
     """[service.menu], or None when the service line has no menu."""
     if not table.data:
         return None
@@ -71,9 +95,8 @@ def menu_from_table(table: Table, dtmf: str) -> Menu | None:
     first = table.get("first_timeout_ms", int, 5000)
     if not 1000 <= first <= 60000:
         raise ConfigError(f"{table.key('first_timeout_ms')}: {first} is outside 1000..60000")
-    default = table.get("default", str, "")
-    if default and any(c not in dtmf for c in default):
-        raise ConfigError(f"{table.key('default')}: {default!r} is not an extension")
+    default = extension(table, "default", allow_empty=True)
+    outcomes = _outcomes(table, known_outcomes)
     kt = table.sub("keys")
     choices = []
     for key in list(kt.data):
@@ -83,12 +106,13 @@ def menu_from_table(table: Table, dtmf: str) -> Menu | None:
                               f"({', '.join(MENU_KEYS)}; \"*\" is the opt-out/clear key)")
         if value.startswith(PROMPT_PREFIX):
             choices.append(Choice(key, prompt=_name(value[len(PROMPT_PREFIX):], kt.key(key))))
-        elif value and all(c in dtmf for c in value):
+        elif is_extension(value):
             choices.append(Choice(key, extension=value))
         else:
             raise ConfigError(f"{kt.key(key)}: {value!r} is neither an extension (DTMF "
                               f"digits) nor \"{PROMPT_PREFIX}NAME\"")
     if not choices:
         raise ConfigError(f"{kt.path}: no menu keys (e.g. 1 = \"210\")")
-    table.reject_unknown(("prompt", "retries", "first_timeout_ms", "default", "keys"))
-    return Menu(prompt, tuple(choices), retries, first, default)
+    table.reject_unknown(("prompt", "retries", "first_timeout_ms", "default", "keys",
+                          "outcomes"))
+    return Menu(prompt, tuple(choices), retries, first, default, outcomes)

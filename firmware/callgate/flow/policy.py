@@ -14,11 +14,12 @@ Choices written down here (the issue leaves them open):
 - `retries` is the number of tries in all: with 3 the caller is asked at
   most three times; no input and wrong input both use up a try.
 - The opt-out key defaults to "*". An entry whose first key is the opt-out
-  key is an opt-out (a digit opt-out key only counts as the whole entry).
-  When the opt-out key is "*", "*" no longer clears an entry.
+  key is an opt-out (a digit opt-out key only counts as the whole entry);
+  "*" pressed after digits clears the entry (see below).
 - `[service.transfer] agent` is where every outcome goes unless the outcome
   has its own extension (verified, identified, not_identified, opted_out,
-  locked, backend_down, no_secret).
+  locked, backend_down, no_secret). A no-secret caller is identified only, so
+  without a `no_secret` extension they go to the `identified` one (then `agent`).
 - When that extension does not take the call (busy, no answer, no recall
   dial tone, or the exchange refuses it: reorder, logged as a configuration
   fault), the `fallback` extensions are tried in order (default: `agent`),
@@ -28,8 +29,8 @@ Choices written down here (the issue leaves them open):
   `fallback` is a list for every outcome, or a table of lists per outcome.
 - A customer the back end says has no secret of the asked kind on file is not
   asked for one: identified only, reason no_secret, nothing counted.
-- `*` as the first key of an entry is the opt-out (with the default key);
-  `*` after digits clears the entry. A variable-length entry with a
+- `*` with nothing keyed in the entry (its first key, or the first after a
+  clear) is the opt-out (with the default key); `*` after digits clears them. A variable-length entry with a
   terminator that runs past its maximum is one invalid try: its keys, up to
   the terminator or the inter-digit timeout, are thrown away unread.
 - Every prompt is named in `[service.prompts]` (a name in prompts_wav/<lang>/);
@@ -46,11 +47,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import ConfigError, Table
-from .hours import Hours, hours_from_table
+from ..config import ConfigError, Table, is_name
+from .hours import UTC, Hours, hours_from_table
+from .keys import is_extension
 from .menu import Menu, menu_from_table
-
-DTMF = "0123456789*#ABCD"
 OUTCOMES = ("verified", "identified", "not_identified", "opted_out", "locked", "backend_down",
             "no_secret")
 IDENTIFIER_KINDS = ("customer_id", "account", "tracking", "phone")
@@ -78,6 +78,8 @@ PROMPT_ROLES: dict[str, tuple[str, bool]] = {
     "goodbye": ("goodbye", True),
     "no_secret": ("", False),                # before the transfer of a no-secret caller
     "closed": ("closed", False),             # out of hours ([service.hours]: required)
+    "call_in_hours": ("call_in_hours", False),   # closed, no after-hours extension: before
+                                             # goodbye ("call again during opening hours")
     # the agent whisper ([service.whisper]): one per outcome, then the number read back
     "whisper_verified": ("whisper_verified", False),
     "whisper_identified": ("whisper_identified", False),
@@ -151,7 +153,12 @@ class Policy:
     menu: Menu | None = None           # None: no menu after ID&V
 
     def extension(self, outcome: str) -> str:
+        if outcome == "no_secret" and "no_secret" not in self.extensions:
+            outcome = "identified"          # identified only: that is where they belong
         return self.extensions.get(outcome) or self.agent
+
+    def offers_menu(self, outcome: str) -> bool:
+        return self.menu is not None and outcome in self.menu.outcomes
 
     def chain(self, outcome: str, first: str | None = None) -> tuple[str, ...]:
         """Where a call of `outcome` is tried, in order: `first` (a menu's choice) or the
@@ -178,11 +185,22 @@ class Policy:
             if self.fallback_by_outcome and outcome in self.fallback:
                 out.append(f"service.{self.name}.transfer.fallback.{outcome}: no call can "
                            f"reach it ({why})")
-        if self.menu is not None and self.menu.default:
-            for outcome in sorted(set(self.extensions) - set(never)):
-                out.append(f"service.{self.name}.transfer.{outcome}: no call can reach it "
-                           f"(the menu sends every call on, menu.default when no key is "
-                           f"chosen)")
+        if self.menu is not None:
+            for outcome in sorted(set(self.extensions) & set(self.menu.outcomes) - set(never)):
+                if self.menu.default:
+                    out.append(f"service.{self.name}.transfer.{outcome}: no call can reach "
+                               f"it (its callers get the menu, menu.default when no key is "
+                               f"chosen)")
+                else:
+                    out.append(f"service.{self.name}.transfer.{outcome}: reached only when "
+                               f"the caller chooses no key in the menu (menu.outcomes offers "
+                               f"{outcome} the menu)")
+        if self.transfer_mode == "blind" and (self.final or self.fallback):
+            key = "fallback" if self.fallback else "final"
+            out.append(f"service.{self.name}.transfer.{key}: never tried in blind mode (a "
+                       f"blind transfer hears no busy, no answer or refusal, and no recall "
+                       f"dial tone is the line's fault); transfer.mode = \"supervised\" "
+                       f"tries it")
         return out
 
     def destinations(self) -> set[str]:
@@ -209,6 +227,8 @@ class Policy:
             return self.whisper.enabled and self.whisper.read_identifier
         if role == "closed":
             return self.hours is not None
+        if role == "call_in_hours":
+            return self.hours is not None and not self.hours.after_hours
         return True
 
     def prompt_names(self) -> list[str]:
@@ -234,7 +254,7 @@ def _dtmf(table: Table, name: str, default: str, allow_empty: bool = False,
     value = table.get(name, str, default)
     if not value and allow_empty:
         return ""
-    if not value or any(c not in DTMF for c in value) or (one_key and len(value) != 1):
+    if not is_extension(value) or (one_key and len(value) != 1):
         what = "one DTMF key" if one_key else "DTMF digits"
         raise ConfigError(f"{table.key(name)}: {value!r} is not {what}")
     return value
@@ -307,7 +327,7 @@ def _fallback(tt: Table) -> dict:
 
     def chain(items, key: str) -> tuple[str, ...]:
         if not isinstance(items, list) or not all(
-                isinstance(x, str) and x and all(c in DTMF for c in x) for x in items):
+                is_extension(x) for x in items):
             raise ConfigError(f"{key}: expected a list of extensions (DTMF digits), "
                               f"got {items!r}")
         return tuple(items)
@@ -325,10 +345,13 @@ def _fallback(tt: Table) -> dict:
     return out
 
 
-def policy_from_table(table: Table, name: str, default_country: str = "US") -> Policy:
-    """One service line from its table; ConfigError names any bad or unknown key."""
-    if not name or not all(c.isalnum() or c in "-_" for c in name):
-        raise ConfigError(f"{table.key('name')}: {name!r} must be letters, digits, - and _")
+def policy_from_table(table: Table, name: str, default_country: str = "US",
+                      default_zone=UTC) -> Policy:
+    """One service line from its table; ConfigError names any bad or unknown key.
+    `default_zone` ((tzinfo, name)) serves [service.hours] without a timezone."""
+    if not is_name(name):
+        raise ConfigError(f"{table.key('name')}: {name!r} must be letters A-Z, digits, - "
+                          "and _")
     lines = table.get("lines", list, [])
     if not all(isinstance(x, str) and x for x in lines):
         raise ConfigError(f"{table.key('lines')}: expected a list of line names")
@@ -363,9 +386,9 @@ def policy_from_table(table: Table, name: str, default_country: str = "US") -> P
     prompts = {}
     for role, (default, required) in PROMPT_ROLES.items():
         value = pt.get(role, str, default)
-        if value and not all(c.isalnum() or c in "-_" for c in value):
+        if value and not is_name(value):
             raise ConfigError(f"{pt.key(role)}: {value!r} is not a prompt name "
-                              "(letters, digits, - and _)")
+                              "(letters A-Z, digits, - and _)")
         if required and not value:
             raise ConfigError(f"{pt.key(role)}: this prompt cannot be switched off")
         prompts[role] = value
@@ -373,10 +396,10 @@ def policy_from_table(table: Table, name: str, default_country: str = "US") -> P
     if greet and not prompts["welcome_back"]:
         raise ConfigError(f"{table.key('greet_by_name')}: needs prompts.welcome_back")
     whisper = _whisper(table.sub("whisper"), mode, prompts, pt)
-    hours = hours_from_table(table.sub("hours"), DTMF)
+    hours = hours_from_table(table.sub("hours"), default_zone)
     if hours is not None and not prompts["closed"]:
         raise ConfigError(f"{pt.key('closed')}: [service.hours] needs this prompt")
-    menu = menu_from_table(table.sub("menu"), DTMF)
+    menu = menu_from_table(table.sub("menu"), OUTCOMES)
 
     policy = Policy(
         name=name, lines=tuple(lines), number_lookup=number_lookup, default_country=country,
@@ -394,10 +417,13 @@ def policy_from_table(table: Table, name: str, default_country: str = "US") -> P
     return policy
 
 
-def load_services(table: Table, default_country: str = "US") -> list[Policy]:
+def load_services(table: Table, default_country: str = "US",
+                  default_zone=UTC) -> list[Policy]:
     """Every service line of the `service` value (array of tables or named tables).
 
     No `service` at all gives one service line "default" with every default.
+    `default_zone` (tzinfo, name): the device's time zone, for [service.hours] that
+    names none (found by the caller: callgate/localzone.py; the flow reads no files).
     """
     raw = table.data.get("service")
     table.used.add("service")
@@ -412,7 +438,7 @@ def load_services(table: Table, default_country: str = "US") -> list[Policy]:
             sub = Table(item, where)
             name = sub.get("name", str)
             out.append(policy_from_table(Table(item, f"{table.key('service')}.{name}"), name,
-                                         default_country))
+                                         default_country, default_zone))
     elif isinstance(raw, dict):
         svc = table.sub("service")
         for name, item in raw.items():
@@ -422,7 +448,7 @@ def load_services(table: Table, default_country: str = "US") -> list[Policy]:
             if "name" in item and item["name"] != name:
                 raise ConfigError(f"{sub.key('name')}: {item['name']!r} differs from the "
                                   f"table name {name!r}")
-            out.append(policy_from_table(sub, name, default_country))
+            out.append(policy_from_table(sub, name, default_country, default_zone))
     else:
         raise ConfigError(f"{table.key('service')}: expected [[service]] or [service.NAME] tables")
     if not out:

@@ -60,15 +60,16 @@ TRANSFER_OUTCOMES = ("completed", "answered", "busy", "no_answer", "no_recall", 
 BUCKETS = ("hour", "day", "week")
 MAX_BUCKETS = 1000
 # the flow's steps in the order a caller meets them (flow/machine.py `c.step`)
-STEPS = ("answer", "hours", "closed", "lookup_number", "identifier", "lookup_identifier",
-         "security", "verify", "menu", "transfer", "agent_unavailable", "transferred",
-         "whisper")
+STEPS = ("answer", "hours", "announcement", "closed", "lookup_number", "identifier",
+         "lookup_identifier", "security", "verify", "menu", "transfer", "agent_unavailable",
+         "transferred", "whisper")
 # a hang-up at one of these is no abandonment: the flow was done with the caller (the
 # transfer failed, or an agent has the call: "whisper" is the agent hearing the outcome)
 NOT_ABANDONED = ("agent_unavailable", "transferred", "whisper", "closed")
 ABANDON_STEPS = tuple(s for s in STEPS if s not in NOT_ABANDONED)
 STEP_LABELS = {
-    "answer": "Greeting", "hours": "Opening hours check", "closed": "Closed message",
+    "answer": "Greeting", "hours": "Opening hours check", "announcement": "Announcement",
+    "closed": "Closed message",
     "menu": "Menu", "lookup_number": "Caller ID lookup",
     "identifier": "Identifier question", "lookup_identifier": "Identifier lookup",
     "security": "Security question", "verify": "Verification", "transfer": "Transfer",

@@ -38,6 +38,7 @@ from ..toneplans import available_toneplans, load_toneplan
 from ..engine import EngineConfig
 from ..flow import Policy, load_services, service_for_line
 from ..line.sim import level_or_off
+from ..localzone import device_zone
 from ..line.sim.calls import Agent, SimCall, calls_from_config
 from .crm import BackendSpec, parse_backend
 from .check import parse_expect
@@ -97,7 +98,8 @@ def load_scenario(path: str | Path, replay: bool = False) -> Scenario:
     services_data = dict(data)
     if sc.backend.kind == "https":
         services_data["service"] = _measured(data.get("service"))
-    sc.services = load_services(Table(services_data), sc.backend.default_country)
+    sc.services = load_services(Table(services_data), sc.backend.default_country,
+                                device_zone())
     sc.engine = EngineConfig.from_table(top.sub("engine"))
     store = top.sub("store")
     path_text = store.get("path", str, None)

@@ -19,6 +19,7 @@ from typing import Callable
 from ..app import App
 from ..config import ConfigError, Table, read_toml
 from ..line.base import LineError
+from ..localzone import device_zone
 from .crm import ScenarioCrm
 from .check import Check, check_call
 from .format import Scenario, load_scenario
@@ -87,17 +88,15 @@ def _run(line, sc: Scenario, emit: Callable[[dict], None], keep, after=None) -> 
 
 def _supervise(store: Path, sc: Scenario) -> None:
     """[supervisor]: set the switches the web app would, in the scenario's store."""
-    import datetime as dt
-
     from ..store.records import CallStore
     from ..store.switches import install_announcement, set_announcement, set_closed
 
     policy = sc.policy
     with CallStore(store) as cs:
         if sc.supervisor.get("closed_today") and policy.hours is not None:
+            # as the web app does: the moment of the switch, the flow works out its date
             wall = sc.sim.clock if sc.sim.clock is not None else time.time()
-            set_closed(cs.db, policy.name, dt.datetime.fromtimestamp(
-                wall, policy.hours.zone).date(), "scenario")
+            set_closed(cs.db, policy.name, True, "scenario", at=wall)
         recording = sc.supervisor.get("announcement")
         if recording is not None:
             install_announcement(store, policy.name, recording)
@@ -167,7 +166,7 @@ def _from_run_config(path: Path, data: dict) -> Scenario:
     crm = top.sub("crm")
     sc = Scenario(path)
     sc.engine = EngineConfig.from_table(top.sub("engine"))
-    sc.services = load_services(top, crm.get("default_country", str, "US"))
+    sc.services = load_services(top, crm.get("default_country", str, "US"), device_zone())
     sc.backend.kind = "crm"
     sc.backend.crm = dict(crm.data)
     return sc

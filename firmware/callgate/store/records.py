@@ -172,8 +172,15 @@ def _v4(db: sqlite3.Connection) -> None:
         updated_by TEXT)""")
 
 
+def _v5(db: sqlite3.Connection) -> None:
+    """"Closed today" as the moment it was switched (unix seconds, NULL: not switched):
+    the flow works out the date in the service line's own time zone, which the web app
+    does not know. closed_on (a date in the web app's zone) is no longer read."""
+    db.execute("ALTER TABLE service_switches ADD COLUMN closed_at REAL")
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1. Add, never edit.
-MIGRATIONS = [_v1, _v2, _v3, _v4]
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -3,20 +3,24 @@ the announcement played before the greeting.
 
 The web app writes them into the call-record file (its own connection; WAL lets
 the recorder keep writing) and puts an uploaded announcement, converted by the
-rules of `callgate prompts convert`, in `announcements/<service>.wav` beside
-that file. The flow reads them at the start of a call as Work, through the
-recorder (RecordedSwitches), never from the audio thread; the announcement's
-audio is read in that same Work. "Closed today" holds for one date only, so it
-ends by itself at midnight; an announcement stays on until it is switched off.
+rules of `callgate prompts convert` and at most MAX_ANNOUNCEMENT_S long, in
+`announcements/<service>.wav` beside that file. The flow reads them at the start
+of a call as Work, through the recorder (RecordedSwitches), never from the audio
+thread: first the row (is the line closed, is an announcement on), then, as Work
+of its own with its own time limit, the announcement's audio, kept decoded in
+memory while its file is unchanged. "Closed today" is stored as the moment it was
+switched; the flow closes the line while that moment and the call fall on the
+same date in the service line's time zone ([service.hours] timezone), so the switch
+ends by itself at that zone's midnight. An announcement stays on until it is
+switched off.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,31 +30,31 @@ log = logging.getLogger("callgate.store")
 ANNOUNCEMENTS = "announcements"          # the folder beside the call-record file
 
 
+MAX_ANNOUNCEMENT_S = 60                  # longer is refused: every caller hears it whole
+QUERY_TIMEOUT_S = 1.0                    # the flow waits no longer (flow.machine.SWITCHES_WAIT_MS)
+
+
 @dataclass(frozen=True)
 class DaySwitches:
     """What the flow is told at the start of a call."""
 
-    closed: bool = False                 # the supervisor's "closed today"
-    announcement: Any = field(default=None, repr=False)    # int16 8 kHz samples, or None
+    closed_at: float | None = None       # unix seconds "closed today" was switched, or None
+    announcement: bool = False           # an announcement is switched on
 
 
 def announcements_folder(store_path: str | Path) -> Path:
     return Path(store_path).resolve().parent / ANNOUNCEMENTS
 
 
-def _row(db: sqlite3.Connection, service: str) -> tuple[str | None, bool]:
-    row = db.execute("SELECT closed_on, announcement FROM service_switches WHERE service = ?",
+def _row(db: sqlite3.Connection, service: str) -> tuple[float | None, bool]:
+    row = db.execute("SELECT closed_at, announcement FROM service_switches WHERE service = ?",
                      (service,)).fetchone()
     return (None, False) if row is None else (row[0], bool(row[1]))
 
 
-def closed_on(db: sqlite3.Connection, service: str) -> str | None:
-    """The date (YYYY-MM-DD) the service line was switched closed, or None."""
+def closed_at(db: sqlite3.Connection, service: str) -> float | None:
+    """When the service line was switched closed (unix seconds), or None."""
     return _row(db, service)[0]
-
-
-def closed_today(db: sqlite3.Connection, service: str, date: str) -> bool:
-    return closed_on(db, service) == date
 
 
 def announcement_on(db: sqlite3.Connection, service: str) -> bool:
@@ -67,10 +71,12 @@ def _upsert(db: sqlite3.Connection, service: str, column: str, value, by: str,
                    (service, value, time.time() if at is None else at, by))
 
 
-def set_closed(db: sqlite3.Connection, service: str, date: dt.date | None, by: str,
+def set_closed(db: sqlite3.Connection, service: str, closed: bool, by: str,
                at: float | None = None) -> None:
-    """Switch `service` closed for `date` (None: open again as its hours say)."""
-    _upsert(db, service, "closed_on", None if date is None else date.isoformat(), by, at)
+    """Switch `service` closed for the rest of its day, as of `at` (False: open again as
+    its hours say)."""
+    when = time.time() if at is None else at
+    _upsert(db, service, "closed_at", when if closed else None, by, when)
 
 
 def set_announcement(db: sqlite3.Connection, service: str, on: bool, by: str,
@@ -79,45 +85,74 @@ def set_announcement(db: sqlite3.Connection, service: str, on: bool, by: str,
 
 
 class RecordedSwitches:
-    """The switches as the flow's Work reads them: the row through the recorder's thread,
-    then the announcement's audio from its file (in the same worker thread)."""
+    """The switches as the flow's Work reads them: the row through the recorder's thread
+    (`today`), then the announcement's audio from its file (`announcement`), decoded
+    once and kept while the file's size and modification time stay the same."""
 
-    def __init__(self, recorder, folder: Path | None = None) -> None:
+    def __init__(self, recorder, folder: Path | None = None,
+                 timeout_s: float = QUERY_TIMEOUT_S) -> None:
         self.recorder = recorder
         self.folder = folder if folder is not None else announcements_folder(recorder.path)
+        self.timeout_s = timeout_s
+        self._kept: dict[str, tuple[tuple[int, int], Any]] = {}
 
-    def closed_today(self, service: str, date: str) -> bool:
-        return self.today(service, date).closed
+    def today(self, service: str) -> DaySwitches:
+        at, on = self.recorder.query(lambda store, counter: _row(store.db, service),
+                                     timeout_s=self.timeout_s, read_only=True)
+        return DaySwitches(at, on)
 
-    def today(self, service: str, date: str) -> DaySwitches:
-        closed, on = self.recorder.query(
-            lambda store, counter: (closed_today(store.db, service, date),
-                                    announcement_on(store.db, service)), read_only=True)
-        audio = self._audio(service) if on else None
-        return DaySwitches(closed, audio)
-
-    def _audio(self, service: str):
+    def announcement(self, service: str):
+        """int16 8 kHz samples of the announcement, or None (logged) if it cannot be used."""
         from ..wav import WavError, read_wav
 
         path = self.folder / f"{service}.wav"
         try:
+            st = path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+            kept = self._kept.get(service)
+            if kept is not None and kept[0] == stamp:
+                return kept[1]
             audio = read_wav(path)
         except (WavError, OSError) as err:
             log.error("announcement of %s: %s: not played", service, err)
             return None
-        return audio if len(audio) else None
+        if len(audio) > MAX_ANNOUNCEMENT_S * 8000:
+            log.error("announcement of %s: longer than %d s: not played", service,
+                      MAX_ANNOUNCEMENT_S)
+            audio = audio[:0]
+        audio = audio if len(audio) else None
+        self._kept[service] = (stamp, audio)
+        return audio
 
 
-def install_announcement(store_path: str | Path, service: str, recording: str | Path) -> str:
-    """Convert `recording` (any WAV) by the rules of `callgate prompts convert` into the
-    announcement of `service`; returns the warnings (one line, "" if none). Raises
-    WavError / PromptError (one line) for a recording that cannot be used."""
-    from ..prompts_tool import convert, write_prompt
+def prepare_announcement(recording: str | Path):
+    """Convert `recording` (any WAV) by the rules of `callgate prompts convert`; returns
+    (audio, warnings: one line, "" if none). Raises WavError / PromptError (one line) for
+    a recording that cannot be used, one longer than MAX_ANNOUNCEMENT_S among them."""
+    from ..prompts_tool import PromptError, convert
     from ..wav import read_source
 
     samples, rate = read_source(recording)
     result = convert(samples, rate)
+    seconds = len(result.audio) / 8000
+    if seconds > MAX_ANNOUNCEMENT_S:
+        raise PromptError(f"{seconds:.0f} s long, the limit is {MAX_ANNOUNCEMENT_S} s "
+                          "(every caller hears it whole)")
+    return result.audio, "; ".join(result.warnings)
+
+
+def install_announcement(store_path: str | Path, service: str, recording: str | Path) -> str:
+    """Convert `recording` into the announcement of `service` (prepare_announcement) and
+    write it in place; returns the warnings. For tools and scenarios: the web app writes
+    the file only once the switch is on (web/switches.py)."""
+    audio, warnings = prepare_announcement(recording)
+    write_announcement(store_path, service, audio)
+    return warnings
+
+
+def write_announcement(store_path: str | Path, service: str, audio) -> None:
+    from ..prompts_tool import write_prompt
+
     folder = announcements_folder(store_path)
     folder.mkdir(mode=0o750, parents=True, exist_ok=True)
-    write_prompt(folder / f"{service}.wav", result.audio)
-    return "; ".join(result.warnings)
+    write_prompt(folder / f"{service}.wav", audio)

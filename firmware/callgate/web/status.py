@@ -28,7 +28,7 @@ TODAY = (("calls", "Calls"), ("verified", "Identified and verified"),
          ("identified", "Identified only"), ("not_identified", "Not identified"),
          ("opted_out", "Opted out"), ("locked", "Locked"), ("abandoned", "Abandoned"))
 STEP_WORDS = {"answer": "greeting", "hours": "opening hours check",
-              "closed": "closed message", "menu": "menu", "lookup_number": "caller ID lookup",
+              "announcement": "announcement", "closed": "closed message", "menu": "menu", "lookup_number": "caller ID lookup",
               "identifier": "identifier question", "lookup_identifier": "identifier lookup",
               "security": "security question", "verify": "verification",
               "transfer": "transfer", "transferred": "transferred",

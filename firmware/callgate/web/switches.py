@@ -1,21 +1,26 @@
 """The supervisor's switches per service line: "closed today" and the announcement.
 
-A supervisor (or an admin) switches a service line closed for the rest of the
-device's local day (a storm, an office outing): its calls then go the
-after-hours way of its [service.hours] until midnight, when the switch ends by
-itself. It can be switched open again at once. The switch is written into the
-call-record file (store/switches.py), where the engine reads it at the start of
-each call (as Work, through its recorder). A service line without
+A supervisor (or an admin) switches a service line closed for the rest of its
+day (a storm, an office outing): its calls then go the after-hours way of its
+[service.hours] until midnight in that service line's time zone
+([service.hours] timezone), when the switch ends by itself. It can be switched
+open again at once. What is written into the call-record file
+(store/switches.py) is the moment it was switched; the engine reads it at the
+start of each call (as Work, through its recorder) and compares dates in the
+service line's zone, which the web app does not know: the page shows when the
+line was switched, not whether that day is over there. A service line without
 [service.hours] has no after-hours way, so the switch does nothing there; the
 page says so as a hint only, since the web app does not read the line's config.
 
 The announcement (a holiday, an outage) is played before the greeting of every
 call of the service line while it is on. A supervisor uploads a recording (any
-WAV, up to MAX_UPLOAD_BYTES); it is converted on the spot by the rules of
-`callgate prompts convert` (8 kHz, telephone band, -19 dBm0, trimmed) into
-`announcements/<service>.wav` beside the call records, and switched on. The
-conversion's warnings (clipping, a low level) are shown; a recording that
-cannot be used is refused with one line and changes nothing.
+WAV, up to MAX_UPLOAD_BYTES, at most MAX_ANNOUNCEMENT_S seconds once trimmed); it
+is converted on the spot by the rules of `callgate prompts convert` (8 kHz,
+telephone band, -19 dBm0, trimmed) into `announcements/<service>.wav` beside the
+call records, and switched on: the file is written inside the transaction that
+switches it on, so a switch that cannot be written leaves the old file. The
+conversion's warnings (clipping, a low level) are shown; a recording that cannot
+be used is refused with one line and changes nothing.
 """
 
 from __future__ import annotations
@@ -28,10 +33,13 @@ import tempfile
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
+from ..config import is_name
 from ..report import ReportError
 from ..report.figures import services
-from ..store.switches import (announcement_on, closed_on, install_announcement,
-                              set_announcement, set_closed)
+from ..store.records import transaction
+from ..store.switches import (MAX_ANNOUNCEMENT_S, announcement_on, closed_at,
+                              prepare_announcement, set_announcement, set_closed,
+                              write_announcement)
 from .auth import current_user, require
 from .context import state
 
@@ -55,8 +63,13 @@ def _connect() -> sqlite3.Connection | None:
         return None
 
 
-def _today() -> dt.date:
-    return dt.datetime.fromtimestamp(state().clock()).astimezone().date()
+def _switched(at: float | None) -> str | None:
+    """When "closed today" was switched, for the page (UTC: the line's zone is not known
+    here); None when it is not switched or was switched over a day ago (over by now in
+    every zone)."""
+    if at is None or state().clock() - at > 86400 + 3600:
+        return None
+    return dt.datetime.fromtimestamp(at, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @bp.get("/")
@@ -71,33 +84,33 @@ def page():
         names = set()
     try:
         names |= {r[0] for r in db.execute("SELECT service FROM service_switches")}
-        today = _today().isoformat()
-        lines = [{"service": n, "closed": closed_on(db, n) == today,
+        lines = [{"service": n, "closed": _switched(closed_at(db, n)),
                   "announcement": announcement_on(db, n)} for n in sorted(names)]
     finally:
         db.close()
-    return render_template("switches.html", lines=lines, ready=True)
+    return render_template("switches.html", lines=lines, ready=True,
+                           limit_s=MAX_ANNOUNCEMENT_S)
 
 
 def _valid(name: str) -> str:
-    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_" for c in name):
-        raise ValueError("a service line is named with letters, digits, - and _")
+    if not is_name(name):
+        raise ValueError("a service line is named with letters A-Z, digits, - and _")
     return name
 
 
 @bp.post("/closed-today")
 @require("supervisor")
 def closed_today():
-    return _switch(_today())
+    return _switch(True)
 
 
 @bp.post("/open")
 @require("supervisor")
 def open_again():
-    return _switch(None)
+    return _switch(False)
 
 
-def _switch(date: dt.date | None):
+def _switch(closed: bool):
     try:
         service = _valid(request.form.get("service", "").strip())
     except ValueError as err:
@@ -108,13 +121,14 @@ def _switch(date: dt.date | None):
         flash("Not changed: the call records are not ready (has the engine run?).", "error")
         return redirect(url_for("switches.page"))
     try:
-        set_closed(db, service, date, current_user().username, state().clock())
+        set_closed(db, service, closed, current_user().username, state().clock())
     except sqlite3.Error as err:
-        flash(f"Not changed: the call records could not be written ({err}).", "error")
+        log.error("%s not switched: %s", service, _one_line(err))
+        flash("Not changed: the call records could not be written (see the log).", "error")
         return redirect(url_for("switches.page"))
     finally:
         db.close()
-    what = "closed for today" if date is not None else "open as its hours say"
+    what = "closed for today" if closed else "open as its hours say"
     log.info("%s switched %s %s", current_user().username, service, what)
     flash(f"{service} is {what}.", "info")
     return redirect(url_for("switches.page"))
@@ -144,14 +158,21 @@ def announcement():
     try:
         with os.fdopen(fd, "wb") as f:
             upload.save(f)
-        warnings = install_announcement(state().settings.store, service, tmp)
-        set_announcement(db, service, True, current_user().username, state().clock())
-    except (WavError, PromptError) as err:
+        audio, warnings = prepare_announcement(tmp)
+        with transaction(db):            # the file is written only if the switch is on
+            set_announcement(db, service, True, current_user().username, state().clock())
+            write_announcement(state().settings.store, service, audio)
+    except WavError:
+        flash("Not changed: the recording cannot be used (not a WAV file that can be read: "
+              "PCM or float, mono or stereo).", "error")
+        return redirect(url_for("switches.page"))
+    except PromptError as err:
         flash(f"Not changed: the recording cannot be used ({str(err).splitlines()[0]}).",
               "error")
         return redirect(url_for("switches.page"))
     except (OSError, sqlite3.Error) as err:
-        flash(f"Not changed: the announcement could not be stored ({err}).", "error")
+        log.error("announcement of %s not stored: %s", service, _one_line(err))
+        flash("Not changed: the announcement could not be stored (see the log).", "error")
         return redirect(url_for("switches.page"))
     finally:
         db.close()
@@ -176,8 +197,16 @@ def announcement_off():
         return redirect(url_for("switches.page"))
     try:
         set_announcement(db, service, False, current_user().username, state().clock())
+    except sqlite3.Error as err:
+        log.error("announcement of %s not switched off: %s", service, _one_line(err))
+        flash("Not changed: the call records could not be written (see the log).", "error")
+        return redirect(url_for("switches.page"))
     finally:
         db.close()
     log.info("%s switched off the announcement of %s", current_user().username, service)
     flash(f"The announcement of {service} is off.", "info")
     return redirect(url_for("switches.page"))
+
+
+def _one_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0][:200]
