@@ -54,7 +54,9 @@ _onset = attrgetter("sample")
 
 
 class _Gather:
-    """Samples held back for detectors that can wait, in one reused buffer."""
+    """Samples held back for detectors that can wait, in one reused buffer.
+
+    Size 0 holds nothing back: every add is ready at once."""
 
     __slots__ = ("size", "buf", "fill", "at")
 
@@ -138,7 +140,6 @@ class DetectorBank:
         if not isinstance(key_block, int) or key_block < 0:
             raise ValueError(f"DetectorBank: key_block must be a whole number >= 0, "
                              f"got {key_block!r}")
-        self._slow_block = slow_block
         self._pending = _Gather(slow_block)
         self._keys = _Gather(key_block)
         self.gaps = 0
@@ -214,23 +215,16 @@ class DetectorBank:
         n = x.size
         if n == 0:
             return []
-        start = self._next
-        end = self._next = start + n
+        end = self._next = self._next + n
         out: list[Event] = []
         self._gates(x, out)
         if self._digits is not None:
-            if self._keys.size:
-                self._keys.add(x)
-                if self._keys.ready:
-                    out += self._key_events(self._keys.take()[0], end)
-            else:
-                out += self._key_events(x, end)
-        if self._slow_block:
-            self._pending.add(x)
-            if self._pending.ready:
-                out += self._run_pending()
-        else:
-            out += self._slow(x, start)
+            self._keys.add(x)
+            if self._keys.ready:
+                out += self._key_events(self._keys.take()[0], end)
+        self._pending.add(x)
+        if self._pending.ready:
+            out += self._run_pending()
         if len(out) > 1:
             out.sort(key=_onset)
         return out

@@ -111,11 +111,15 @@ def _basis(freqs: np.ndarray) -> np.ndarray:
     return np.round(np.hstack([np.cos(phase), -np.sin(phase)]) * _BASIS_SCALE)
 
 
+def _half_shift(freqs: np.ndarray) -> np.ndarray:
+    """A window's DFT is its first half plus its second half delayed by HALF samples."""
+    return np.exp(-2j * np.pi * freqs / RATE * HALF)
+
+
 _BASIS = _basis(_FREQS)
 _BAND_BASIS = _basis(_BAND_FREQS)
-_BAND_SHIFT = np.exp(-2j * np.pi * _BAND_FREQS / RATE * HALF)
-# A window's DFT is its first half plus its second half delayed by HALF samples.
-_HALF_SHIFT = np.exp(-1j * _OMEGA * HALF)
+_HALF_SHIFT = _half_shift(_FREQS)
+_BAND_SHIFT = _half_shift(_BAND_FREQS)
 # Phase a nominal tone advances between windows one half-block apart.
 _NOMINAL_CONJ = np.exp(-1j * _OMEGA[:8] * HALF)
 # |W|^2 -> power (mean square) of the sine that produced it.
@@ -384,8 +388,7 @@ class _Frame:
         self.band = np.zeros(decided)
         near = np.flatnonzero(self.likely)
         if near.size == 0:
-            self.held = self.likely
-            return
+            return      # `held` is `likely` still (the same array, narrowed in place)
         self.band[near] = _band_power(blocks, near)
         clear = pair >= 0.5 * rx.min_tone_ratio * self.energy
         self.held = self.likely & (clear | (pair >= 0.5 * rx.min_band_ratio * self.band))
