@@ -44,6 +44,8 @@ class FakeVendor:
         self.tmp_path = tmp_path
         self.api = HttpsServer(tmp_path, ca=ca, handler=self._api)
         self.ca = self.api.ca
+        # A vendor's other hosts (login, accounts), added by subclasses; all share self.ca.
+        self.extra_servers: list[HttpsServer] = []
         self.records: list[dict] = []
         self.tokens: set[str] = set()
         self._throttle = 0
@@ -52,11 +54,19 @@ class FakeVendor:
         self.lock = threading.Lock()
 
     def __enter__(self):
+        for server in self.extra_servers:
+            server.__enter__()
         self.api.__enter__()
         return self
 
     def __exit__(self, *exc):
         self.api.__exit__(*exc)
+        for server in reversed(self.extra_servers):
+            server.__exit__(*exc)
+
+    @property
+    def ca_path(self):
+        return self.api.ca_path
 
     def expire_tokens(self) -> None:
         self.tokens.clear()
@@ -118,13 +128,6 @@ class FakeHubSpot(FakeVendor):
                          "token_file": secret_file(tmp_path, "hubspot-token", self.TOKEN)},
                 "identifier_fields": {"customer_id": "customer_number"},
                 "verify_fields": {"pin": "ivr_pin"}, **over}
-
-    @property
-    def ca_path(self):
-        return self.api.ca_path
-
-    def expire_tokens(self) -> None:
-        self.tokens.clear()
 
     def _error(self, status, message, category) -> Reply:
         return Reply.json({"status": "error", "message": message,
@@ -211,20 +214,9 @@ class FakeSalesforce(FakeVendor):
     def __init__(self, tmp_path, ca=None) -> None:
         super().__init__(tmp_path, ca)
         self.login = HttpsServer(tmp_path, ca=self.ca, handler=self._token)   # My Domain
+        self.extra_servers.append(self.login)
         self.batch_size = 2000
         self._pages: dict[str, list] = {}
-
-    def __enter__(self):
-        self.login.__enter__()
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        super().__exit__(*exc)
-        self.login.__exit__(*exc)
-
-    @property
-    def ca_path(self):
-        return self.login.ca_path
 
     def add(self, name, phone=None, mobile=None, ident=None, pin=None) -> str:
         rid = f"003xx00000{next(self._ids):05d}AAA"
@@ -356,19 +348,8 @@ class FakeZoho(FakeVendor):
     def __init__(self, tmp_path, ca=None) -> None:
         super().__init__(tmp_path, ca)
         self.accounts = HttpsServer(tmp_path, ca=self.ca, handler=self._token)
+        self.extra_servers.append(self.accounts)
         self.scopes: dict[str, set[str]] = {}
-
-    def __enter__(self):
-        self.accounts.__enter__()
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        super().__exit__(*exc)
-        self.accounts.__exit__(*exc)
-
-    @property
-    def ca_path(self):
-        return self.accounts.ca_path
 
     def add(self, name, phone=None, mobile=None, ident=None, pin=None) -> str:
         rid = f"415086800000{next(self._ids):07d}"
@@ -493,10 +474,6 @@ class FakePipedrive(FakeVendor):
         super().__init__(tmp_path, ca)
         self.tokens = {self.API_TOKEN}
 
-    @property
-    def ca_path(self):
-        return self.api.ca_path
-
     def add(self, name, phone=None, mobile=None, ident=None, pin=None) -> str:
         pid = next(self._ids) + 100
         phones = [{"value": v, "primary": i == 0, "label": lab}
@@ -604,18 +581,7 @@ class FakeDataverse(FakeVendor):
     def __init__(self, tmp_path, ca=None) -> None:
         super().__init__(tmp_path, ca)
         self.login = HttpsServer(tmp_path, ca=self.ca, handler=self._token)
-
-    def __enter__(self):
-        self.login.__enter__()
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        super().__exit__(*exc)
-        self.login.__exit__(*exc)
-
-    @property
-    def ca_path(self):
-        return self.login.ca_path
+        self.extra_servers.append(self.login)
 
     def add(self, name, phone=None, mobile=None, ident=None, pin=None) -> str:
         rid = str(uuid.UUID(int=next(self._ids) + 0x49b0be2e))

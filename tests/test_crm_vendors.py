@@ -168,20 +168,34 @@ PAGED = {   # overrides that make each vendor answer one record a page
 }
 
 
-def test_the_next_page_is_read(vendor, crm_of):
-    """The caller is on the second page, after a candidate that is not them."""
+def two_candidates(vendor, crm_of, uma_first=False, second=("Ada Again", "5001"), **over):
+    """Ada and a second candidate, one record a page; Ada's id and the lookup's result.
+    Salesforce pages its SOQL query only, so there Ada is found by customer number (5001)
+    beside `second` (name, number); elsewhere by phone beside Uma, who is not the caller
+    (added before Ada when uma_first)."""
     if isinstance(vendor, FakeSalesforce):
         vendor.batch_size = 1
-        vendor.add("Ada Lovelace", ident="5001")
-        vendor.add("Ada Again", ident="5001")
-        r = crm_of(vendor).lookup_identifier("customer_id", "5001")
+        ada = vendor.add("Ada Lovelace", ident="5001")
+        vendor.add(second[0], ident=second[1])
+        return ada, crm_of(vendor, **over).lookup_identifier("customer_id", "5001")
+    def uma():
+        vendor.add("Uma Abroad", phone="+44 6465550134" if vendor.preset == "hubspot"
+                   else "(212) 555-0134")
+    if uma_first:
+        uma()
+    ada = vendor.add("Ada Lovelace", phone="(646) 555-0134")
+    if not uma_first:
+        uma()
+    return ada, crm_of(vendor, **PAGED[vendor.preset], **over).lookup_phone(CALLER)
+
+
+def test_the_next_page_is_read(vendor, crm_of):
+    """The caller is on the second page, after a candidate that is not them."""
+    ada, r = two_candidates(vendor, crm_of, uma_first=True)
+    if isinstance(vendor, FakeSalesforce):
         assert r.status == "ambiguous"
         assert vendor.api_requests()[-1].path.startswith("/services/data/v60.0/query/01g")
         return
-    vendor.add("Uma Abroad", phone="+44 6465550134" if vendor.preset == "hubspot"
-               else "(212) 555-0134")
-    ada = vendor.add("Ada Lovelace", phone="(646) 555-0134")
-    r = crm_of(vendor, **PAGED[vendor.preset]).lookup_phone(CALLER)
     assert (r.status, [c.id for c in r.customers]) == ("hit", [ada])
     assert len(vendor.api_requests()) == 2
 
@@ -334,31 +348,13 @@ param = "query.page"
 def test_pages_left_unread_make_the_lookup_ambiguous(vendor, crm_of):
     """The caller is on the first page; max_pages = 1 leaves a page of candidates unread
     that may hold a second customer with the number: not a hit."""
-    if isinstance(vendor, FakeSalesforce):
-        vendor.batch_size = 1
-        ada = vendor.add("Ada Lovelace", ident="5001")
-        vendor.add("Ada Again", ident="5001")
-        r = crm_of(vendor, max_pages=1).lookup_identifier("customer_id", "5001")
-    else:
-        ada = vendor.add("Ada Lovelace", phone="(646) 555-0134")
-        vendor.add("Uma Abroad", phone="+44 6465550134" if vendor.preset == "hubspot"
-                   else "(212) 555-0134")
-        r = crm_of(vendor, **PAGED[vendor.preset], max_pages=1).lookup_phone(CALLER)
+    ada, r = two_candidates(vendor, crm_of, max_pages=1)
     assert (r.status, [c.id for c in r.customers]) == ("ambiguous", [ada])
     assert "crm.max_pages" in r.error and len(vendor.api_requests()) == 1
 
 
 def test_all_pages_read_is_still_a_hit(vendor, crm_of):
-    if isinstance(vendor, FakeSalesforce):
-        vendor.batch_size = 1
-        ada = vendor.add("Ada Lovelace", ident="5001")
-        vendor.add("Bob Byron", ident="7007")
-        r = crm_of(vendor, max_pages=2).lookup_identifier("customer_id", "5001")
-    else:
-        ada = vendor.add("Ada Lovelace", phone="(646) 555-0134")
-        vendor.add("Uma Abroad", phone="+44 6465550134" if vendor.preset == "hubspot"
-                   else "(212) 555-0134")
-        r = crm_of(vendor, **PAGED[vendor.preset], max_pages=2).lookup_phone(CALLER)
+    ada, r = two_candidates(vendor, crm_of, second=("Bob Byron", "7007"), max_pages=2)
     assert (r.status, [c.id for c in r.customers], r.error) == ("hit", [ada], None)
 
 
