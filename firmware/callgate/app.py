@@ -22,6 +22,7 @@ import logging.handlers
 import queue
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,7 +166,7 @@ class App:
                  watchdog: Callable[[], None] | None = None,
                  wrap: Callable[[Handler, Recorder | None], Handler] | None = None,
                  player=None, name: str = LINE_NAME,
-                 wall_clock: Callable[[], float] | None = None) -> None:
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.line = line
         self.crm = crm
         self._own_crm = None                 # the back end this App built, closed with it
@@ -186,9 +187,9 @@ class App:
         self.flow = handler
         if wrap is not None:
             handler = wrap(handler, self.recorder)
-        clock = {} if wall_clock is None else {"wall_clock": wall_clock}
         self.engine = Engine(line, handler, engine, name=name, on_call=on_call,
-                             watchdog=watchdog, recorder=self.recorder, player=player, **clock)
+                             watchdog=watchdog, recorder=self.recorder, player=player,
+                             wall_clock=wall_clock)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kw) -> "App":

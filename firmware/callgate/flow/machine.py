@@ -72,11 +72,13 @@ NUMBER_GAP_MS = 250            # "customer number" -> first digit
 DIGIT_GAP_MS = 120             # between digits (each digit has a slot as long as the longest)
 MAX_READ_DIGITS = 20           # a longer (or non-numeric) id is not read back
 COUNTER_WORK = ("lockout", "count_failure")    # reads of the attempt counter, not the CRM
-LOCAL_WORK = (*COUNTER_WORK, "switches", "announcement")   # answered by the store, not the CRM
 SWITCHES_WAIT_MS = 1000        # the supervisor's switches: past this, go by the config
                                # (the caller hears silence before the greeting, no "one moment")
 ANNOUNCEMENT_WAIT_MS = 1000    # the announcement's audio (a file, kept in memory once read):
                                # past this, none is played; "closed today" is known by then
+STORE_WAIT_MS = {"switches": SWITCHES_WAIT_MS, "announcement": ANNOUNCEMENT_WAIT_MS}
+"""Work the store answers (not the CRM), and how long the flow waits for each."""
+LOCAL_WORK = (*COUNTER_WORK, *STORE_WAIT_MS)   # answered by the store, not the CRM
 
 
 class AttemptCounter(Protocol):
@@ -124,6 +126,7 @@ class _Call:
         self.wall = t0             # wall time of the event being handled
         self.step = "answer"
         self.ani: str | None = None            # E.164 of a good caller ID
+        self.ani_why: str | None = None        # ... or why there is none
         self.customer: Customer | None = None
         self.identified_by: str | None = None
         self.id_tries = 0
@@ -228,8 +231,8 @@ class IdvFlow(Handler):
         t0 = call.answered_wall if call.answered_wall is not None else call.started_wall
         c = self.c = _Call(call, t0, s0)
         p = self.policy
-        number, _ = self._caller_number(call)
-        c.ani = number
+        c.ani, c.ani_why = self._caller_number(call)
+        number = c.ani
         c.record_id = f"{call.line}-{int(c.t0 * 1000)}-{call.call_id}"
         self.trail.moment(c.wall, c.now)
         self.trail.start(c.record_id, call.line, p.name, number)
@@ -238,9 +241,9 @@ class IdvFlow(Handler):
             switches, service = self.switches, p.name
             work = self._work("switches", lambda: switches.today(service), latency_ms=0)
             return [work, self._hold()]
-        return self._begin(closed_today=False)
+        return self._begin()
 
-    def _begin(self, closed_today: bool, announcement=None) -> list:
+    def _begin(self, announcement=None) -> list:
         """The announcement, the greeting and the first step, once the line knows whether
         it is open."""
         c, p = self.c, self.policy
@@ -255,7 +258,7 @@ class IdvFlow(Handler):
             self._event("announcement", seconds=round(len(announcement) / self.rate, 2))
         greeting += self._plays("greeting")
         if p.hours is not None:
-            c.hours = p.hours.state(c.t0, closed_today)
+            c.hours = p.hours.state(c.t0, c.closed_today)
             self._set(hours=c.hours)
             self._event("hours", state=c.hours, zone=p.hours.zone_name)
             if c.hours != "open":
@@ -275,8 +278,7 @@ class IdvFlow(Handler):
         lookup = "disabled" if not p.number_lookup else "withheld"
         self._set(lookup=lookup)
         self._event("lookup", source="number", result=lookup,
-                    **({"why": self._caller_number(c.info)[1]} if lookup == "withheld"
-                       else {}))
+                    **({"why": c.ani_why} if lookup == "withheld" else {}))
         return [*greeting, *self._ask_identifier()]
 
     def _on_event(self, ev) -> list:
@@ -789,8 +791,8 @@ class IdvFlow(Handler):
         silence, until it answers or the flow's own limit passes (then: back end down)."""
         c, p = self.c, self.policy
         waited_ms = self._waited_ms(c.pending, now)
-        if c.pending.what in ("switches", "announcement"):
-            limit = SWITCHES_WAIT_MS if c.pending.what == "switches" else ANNOUNCEMENT_WAIT_MS
+        limit = STORE_WAIT_MS.get(c.pending.what)
+        if limit is not None:
             if waited_ms >= limit:
                 pending, c.pending = c.pending, None
                 return self._reply(pending, None, "timeout", now)
@@ -844,11 +846,11 @@ class IdvFlow(Handler):
             log.error("call %s: the supervisor's switches could not be read (%s): going by "
                       "the configured hours", c.info.call_id,
                       error or f"unexpected reply {type(result).__name__}")
-            return self._begin(closed_today=False)
+            return self._begin()
         c.closed_today = (hours is not None and at is not None
                           and hours.local_date(at) == hours.local_date(c.t0))
         if not on:
-            return self._begin(closed_today=c.closed_today)
+            return self._begin()
         switches, service = self.switches, self.policy.name
         work = self._work("announcement", lambda: switches.announcement(service),
                           latency_ms=0)
@@ -861,8 +863,7 @@ class IdvFlow(Handler):
             log.error("call %s: the announcement could not be read in time (%s): not "
                       "played", c.info.call_id, error)
             audio = None
-        return self._begin(closed_today=c.closed_today,
-                           announcement=audio if audio is not None and len(audio) else None)
+        return self._begin(announcement=audio if audio is not None and len(audio) else None)
 
     def _set(self, **fields) -> None:
         """Columns of the call's record (masked values only), as a record step."""

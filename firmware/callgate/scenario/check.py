@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import ConfigError, Table
+from ..flow.hours import HOURS_STATES
 from ..flow.outcome import REASONS, STATUSES
 from ..store.records import CALL_COLUMNS
 
@@ -44,7 +45,7 @@ CHOICES = {
     "lookup": ("hit", "miss", "ambiguous", "error", "withheld", "disabled", NONE),
     "identified_by": ("number", "keyed", NONE),
     "verify_result": ("verified", "failed", "locked", "error", "skipped", "no_secret", NONE),
-    "hours": ("open", "closed", "holiday", "override", NONE),
+    "hours": (*HOURS_STATES, NONE),
     "transfer_mode": ("blind", "supervised", NONE),
     "transfer_result": ("completed", "answered", "busy", "no_answer", "no_recall", "failed", NONE),
     "assurance": ("high", "hashed", "low", NONE),

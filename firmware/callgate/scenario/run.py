@@ -61,7 +61,7 @@ def _run(line, sc: Scenario, emit: Callable[[dict], None], keep, after=None) -> 
         crm = stack.enter_context(ScenarioCrm(sc.backend, folder))
         store = folder / STORE_NAME if keep is not None or sc.store is None else sc.store
         obs = Observer(emit, line.rate, served=lambda: crm.served)
-        clock = None
+        clock = time.time
         if sc.sim.clock is not None and hasattr(line, "position"):
             start = sc.sim.clock
             clock = lambda: start + line.position / line.rate      # noqa: E731
@@ -93,7 +93,7 @@ def _supervise(store: Path, sc: Scenario) -> None:
 
     policy = sc.policy
     with CallStore(store) as cs:
-        if sc.supervisor.get("closed_today") and policy.hours is not None:
+        if sc.supervisor.get("closed_today"):     # format.py refuses it without [service.hours]
             # as the web app does: the moment of the switch, the flow works out its date
             wall = sc.sim.clock if sc.sim.clock is not None else time.time()
             set_closed(cs.db, policy.name, True, "scenario", at=wall)

@@ -18,6 +18,7 @@ switched off.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -50,6 +51,12 @@ def _row(db: sqlite3.Connection, service: str) -> tuple[float | None, bool]:
     row = db.execute("SELECT closed_at, announcement FROM service_switches WHERE service = ?",
                      (service,)).fetchone()
     return (None, False) if row is None else (row[0], bool(row[1]))
+
+
+def all_switches(db: sqlite3.Connection) -> dict[str, tuple[float | None, bool]]:
+    """Every service line's (closed_at, announcement on), in one read."""
+    return {r[0]: (r[1], bool(r[2])) for r in db.execute(
+        "SELECT service, closed_at, announcement FROM service_switches")}
 
 
 def closed_at(db: sqlite3.Connection, service: str) -> float | None:
@@ -151,8 +158,17 @@ def install_announcement(store_path: str | Path, service: str, recording: str | 
 
 
 def write_announcement(store_path: str | Path, service: str, audio) -> None:
+    os.replace(stage_announcement(store_path, service, audio),
+               announcements_folder(store_path) / f"{service}.wav")
+
+
+def stage_announcement(store_path: str | Path, service: str, audio) -> Path:
+    """Write the converted audio beside the announcement's own name, for an os.replace:
+    the slow part (the file) is done before any transaction is opened."""
     from ..prompts_tool import write_prompt
 
     folder = announcements_folder(store_path)
     folder.mkdir(mode=0o750, parents=True, exist_ok=True)
-    write_prompt(folder / f"{service}.wav", audio)
+    staged = folder / f".{service}.wav.part"
+    write_prompt(staged, audio)
+    return staged

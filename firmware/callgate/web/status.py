@@ -14,6 +14,7 @@ import time
 from flask import Blueprint, jsonify, render_template
 
 from ..report import ReportError, compute_report
+from ..report.figures import STEP_LABELS
 from ..report.period import parse_when
 from .auth import require
 from .context import state
@@ -27,12 +28,9 @@ STATES = {"idle": "Idle", "ringing": "Ringing", "in_flow": "In flow",
 TODAY = (("calls", "Calls"), ("verified", "Identified and verified"),
          ("identified", "Identified only"), ("not_identified", "Not identified"),
          ("opted_out", "Opted out"), ("locked", "Locked"), ("abandoned", "Abandoned"))
-STEP_WORDS = {"answer": "greeting", "hours": "opening hours check",
-              "announcement": "announcement", "closed": "closed message", "menu": "menu", "lookup_number": "caller ID lookup",
-              "identifier": "identifier question", "lookup_identifier": "identifier lookup",
-              "security": "security question", "verify": "verification",
-              "transfer": "transfer", "transferred": "transferred",
-              "agent_unavailable": "agent unavailable"}
+# the report's step labels, as words inside a sentence
+STEP_WORDS = {k: v[0].lower() + v[1:] for k, v in STEP_LABELS.items()} | {
+    "transferred": "transferred"}
 
 
 @bp.get("/status")

@@ -17,8 +17,9 @@ call of the service line while it is on. A supervisor uploads a recording (any
 WAV, up to MAX_UPLOAD_BYTES, at most MAX_ANNOUNCEMENT_S seconds once trimmed); it
 is converted on the spot by the rules of `callgate prompts convert` (8 kHz,
 telephone band, -19 dBm0, trimmed) into `announcements/<service>.wav` beside the
-call records, and switched on: the file is written inside the transaction that
-switches it on, so a switch that cannot be written leaves the old file. The
+call records, and switched on: the file is written beside its name first and put in
+place inside the transaction that switches it on, so a switch that cannot be
+written leaves the old file, and the recorder never waits on the write. The
 conversion's warnings (clipping, a low level) are shown; a recording that cannot
 be used is refused with one line and changes nothing.
 """
@@ -37,9 +38,9 @@ from ..config import is_name
 from ..report import ReportError
 from ..report.figures import services
 from ..store.records import transaction
-from ..store.switches import (MAX_ANNOUNCEMENT_S, announcement_on, closed_at,
+from ..store.switches import (MAX_ANNOUNCEMENT_S, all_switches, announcements_folder,
                               prepare_announcement, set_announcement, set_closed,
-                              write_announcement)
+                              stage_announcement)
 from .auth import current_user, require
 from .context import state
 
@@ -83,19 +84,52 @@ def page():
     except ReportError:
         names = set()
     try:
-        names |= {r[0] for r in db.execute("SELECT service FROM service_switches")}
-        lines = [{"service": n, "closed": _switched(closed_at(db, n)),
-                  "announcement": announcement_on(db, n)} for n in sorted(names)]
+        switched = all_switches(db)
     finally:
         db.close()
+    lines = [{"service": n, "closed": _switched(switched.get(n, (None, False))[0]),
+              "announcement": switched.get(n, (None, False))[1]}
+             for n in sorted(names | set(switched))]
     return render_template("switches.html", lines=lines, ready=True,
                            limit_s=MAX_ANNOUNCEMENT_S)
 
 
-def _valid(name: str) -> str:
+def _back():
+    return redirect(url_for("switches.page"))
+
+
+def _form_service() -> str | None:
+    """The service line the form names; None (and a message) when it is not a name."""
+    name = request.form.get("service", "").strip()
     if not is_name(name):
-        raise ValueError("a service line is named with letters A-Z, digits, - and _")
+        flash("Not changed: a service line is named with letters A-Z, digits, - and _.",
+              "error")
+        return None
     return name
+
+
+def _open_store() -> sqlite3.Connection | None:
+    db = _connect()
+    if db is None:
+        flash("Not changed: the call records are not ready (has the engine run?).", "error")
+    return db
+
+
+def _write(service: str, write, failed: str) -> bool:
+    """Run `write(db)` on the call records; False (logged as `failed`, a message shown)
+    when the store is not ready or the write fails."""
+    db = _open_store()
+    if db is None:
+        return False
+    try:
+        write(db)
+        return True
+    except sqlite3.Error as err:
+        log.error(failed, service, _one_line(err))
+        flash("Not changed: the call records could not be written (see the log).", "error")
+        return False
+    finally:
+        db.close()
 
 
 @bp.post("/closed-today")
@@ -111,27 +145,16 @@ def open_again():
 
 
 def _switch(closed: bool):
-    try:
-        service = _valid(request.form.get("service", "").strip())
-    except ValueError as err:
-        flash(f"Not changed: {err}.", "error")
-        return redirect(url_for("switches.page"))
-    db = _connect()
-    if db is None:
-        flash("Not changed: the call records are not ready (has the engine run?).", "error")
-        return redirect(url_for("switches.page"))
-    try:
-        set_closed(db, service, closed, current_user().username, state().clock())
-    except sqlite3.Error as err:
-        log.error("%s not switched: %s", service, _one_line(err))
-        flash("Not changed: the call records could not be written (see the log).", "error")
-        return redirect(url_for("switches.page"))
-    finally:
-        db.close()
+    service = _form_service()
+    if service is None or not _write(
+            service, lambda db: set_closed(db, service, closed, current_user().username,
+                                           state().clock()),
+            "%s not switched: %s"):
+        return _back()
     what = "closed for today" if closed else "open as its hours say"
     log.info("%s switched %s %s", current_user().username, service, what)
     flash(f"{service} is {what}.", "info")
-    return redirect(url_for("switches.page"))
+    return _back()
 
 
 @bp.post("/announcement")
@@ -141,71 +164,62 @@ def announcement():
     from ..prompts_tool import PromptError
     from ..wav import WavError
 
-    try:
-        service = _valid(request.form.get("service", "").strip())
-    except ValueError as err:
-        flash(f"Not changed: {err}.", "error")
-        return redirect(url_for("switches.page"))
+    service = _form_service()
+    if service is None:
+        return _back()
     upload = request.files.get("recording")
     if upload is None or not upload.filename:
         flash("Not changed: choose a WAV recording to upload.", "error")
-        return redirect(url_for("switches.page"))
-    db = _connect()
+        return _back()
+    db = _open_store()
     if db is None:
-        flash("Not changed: the call records are not ready (has the engine run?).", "error")
-        return redirect(url_for("switches.page"))
+        return _back()
+    store = state().settings.store
     fd, tmp = tempfile.mkstemp(prefix="callgate-upload-", suffix=".wav")
+    staged = None
     try:
         with os.fdopen(fd, "wb") as f:
             upload.save(f)
         audio, warnings = prepare_announcement(tmp)
-        with transaction(db):            # the file is written only if the switch is on
+        staged = stage_announcement(store, service, audio)
+        with transaction(db):            # in place only if the switch is on
             set_announcement(db, service, True, current_user().username, state().clock())
-            write_announcement(state().settings.store, service, audio)
+            os.replace(staged, announcements_folder(store) / f"{service}.wav")
     except WavError:
         flash("Not changed: the recording cannot be used (not a WAV file that can be read: "
               "PCM or float, mono or stereo).", "error")
-        return redirect(url_for("switches.page"))
+        return _back()
     except PromptError as err:
         flash(f"Not changed: the recording cannot be used ({str(err).splitlines()[0]}).",
               "error")
-        return redirect(url_for("switches.page"))
+        return _back()
     except (OSError, sqlite3.Error) as err:
         log.error("announcement of %s not stored: %s", service, _one_line(err))
         flash("Not changed: the announcement could not be stored (see the log).", "error")
-        return redirect(url_for("switches.page"))
+        return _back()
     finally:
         db.close()
         os.unlink(tmp)
+        if staged is not None:
+            staged.unlink(missing_ok=True)
     log.info("%s set the announcement of %s", current_user().username, service)
     flash(f"The announcement of {service} is on." + (f" Warning: {warnings}." if warnings
                                                        else ""), "info")
-    return redirect(url_for("switches.page"))
+    return _back()
 
 
 @bp.post("/announcement/off")
 @require("supervisor")
 def announcement_off():
-    try:
-        service = _valid(request.form.get("service", "").strip())
-    except ValueError as err:
-        flash(f"Not changed: {err}.", "error")
-        return redirect(url_for("switches.page"))
-    db = _connect()
-    if db is None:
-        flash("Not changed: the call records are not ready (has the engine run?).", "error")
-        return redirect(url_for("switches.page"))
-    try:
-        set_announcement(db, service, False, current_user().username, state().clock())
-    except sqlite3.Error as err:
-        log.error("announcement of %s not switched off: %s", service, _one_line(err))
-        flash("Not changed: the call records could not be written (see the log).", "error")
-        return redirect(url_for("switches.page"))
-    finally:
-        db.close()
+    service = _form_service()
+    if service is None or not _write(
+            service, lambda db: set_announcement(db, service, False, current_user().username,
+                                                 state().clock()),
+            "announcement of %s not switched off: %s"):
+        return _back()
     log.info("%s switched off the announcement of %s", current_user().username, service)
     flash(f"The announcement of {service} is off.", "info")
-    return redirect(url_for("switches.page"))
+    return _back()
 
 
 def _one_line(err: BaseException) -> str:
