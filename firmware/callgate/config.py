@@ -72,6 +72,15 @@ class Table:
             raise ConfigError(f"{self.key(name)}: {value} is outside {low}..{high}")
         return value
 
+    def integer(self, name: str, default: Any = _MISSING, low: int | None = None,
+                high: int | None = None) -> int:
+        """A whole number within [low, high]."""
+        value = self.get(name, int, default)
+        if value is not None and ((low is not None and value < low)
+                                  or (high is not None and value > high)):
+            raise ConfigError(f"{self.key(name)}: {value} is outside {low}..{high}")
+        return value
+
     def choice(self, name: str, choices: tuple[str, ...] | list[str], default: Any = _MISSING) -> str:
         value = self.get(name, str, default)
         if value not in choices:

@@ -89,12 +89,8 @@ def menu_from_table(table: Table, known_outcomes: tuple[str, ...]) -> Menu | Non
     if not table.data:
         return None
     prompt = _name(table.get("prompt", str, "menu"), table.key("prompt"))
-    retries = table.get("retries", int, 3)
-    if not 1 <= retries <= 10:
-        raise ConfigError(f"{table.key('retries')}: {retries} is outside 1..10")
-    first = table.get("first_timeout_ms", int, 5000)
-    if not 1000 <= first <= 60000:
-        raise ConfigError(f"{table.key('first_timeout_ms')}: {first} is outside 1000..60000")
+    retries = table.integer("retries", 3, 1, 10)
+    first = table.integer("first_timeout_ms", 5000, 1000, 60000)
     default = extension(table, "default", allow_empty=True)
     outcomes = _outcomes(table, known_outcomes)
     kt = table.sub("keys")

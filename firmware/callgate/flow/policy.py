@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 
 from ..config import ConfigError, Table, is_name
 from .hours import UTC, Hours, hours_from_table
-from .keys import is_extension
+from .keys import extension, is_extension
 from .menu import Menu, menu_from_table
 OUTCOMES = ("verified", "identified", "not_identified", "opted_out", "locked", "backend_down",
             "no_secret")
@@ -249,21 +249,11 @@ class Policy:
         return f"service.{self.name}.prompts.{role}"
 
 
-def _dtmf(table: Table, name: str, default: str, allow_empty: bool = False,
-          one_key: bool = False) -> str:
+def _one_key(table: Table, name: str, default: str) -> str:
+    """One DTMF key (a terminator, the opt-out key), or "" for none."""
     value = table.get(name, str, default)
-    if not value and allow_empty:
-        return ""
-    if not is_extension(value) or (one_key and len(value) != 1):
-        what = "one DTMF key" if one_key else "DTMF digits"
-        raise ConfigError(f"{table.key(name)}: {value!r} is not {what}")
-    return value
-
-
-def _int(table: Table, name: str, default: int, low: int, high: int) -> int:
-    value = table.get(name, int, default)
-    if not low <= value <= high:
-        raise ConfigError(f"{table.key(name)}: {value} is outside {low}..{high}")
+    if value and not (is_extension(value) and len(value) == 1):
+        raise ConfigError(f"{table.key(name)}: {value!r} is not one DTMF key")
     return value
 
 
@@ -278,19 +268,19 @@ def _entry(table: Table, kind_default: str, kinds: tuple[str, ...], lo: int, hi:
     kind = table.get("kind", str, kind_default)
     if kind not in kinds:
         raise ConfigError(f"{table.key('kind')}: {kind!r} is not one of {', '.join(kinds)}")
-    low = _int(table, "min_digits", lo, 1, 32)
-    high = _int(table, "max_digits", hi, 1, 32)
+    low = table.integer("min_digits", lo, 1, 32)
+    high = table.integer("max_digits", hi, 1, 32)
     if low > high:
         raise ConfigError(f"{table.key('min_digits')}: {low} is more than max_digits ({high})")
-    term = _dtmf(table, "terminator", "#", allow_empty=True, one_key=True)
+    term = _one_key(table, "terminator", "#")
     if term and term == opt_out_key:
         raise ConfigError(f"{table.key('terminator')}: {term!r} is also the opt-out key")
     if term and term in "0123456789":
         raise ConfigError(f"{table.key('terminator')}: {term!r} is a digit of the entry")
     return Entry(kind, low, high, term,
-                 _int(table, "first_timeout_ms", 6000, 1000, 60000),
-                 _int(table, "inter_timeout_ms", 3000, 500, 30000),
-                 _int(table, "retries", 3, 1, 10))
+                 table.integer("first_timeout_ms", 6000, 1000, 60000),
+                 table.integer("inter_timeout_ms", 3000, 500, 30000),
+                 table.integer("retries", 3, 1, 10))
 
 
 def _latency(table: Table) -> int | None:
@@ -298,14 +288,14 @@ def _latency(table: Table) -> int | None:
     if table.data.get("simulated_latency_ms") == "measured":
         table.get("simulated_latency_ms", str)
         return None
-    return _int(table, "simulated_latency_ms", 40, 0, 60000)
+    return table.integer("simulated_latency_ms", 40, 0, 60000)
 
 
 def _whisper(wt: Table, mode: str, prompts: dict, pt: Table) -> Whisper:
     """[service.whisper]: enabled, read_identifier, pause_ms; its prompts must be set."""
     enabled = wt.get("enabled", bool, False)
     read = wt.get("read_identifier", bool, False)
-    pause = _int(wt, "pause_ms", 500, 0, 3000)
+    pause = wt.integer("pause_ms", 500, 0, 3000)
     _no_unknown(wt)
     if enabled and mode != "supervised":
         raise ConfigError(f"{wt.key('enabled')}: the whisper needs a supervised transfer "
@@ -355,7 +345,7 @@ def policy_from_table(table: Table, name: str, default_country: str = "US",
     lines = table.get("lines", list, [])
     if not all(isinstance(x, str) and x for x in lines):
         raise ConfigError(f"{table.key('lines')}: expected a list of line names")
-    opt_out = _dtmf(table, "opt_out_key", "*", allow_empty=True, one_key=True)
+    opt_out = _one_key(table, "opt_out_key", "*")
     country = table.get("default_country", str, default_country)
     if len(country) != 2 or not country.isalpha():
         raise ConfigError(f"{table.key('default_country')}: {country!r} is not a two-letter "
@@ -369,17 +359,17 @@ def policy_from_table(table: Table, name: str, default_country: str = "US",
     st = table.sub("security")
     enabled = st.get("enabled", bool, True)
     entry = _entry(st, "pin", SECURITY_KINDS, 4, 4, opt_out)
-    limit = _int(st, "lockout_limit", 5, 1, 100)
+    limit = st.integer("lockout_limit", 5, 1, 100)
     window_h = st.number("lockout_window_h", 24.0, 0.1, 24 * 30)
     _no_unknown(st)
     security = Security(enabled, entry, limit, window_h * 3600.0)
 
     tt = table.sub("transfer")
     mode = tt.choice("mode", ("blind", "supervised"), "blind")
-    agent = _dtmf(tt, "agent", "200")
-    extensions = {o: _dtmf(tt, o, "", allow_empty=True) for o in OUTCOMES}
+    agent = extension(tt, "agent", "200", allow_empty=False)
+    extensions = {o: extension(tt, o) for o in OUTCOMES}
     fallback = _fallback(tt)
-    final = _dtmf(tt, "final", "", allow_empty=True)
+    final = extension(tt, "final")
     _no_unknown(tt)
 
     pt = table.sub("prompts")
@@ -406,8 +396,8 @@ def policy_from_table(table: Table, name: str, default_country: str = "US",
         identifier=ident, security=security, opt_out_key=opt_out, transfer_mode=mode,
         agent=agent, extensions={k: v for k, v in extensions.items() if v},
         greet_by_name=greet, prompts=prompts,
-        hold_ms=_int(table, "hold_ms", 300, 0, 5000),
-        backend_timeout_ms=_int(table, "backend_timeout_ms", 5000, 500, 60000),
+        hold_ms=table.integer("hold_ms", 300, 0, 5000),
+        backend_timeout_ms=table.integer("backend_timeout_ms", 5000, 500, 60000),
         simulated_latency_ms=_latency(table),
         whisper=whisper, fallback=fallback, final=final, hours=hours, menu=menu,
         fallback_by_outcome=isinstance(tt.data.get("fallback"), dict),
