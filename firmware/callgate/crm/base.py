@@ -15,6 +15,13 @@ from ..privacy import mask  # noqa: F401  (one masking rule for logs and records
 LOOKUP_STATUSES = ("hit", "miss", "ambiguous", "error")
 VERDICT_STATUSES = ("verified", "rejected", "no_secret", "error")
 ASSURANCES = ("high", "hashed", "low")
+
+
+def ascii_digits(text: str) -> bool:
+    """Whether `text` is one or more ASCII digits, as a caller keys them: str.isdigit()
+    alone also takes '²' (which int() refuses) and '١٢٣' (which int() reads)."""
+    return text.isascii() and text.isdigit()
+
 """How much a "verified" is worth: "high" when the back end itself checked the secret
 (a verify call, the embedded directory's scrypt); "hashed" when we fetched a salted
 scrypt hash from the CRM and checked it here; "low" when we fetched the plaintext."""

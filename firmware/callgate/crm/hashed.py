@@ -18,14 +18,13 @@ import base64
 import binascii
 import hmac
 import os
-import re
 
+from .base import ascii_digits
 from .directory import HASH_BYTES, SALT_BYTES, SCRYPT_N, SCRYPT_P, SCRYPT_R, scrypt_digest
 
 PREFIX = "scrypt"
 MAX_MEMORY = 64 << 20                  # 128 * N * r bytes; the default uses 16 MiB
 MAX_P = 4
-_DIGITS = re.compile(r"[0-9]+")        # ASCII: int() refuses '²', which isdigit() takes
 
 
 class NotAHash(ValueError):
@@ -49,7 +48,7 @@ def check(secret: str, stored: str) -> bool:
 def _parse(stored: str) -> tuple[int, int, int, bytes, bytes]:
     parts = stored.strip().split("$") if isinstance(stored, str) else []
     if len(parts) != 6 or parts[0] != PREFIX \
-            or not all(_DIGITS.fullmatch(x) for x in parts[1:4]):
+            or not all(ascii_digits(x) for x in parts[1:4]):
         raise NotAHash("not a callgate scrypt hash (make one with "
                        "`callgate directory hash-secret`)")
     n, r, p = (int(x) for x in parts[1:4])

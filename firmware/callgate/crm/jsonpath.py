@@ -35,6 +35,17 @@ class Path:
     def fans_out(self) -> bool:
         return None in self.steps
 
+    def before_fan_out(self) -> "Path":
+        """The steps before the first [*] (all of them when there is none): where a
+        fan-out path finds an empty list is an empty result, not a missing field."""
+        cut = self.steps.index(None) if self.fans_out else len(self.steps)
+        pos = 0
+        for _ in range(cut):                # the text of those steps, for repr
+            pos = _SEG.match(self.text, pos).end()
+        part = object.__new__(Path)
+        part.text, part.steps = self.text[:pos], self.steps[:cut]
+        return part
+
     def find(self, doc: Any) -> list[Any]:
         """Every value the path reaches (none when a step is missing)."""
         current = [doc]

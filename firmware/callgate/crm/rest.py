@@ -47,7 +47,7 @@ import requests
 from ..config import ConfigError, Table
 from . import hashed
 from .auth import Auth, AuthFailed, make_auth
-from .base import Customer, Lookup, Verdict, lookup_of, mask
+from .base import Customer, Lookup, Verdict, ascii_digits, lookup_of, mask
 from .breaker import CircuitBreaker
 from .https import MAX_BODY, REFUSED, failure, retry_after, session
 from .jsonpath import Path
@@ -58,7 +58,6 @@ log = logging.getLogger("callgate.crm")
 
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _METHODS = ("GET", "POST", "PUT", "PATCH")
-_DIGITS = re.compile(r"[0-9]+")        # keyed digits are ASCII; str.isdigit() also takes '²'
 
 PHONE_NAMES = frozenset({"e164", "digits", "national", "country_code", "tail"})
 FIELD_TYPES = ("text", "number")
@@ -292,7 +291,7 @@ def _same_identifier(stored: Any, keyed: str, number: bool) -> bool:
         if isinstance(stored, float) and stored.is_integer():
             stored = int(stored)
         text = str(stored).strip()
-        return bool(_DIGITS.fullmatch(text) and _DIGITS.fullmatch(keyed)) \
+        return (ascii_digits(text) and ascii_digits(keyed)) \
             and int(text) == int(keyed)
     return isinstance(stored, (str, int)) and str(stored).strip() == keyed
 
@@ -307,18 +306,6 @@ def _check_ca_bundle(path: str, key: str) -> None:
         raise ConfigError(f"{key}: {path} holds no PEM certificate") from None
     except OSError as err:
         raise ConfigError(f"{key}: {path}: {err.strerror or type(err).__name__}") from None
-
-
-def _empty_before_fan_out(path: Path, doc: Any) -> bool:
-    """Whether the part of `path` before its first [*] reaches an empty list."""
-    steps = path.steps[:path.steps.index(None)]
-    node = doc
-    for step in steps:
-        if isinstance(step, int):
-            node = node[step] if isinstance(node, list) and step < len(node) else None
-        else:
-            node = node.get(step) if isinstance(node, dict) else None
-    return node == []
 
 
 # --- the connector ---------------------------------------------------------------------
@@ -408,7 +395,7 @@ class RestConnector:
         problem = self.identifier_kind_problem(kind)
         if problem:
             return self._error_lookup(start, problem)
-        if self._is_number(kind) and not _DIGITS.fullmatch(digits):
+        if self._is_number(kind) and not ascii_digits(digits):
             return Lookup("miss", latency_ms=self._ms(start))
         return self._lookup("lookup_identifier", values, start,
                             f"kind={kind} value={mask(digits)}")
@@ -431,10 +418,13 @@ class RestConnector:
                 found = Path(step.value.replace("{field}", field), "verify.value").find(doc)
                 if not found:
                     raise _Fail(f"response: no field for verification kind {kind!r}")
-                if assurance == HASHED:
-                    result = self._compare_hash(kind, secret, found[0])
+                stored = found[0]
+                if stored is None or (isinstance(stored, str) and stored.strip() == ""):
+                    result = "no_secret"   # an empty field: nothing on file to compare with
+                elif assurance == HASHED:
+                    result = self._compare_hash(kind, secret, stored)
                 else:
-                    result = self._compare(kind, secret, found[0])
+                    result = self._compare(kind, secret, stored)
             else:
                 flag = step.verified.first(doc)
                 if not isinstance(flag, bool):
@@ -534,6 +524,7 @@ class RestConnector:
 
     def _customers(self, step: Step, doc: Any, values: dict[str, str]) -> list[Customer]:
         records = self._records(step, doc)
+        keep = self._keep(step, values)
         out = []
         for record in records:
             if not isinstance(record, dict):
@@ -541,7 +532,7 @@ class RestConnector:
             cid = step.id.first(record)
             if isinstance(cid, bool) or not isinstance(cid, (str, int)) or cid == "":
                 raise _Fail(f"response: a record has no usable {step.id.text!r}")
-            if not self._kept(step, record, values):
+            if not keep(record):
                 continue
             parts = [p.first(record) for p in step.name_paths]
             parts = [str(p).strip() for p in parts if isinstance(p, (str, int, float))
@@ -556,25 +547,27 @@ class RestConnector:
         empty result; a path that reaches nothing at all is an answer we do not know."""
         found = step.results.find(doc)
         if not found:
-            if step.results.fans_out and _empty_before_fan_out(step.results, doc):
+            if step.results.fans_out and step.results.before_fan_out().find(doc) == [[]]:
                 return []
             raise _Fail(f"response has no {step.results.text!r}")
         if len(found) == 1 and not step.results.fans_out:
             return found[0] if isinstance(found[0], list) else ([] if found[0] is None else found)
         return found
 
-    def _kept(self, step: Step, record: dict, values: dict[str, str]) -> bool:
-        """The local comparisons: the caller's number in one of `phone_fields`, or the
-        identifier field holding exactly the keyed digits (`match`)."""
+    def _keep(self, step: Step, values: dict[str, str]) -> Callable[[dict], bool]:
+        """The local comparison a record must pass: the caller's number in one of
+        `phone_fields`, or the identifier field holding exactly the keyed digits (`match`).
+        Built once for the lookup's values, not again for every record."""
         if step.phone_fields:
             e164, country = values["e164"], self.settings.default_country
-            return any(same_number(v, e164, country)
-                       for path in step.phone_fields for v in _flat(path.find(record)))
+            return lambda record: any(same_number(v, e164, country) for path in step.phone_fields
+                                      for v in _flat(path.find(record)))
         if step.match is not None:
-            stored = Path(step.match.replace("{field}", values["field"]), "match").find(record)
-            number = self._is_number(values["kind"])
-            return any(_same_identifier(v, values["value"], number) for v in _flat(stored))
-        return True
+            match = Path(step.match.replace("{field}", values["field"]), "match")
+            keyed, number = values["value"], self._is_number(values["kind"])
+            return lambda record: any(_same_identifier(v, keyed, number)
+                                      for v in _flat(match.find(record)))
+        return lambda record: True
 
     def _error_lookup(self, start: float, reason: str, step_name: str = "lookup",
                       what: str = "") -> Lookup:
@@ -586,8 +579,6 @@ class RestConnector:
 
     def _compare_hash(self, kind: str, secret: str, stored: Any) -> str:
         """A keyed secret against the salted scrypt hash kept in the CRM (hashed.py)."""
-        if stored is None or (isinstance(stored, str) and stored.strip() == ""):
-            return "no_secret"         # an empty field: nothing on file to compare with
         if not isinstance(stored, str):
             raise _Fail(f"no stored value for verification kind {kind!r}")
         try:
@@ -597,9 +588,6 @@ class RestConnector:
 
     def _compare(self, kind: str, secret: str, stored: Any) -> str:
         """Compare a keyed secret with the stored value, in constant time."""
-        if stored is None or (isinstance(stored, str) and stored.strip() == ""):
-            hmac.compare_digest(b"x", b"y")
-            return "no_secret"         # an empty field: nothing on file to compare with
         if isinstance(stored, bool) or not isinstance(stored, (str, int)):
             raise _Fail(f"no stored value for verification kind {kind!r}")
         text = str(stored).strip()

@@ -29,10 +29,10 @@ from typing import Callable, TextIO
 from urllib.parse import unquote, urlsplit
 
 from ..privacy import mask
+from .base import ascii_digits
 
 FOUND, BACKEND_FAILED, CONFIG, NOT_FOUND = 0, 1, 2, 3
 CHECK_TIMEOUT = 5.0                    # seconds for the DNS and TLS checks of a host
-_DIGITS = re.compile(r"[0-9]+")        # ASCII digits only: str.isdigit() also takes '²'
 
 
 class _Refused(Exception):
@@ -90,15 +90,13 @@ class SiteCheck:
     def run(self, args: argparse.Namespace) -> int:
         from ..config import ConfigError, Table, load
         from . import make_crm
-        from .presets import PRESETS, apply_preset
 
-        if args.identifier is not None and not _DIGITS.fullmatch(args.identifier):
+        if args.identifier is not None and not ascii_digits(args.identifier):
             self.say("callgate crm test: --identifier takes digits, as a caller keys them")
             return CONFIG
         try:
             crm = (load(args.config) if args.config else Table({})).sub("crm")
             kind = crm.get("kind", str, "directory")
-            settings = apply_preset(kind, crm) if kind in PRESETS else crm
             if kind == "directory":
                 _directory_exists(crm.get("directory", str, None))
             backend = make_crm(crm, crm.get("directory", str, None))
@@ -107,20 +105,20 @@ class SiteCheck:
             return CONFIG
         try:
             self.number = _asked_for(args, backend)
-            return self._run(args, backend, kind, settings)
+            self.auth_files = _credential_files(crm)
+            return self._run(args, backend, kind)
         except _Refused as err:
             self.say(f"callgate crm test: {err}")
             return CONFIG
         finally:
             backend.close()
 
-    def _run(self, args, backend, kind: str, settings) -> int:
+    def _run(self, args, backend, kind: str) -> int:
         from .rest import RestConnector
 
         self.say(f"back end: {kind}")
         rest = isinstance(backend, RestConnector)
         if rest:
-            self.auth_files = _credential_files(settings)
             base = backend.settings.base_url
             named_by = getattr(backend.auth, "api_base_from", None)
             self.say(f"base_url: {base}"
@@ -130,7 +128,7 @@ class SiteCheck:
                         if named_by else ""))
             # the API host a token response names (api_base_from) replaces base_url: it is
             # checked once the token has named it
-            hosts = [] if getattr(backend.auth, "api_base_from", None) else [base]
+            hosts = [] if named_by else [base]
             token_url = getattr(backend.auth, "token_url", None)
             if token_url:
                 hosts.append(token_url)
@@ -140,7 +138,7 @@ class SiteCheck:
             backend.observer = self.exchanges.append
         result = self._lookup(args, backend)
         if rest:
-            api = getattr(backend.auth, "api_base", None)
+            api = backend.auth.api_base
             if api and not self._check_host(api, backend.settings.ca_bundle, "API host "
                                             "named by the token response"):
                 return BACKEND_FAILED
@@ -470,8 +468,9 @@ def _last_status(exchanges: list) -> int | None:
     return None
 
 
-def _credential_files(settings) -> dict[str, str]:
-    auth = settings.data.get("auth", {}) if hasattr(settings, "data") else {}
+def _credential_files(crm) -> dict[str, str]:
+    """The [crm.auth] keys naming credential files (presets name none), for the diagnosis."""
+    auth = crm.data.get("auth", {})
     return {k: v for k, v in auth.items() if k.endswith("_file") and isinstance(v, str)} \
         if isinstance(auth, dict) else {}
 

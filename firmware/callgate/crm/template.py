@@ -18,8 +18,8 @@ import re
 from typing import Any, Callable
 
 from ..config import ConfigError
+from .base import ascii_digits
 
-_DIGITS = re.compile(r"[0-9]+")
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?:\|([a-z_]+))?\}|[{}]")
 
 
@@ -58,7 +58,7 @@ def _literal(filt: str, value: str, number: bool) -> str:
     """A query-language literal: bare when a number-typed field is compared, else quoted.
     Only keyed digits are ever numbers (the connector checks), so a bare one cannot
     carry anything but digits into the query."""
-    if number and _DIGITS.fullmatch(value):      # ASCII only: '²'.isdigit() is true
+    if number and ascii_digits(value):
         return str(int(value))
     return "'" + LITERALS[filt](value) + "'"
 
