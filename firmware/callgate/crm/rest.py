@@ -123,7 +123,17 @@ class Paging:
     next_url: Path | None = None      # a link to GET (Dataverse, Salesforce)
     cursor: Path | None = None        # an opaque marker to send back (HubSpot, Pipedrive)
     more: Path | None = None          # a "more records" flag; pages are numbered (Zoho)
-    param: str = ""                   # "query.<name>" or "body.<name>" for cursor / page
+    where: str = ""                   # "query" or "body": where the cursor / page goes
+    name: str = ""                    # the parameter's name there (param = "<where>.<name>")
+
+
+@dataclass(frozen=True)
+class NextPage:
+    """How to ask for the next page: GET `url`, or send `marker` as the paging parameter."""
+    url: str | None = None
+    where: str = ""
+    name: str = ""
+    marker: str = ""
 
 
 def _paging(t: Table) -> Paging | None:
@@ -141,7 +151,7 @@ def _paging(t: Table) -> Paging | None:
         if where not in ("query", "body") or not name or (paging.more and where != "query"):
             raise ConfigError(f"{p.key('param')}: expected \"query.<name>\""
                               + ("" if paging.more else " or \"body.<name>\""))
-        paging.param = param
+        paging.where, paging.name = where, name
     p.reject_unknown()
     return paging
 
@@ -188,7 +198,7 @@ def _step(table: Table, name: str, allowed: frozenset[str], role: str) -> Step:
             if step.match is not None:
                 Path(step.match.replace("{field}", "x"), t.key("match"))
         step.paging = _paging(t)
-        if step.paging and step.paging.param.startswith("body.") and body is None:
+        if step.paging and step.paging.where == "body" and body is None:
             raise ConfigError(f"{t.key('paging')}.param: this request has no body")
         secrets = t.get("secrets", str, "")
         step.secrets = Path(secrets, t.key("secrets")) if secrets else None
@@ -492,7 +502,7 @@ class RestConnector:
         follows) or at max_pages."""
         deadline = self.clock() + self.settings.budget
         found: list[Customer] = []
-        follow: dict[str, str] = {}
+        follow: NextPage | None = None
         for page in range(self.settings.max_pages):
             status, doc = self._exchange(step, values, idempotent=True, deadline=deadline,
                                          numbers=numbers, follow=follow)
@@ -500,27 +510,29 @@ class RestConnector:
                 break
             found += self._customers(step, doc, values)
             follow = self._next_page(step.paging, doc, page)
-            if not follow or len({c.id for c in found}) > 1:
+            if follow is None or len({c.id for c in found}) > 1:
                 break
         else:
-            if follow:
+            if follow is not None:
                 log.warning("crm %s: more than %d pages of candidates; the rest not read",
                             step.name, self.settings.max_pages)
                 return found, False
         return found, True
 
-    def _next_page(self, paging: Paging | None, doc: Any, page: int) -> dict[str, str]:
-        """How to ask for the page after `page` ({} when there is none)."""
+    def _next_page(self, paging: Paging | None, doc: Any, page: int) -> NextPage | None:
+        """How to ask for the page after `page` (None when there is none)."""
         if paging is None:
-            return {}
+            return None
         if paging.next_url is not None:
             link = paging.next_url.first(doc)
-            return {"url": link} if isinstance(link, str) and link else {}
+            return NextPage(url=link) if isinstance(link, str) and link else None
         if paging.cursor is not None:
             marker = paging.cursor.first(doc)
             ok = isinstance(marker, (str, int)) and not isinstance(marker, bool) and marker != ""
-            return {paging.param: str(marker)} if ok else {}
-        return {paging.param: str(page + 2)} if paging.more.first(doc) is True else {}
+            return NextPage(where=paging.where, name=paging.name, marker=str(marker)) \
+                if ok else None
+        return NextPage(where=paging.where, name=paging.name, marker=str(page + 2)) \
+            if paging.more.first(doc) is True else None
 
     def _customers(self, step: Step, doc: Any, values: dict[str, str]) -> list[Customer]:
         records = self._records(step, doc)
@@ -625,18 +637,18 @@ class RestConnector:
 
     def _exchange(self, step: Step, values: dict[str, str], idempotent: bool,
                   deadline: float | None = None, numbers: frozenset[str] = frozenset(),
-                  follow: dict[str, str] | None = None) -> tuple[int, Any]:
+                  follow: NextPage | None = None) -> tuple[int, Any]:
         """Send the step's request within the budget; (status, parsed JSON or None).
-        `follow` asks for a later page: {"url": link} or {"query.x" | "body.x": marker}."""
+        `follow` asks for a later page (_next_page)."""
         if self._closed:
             raise _Fail("back end closed")
         if not self.breaker.allow():
             raise _Fail("circuit open after repeated failures")
         s = self.settings
-        follow = follow or {}
+        link = follow.url if follow is not None else None
         if deadline is None:
             deadline = self.clock() + s.budget
-        target = follow.get("url") or self._target(step, values, numbers, follow)
+        target = link or self._target(step, values, numbers, follow)
         headers = {"Accept": "application/json", "User-Agent": "callgate"}
         headers.update(s.headers)
         for k, t in step.headers.items():
@@ -645,22 +657,21 @@ class RestConnector:
                 raise _Fail(f"header {k} would hold a line break")
             headers[k] = v
         data = None
-        if step.body is not None and "url" not in follow:
+        if step.body is not None and link is None:
             body = render_body(step.body, values)
-            for key, marker in follow.items():
-                if key.startswith("body.") and isinstance(body, dict):
-                    body[key[5:]] = marker
+            if follow is not None and follow.where == "body" and isinstance(body, dict):
+                body[follow.name] = follow.marker
             data = json.dumps(body, ensure_ascii=False).encode("utf-8")
             headers["Content-Type"] = "application/json"
         attempt = 0
         refreshed = False
         last = ""
+        method = "GET" if link is not None else step.method
         while True:
             remaining = deadline - self.clock()
             if remaining <= 0:
                 raise _Fail(f"no answer within the {s.budget:g} s budget"
                             + (f" ({last})" if last else ""))
-            method = "GET" if "url" in follow else step.method
             status, reply_headers, body, ctype = self._attempt(method, target, headers, data,
                                                                deadline)
             if status == 401 and self.auth.refreshable and not refreshed:
@@ -683,10 +694,11 @@ class RestConnector:
             return status, self._parse(status, body, ctype, step, attempt)
 
     def _target(self, step: Step, values: dict[str, str], numbers: frozenset[str],
-                follow: dict[str, str]) -> str:
+                follow: NextPage | None) -> str:
         """The request's path and query (joined to the API base when sent)."""
         target = step.url.render(values, lambda v: quote(v, safe=""))
-        later = {k[6:]: v for k, v in follow.items() if k.startswith("query.")}
+        later = {follow.name: follow.marker} \
+            if follow is not None and follow.where == "query" else {}
         query = [(k, later.pop(k) if k in later else t.render(values, numbers=numbers))
                  for k, t in step.query] + list(later.items())
         if query:
