@@ -66,16 +66,14 @@ class Table:
     def number(self, name: str, default: Any = _MISSING, low: float | None = None,
                high: float | None = None) -> float:
         """A number within [low, high]."""
-        value = self.get(name, float, default)
-        if value is not None and ((low is not None and value < low)
-                                  or (high is not None and value > high)):
-            raise ConfigError(f"{self.key(name)}: {value} is outside {low}..{high}")
-        return value
+        return self._within(name, self.get(name, float, default), low, high)
 
     def integer(self, name: str, default: Any = _MISSING, low: int | None = None,
                 high: int | None = None) -> int:
         """A whole number within [low, high]."""
-        value = self.get(name, int, default)
+        return self._within(name, self.get(name, int, default), low, high)
+
+    def _within(self, name: str, value, low, high):
         if value is not None and ((low is not None and value < low)
                                   or (high is not None and value > high)):
             raise ConfigError(f"{self.key(name)}: {value} is outside {low}..{high}")
