@@ -47,7 +47,7 @@ from test_fsk import add_noise, pad  # noqa: E402
 from test_talkoff import level_to, music, quick_corpus  # noqa: E402
 
 from callgate.dsp.callerid import BELL202, CallerIdReceiver, build_mdmf, callerid_tx  # noqa: E402
-from callgate.dsp.decoder import decode  # noqa: E402
+from callgate.dsp.decoder import DECODE_FRAME, decode  # noqa: E402
 from callgate.wav import write_wav  # noqa: E402
 
 RATE = 8000
@@ -196,7 +196,7 @@ def speed(seconds: float) -> None:
     audio, _ = dsp_speed.busy_line(seconds)
     row(["decoder", "frames", "x real time"])
     row(["---"] * 3)
-    for name, frame in (("bank: decode", 1000), ("bank: call loop", 160), ("dtmf", 160),
+    for name, frame in (("bank: decode", DECODE_FRAME), ("bank: call loop", 160), ("dtmf", 160),
                         ("bank: on-hook caller ID", 160)):
         cpu = min(dsp_speed.run(dsp_speed.DETECTORS[name], audio, frame)[0] for _ in range(3))
         row([f"callgate {name}", frame, f"{audio.size / RATE / cpu:.0f}"])
