@@ -176,20 +176,21 @@ def test_nothing_listening_keeps_it_with_growing_back_off_then_delivers(tmp_path
     with HttpsServer(tmp_path, ca=ca) as gone:      # note a port, then nothing listens there
         port, url, ca_path = gone.port, gone.url, gone.ca_path
     row_id = queue_one(store)
+    now = [time.time()]          # the delivery's own clock, moved by the test: no race
     delivery = Delivery(Outbox(store), settings(tmp_path, url, ca_path),
+                        clock=lambda: now[0],
                         rng=lambda: 1.0)           # no jitter: the waits are the back-off itself
     waits = []
     for attempt in (1, 2, 3):
-        t = time.time()
         assert delivery.run_once() == {"delivered": 0, "retry": 1, "dead": 0}
         r = row(store, row_id)
         assert r["state"] == "pending" and r["attempts"] == attempt and r["holds_payload"]
         assert r["last_status"] is None and r["last_error"] == "connection failed (refused)"
-        waits.append(r["next_at"] - t)
+        waits.append(r["next_at"] - now[0])
+        now[0] = r["next_at"] - 0.01
         assert delivery.run_once()["retry"] == 0          # not due yet: not tried
-        time.sleep(max(0.0, r["next_at"] - time.time()) + 0.02)
-    assert waits[0] == pytest.approx(0.2, abs=0.05)
-    assert waits[1] == pytest.approx(0.4, abs=0.05) and waits[2] == pytest.approx(0.8, abs=0.05)
+        now[0] = r["next_at"]
+    assert waits == pytest.approx([0.2, 0.4, 0.8], abs=1e-6)
 
     with HttpsServer(tmp_path, ca=ca, port=port) as back:
         back.route({("POST", PATH): Reply(204)})
