@@ -726,3 +726,15 @@ def test_keepalive_re_arms_caller_id_the_modem_dropped(rig):
     fake.ring(CID)
     events, _ = run(line, until=lambda ev: of(ev, CallerIdEvent))
     assert of(events, CallerIdEvent)[0].number == "2015550123"
+
+
+def test_check_config_knows_the_modem_keys(tmp_path):
+    from callgate import cli
+
+    config = tmp_path / "callgate.toml"
+    config.write_text('[line]\nbackend = "modem"\n[line.modem]\nport = "/dev/callgate-modem0"\n'
+                      'country = "B4"\ninit = ["AT!4886=00", "AT+VDR=1,0"]\n')
+    assert cli.check_config(str(config)) == []          # opens no port
+    config.write_text('[line]\nbackend = "modem"\n[line.modem]\ninit = ["ATZ"]\n')
+    with pytest.raises(ConfigError, match=r"line\.modem\.init\[0\]: 'ATZ' would reset"):
+        cli.check_config(str(config))
