@@ -738,3 +738,17 @@ def test_check_config_knows_the_modem_keys(tmp_path):
     config.write_text('[line]\nbackend = "modem"\n[line.modem]\ninit = ["ATZ"]\n')
     with pytest.raises(ConfigError, match=r"line\.modem\.init\[0\]: 'ATZ' would reset"):
         cli.check_config(str(config))
+
+
+def test_every_supported_usb_id_is_in_the_hardware_list():
+    """The image's udev rule is made from profiles.usb_ids(); hw/README.md lists the same."""
+    from pathlib import Path
+
+    from callgate.line.modem import profiles
+
+    text = (Path(__file__).parent.parent / "hw" / "README.md").read_text()
+    ids = [f"{u.vendor}:{u.product}" for u in profiles.usb_ids()]
+    assert ids == ["0baf:0303", "0572:1349", "0803:3095"]
+    assert all(f"`{i}`" in text for i in ids)
+    assert all(len(u.vendor) == len(u.product) == 4 and int(u.vendor, 16) >= 0
+               for u in profiles.usb_ids())

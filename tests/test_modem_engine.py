@@ -69,7 +69,7 @@ def test_distinctive_ring_reaches_the_call_record(prompts):  # noqa: F811
     calls = []
     Engine(line, RecordingHandler([HangUp()]), EngineConfig(rings=2), prompts=prompts,
            on_call=calls.append).run()
-    assert calls[0].ring_pattern == "B"
+    assert calls[0].ring_pattern == "B" and calls[0].summary()["ring_pattern"] == "B"
 
 
 def test_service_line_chosen_by_distinctive_ring():

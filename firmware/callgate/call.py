@@ -384,6 +384,8 @@ class CallInfo:
         }
         if self.pacing is not None:
             out["pacing"] = dict(self.pacing)
+        if self.ring_pattern is not None:
+            out["ring_pattern"] = self.ring_pattern
         return out
 
 

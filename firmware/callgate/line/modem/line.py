@@ -3,12 +3,17 @@
 How a call looks to the modem (profiles in profiles.py, protocol in v253.py, sample
 formats in audio.py):
 
+- the port: "auto" is the image's udev name, else the one /dev/serial/by-id
+  name, else /dev/ttyACM0; whatever opened, its by-id name is remembered and
+  tried at every re-open, so a modem back as ttyACM1 is found again.
 - init (at open and after a recovery): end any voice data state the modem was
-  left in, ATZ, ATE0, ATV1, ATI0/ATI3 to pick the profile ("auto"), then the
-  voice set-up: +FCLASS=8, +VCID=1 (formatted caller ID), the profile's
-  set-up, +VSM (u-law or 8-bit linear at 8 kHz), +VLS on hook. The voice
-  set-up, +VCID=1 included, is sent again after every call.
-- on hook: RING lines become RingStart (a modem gives no ring stop), the
+  left in, ATZ, ATE0, ATV1, +GCI (line.modem.country), ATI0/ATI3 to pick the
+  profile ("auto"), then the voice set-up: +FCLASS=8, +VCID=1 (formatted
+  caller ID), the profile's set-up, +VSM=? and the +VSM it offers for u-law
+  or 8-bit linear at 8 kHz, +VLS on hook, then line.modem.init. The voice
+  set-up, +VCID=1 and line.modem.init included, is sent again after every call.
+- on hook: RING lines (and the distinctive-ring RING A / RING 1 / DRON=)
+  become RingStart with the pattern (a modem gives no ring stop), the
   DATE/TIME/NMBR/NAME lines between rings a CallerIdEvent (format "MODEM").
   There is no audio path on hook, so read() returns silent frames at the
   wall-clock rate.
@@ -19,13 +24,17 @@ formats in audio.py):
 - flash(ms): leave the data state, S29 (10 ms units), ATD!; (or +VLS on hook,
   wait, off hook), back to the data state, then FlashDone.
 - <DLE> events off hook: busy, dial tone, ringback, silence/quiet, fax and data
-  tones -> LineTone; 'l' (loop current interruption) -> LoopCurrent(False),
-  whose return no modem reports, so LoopCurrent(True) comes at the next off
-  hook; 'L' -> PolarityReversal where a part reports it; local/extension phone
-  -> ParallelHandset. DTMF reports are counted and dropped: the engine decodes
-  keys from the audio itself, and a keyed digit is never logged.
-- faults: no answer to a command (on hook, an "AT" every 30 s of quiet checks
-  that it still answers), no audio for a second, or the USB device gone
+  tones -> LineTone (busy and dial tone on their second report: modems repeat
+  them, and send false ones); 'l' (loop current interruption) ->
+  LoopCurrent(False), whose return no modem reports, so LoopCurrent(True)
+  comes at the next off hook; 'L' -> PolarityReversal where a part reports it;
+  local/extension phone -> ParallelHandset. A DTMF report, in any data state
+  (the only way a key is heard while a half-duplex modem transmits), is a
+  DtmfEvent; the engine merges it with its own detector's keys. A keyed digit
+  is never logged. A data state ends on OK or VCON.
+- faults: no answer to a command (on hook, an "AT+VCID?" every 30 s of quiet
+  checks that it still answers, and re-arms caller ID if it dropped it), no
+  audio for a second, or the USB device gone
   (SerialException/OSError) -> LineFault; frames go on as silence; the port
   is re-opened with back-off (0.5 s doubling to 30 s) and re-initialised;
   LineRestored once it answers again (on hook: the call in progress is lost).
