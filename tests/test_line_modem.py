@@ -599,6 +599,13 @@ def test_keys_typed_over_a_prompt_on_a_half_duplex_modem(rig):
     ({"DATE": "0321", "TIME": "1405", "NMBR": "PrivDirOff"}, None, "P", "03211405", None),
     ({"DATE": "0321", "TIME": "1405", "NMBR": "Out of Area"}, None, "O", "03211405", None),
     ({"DATE": "0321", "TIME": "1405", "NMBR": "0000000000"}, None, "O", "03211405", None),
+    # a surname that begins like a withheld word is a name (a Privett, an O'Brien)
+    ({"DATE": "0321", "TIME": "1405", "NMBR": "2015550123", "NAME": "PRIVETT JOHN"},
+     "2015550123", None, "03211405", "PRIVETT JOHN"),
+    ({"DATE": "0321", "TIME": "1405", "NMBR": "2015550123", "NAME": "O'BRIEN J"},
+     "2015550123", None, "03211405", "O'BRIEN J"),
+    ({"DATE": "0321", "TIME": "1405", "NMBR": "2015550123", "NAME": "Private Caller"},
+     "2015550123", None, "03211405", None),
     # a UTF-8 name (a VoIP adapter's CNAM) is UTF-8, not Latin-1
     ({"DATE": "0321", "TIME": "1405", "NMBR": "2015550123", "NAME": "JOSÉ MÜLLER"},
      "2015550123", None, "03211405", "JOSÉ MÜLLER"),
@@ -613,6 +620,19 @@ def test_each_good_caller_id_field_is_kept(rig, fields, number, absent, datetime
     assert cid.checksum_ok and cid.error is None
     assert (cid.number, cid.number_absent, cid.datetime, cid.name) == (number, absent,
                                                                        datetime, name)
+
+
+def test_withheld_spellings_are_whole_words():
+    """Withheld values are matched as words, not as a name's first letters."""
+    from callgate.line.modem.v253 import withheld
+
+    cases = {"P": "P", "o": "O", "Restricted": "P", "PrivDirOff": "P", "PRIVATE NAME": "P",
+             "Anonymous": "P", "Out-of-Area": "O", "OUT OF AREA": "O", "Unavailable": "O",
+             "Not Available": "O", "UNKNOWN": "O"}
+    assert {v: withheld(v) for v in cases} == cases
+    for name in ("PRIVETT JOHN", "Privitera", "O'BRIEN J", "O BRIEN", "P SMITH", "Unknowles",
+                 "BLOCKEDGE ANN", "ANNE", "2015550123"):
+        assert withheld(name) is None, name
 
 
 def test_two_different_numbers_are_not_trusted(rig):

@@ -245,10 +245,18 @@ def ring_report(line: str) -> RingReport | None:
 
 _FIELD = re.compile(r"^([A-Z_]+)\s*=\s*(.*?)\s*$")
 CALLERID_KEYS = frozenset({"DATE", "TIME", "NMBR", "NAME", "MESG", "DDN_NMBR"})
-# withheld spellings, compared as letters only ("Out of Area" -> OUTOFAREA): NCID's modem
-# test data and the peer screener's logs show these besides the standard P and O
-_PRIVATE = ("PRIV", "RESTRICT", "ANONYM", "WITHHELD", "BLOCKED")
-_OUT_OF_AREA = ("OUTOF", "UNAVAIL", "UNKNOWN", "NOTAVAIL")
+# withheld spellings (NCID's modem test data and the peer screener's logs show these
+# besides the standard P and O), matched on whole words so that a caller named
+# Privett or Unknowles keeps the name: the first word, a phrase, or a run-together form
+_PRIVATE = frozenset({"PRIV", "PRIVATE", "RESTRICTED", "ANONYMOUS", "WITHHELD",
+                      "BLOCKED"})
+_OUT_OF_AREA = frozenset({"UNAVAILABLE", "UNAVAIL", "UNKNOWN", "OUTOFAREA",
+                          "NOTAVAILABLE"})
+_OUT_OF_AREA_PHRASES = (("OUT", "OF", "AREA"), ("NOT", "AVAILABLE"))
+_RUN_TOGETHER = {"PRIVDIROFF": "P", "PRIVATENUMBER": "P", "PRIVATENAME": "P",
+                 "PRIVATECALLER": "P", "UNKNOWNNAME": "O", "UNKNOWNNUMBER": "O",
+                 "UNKNOWNCALLER": "O"}
+_WORD = re.compile(r"[A-Z][a-z]+|[A-Z]+(?![a-z])|[a-z]+")
 _NUMBER = re.compile(r"[0-9*#+\-() ]{1,32}")
 
 
@@ -272,10 +280,18 @@ def withheld(value: str) -> str | None:
     """"P" (private) or "O" (out of area) for a value that says the field is withheld."""
     if any(c.isdigit() for c in value):
         return None
-    letters = re.sub(r"[^A-Z]", "", value.upper())
-    if letters == "P" or letters.startswith(_PRIVATE):
+    words = [w.upper() for w in _WORD.findall(value)]
+    if not words:
+        return None
+    if words in (["P"], ["O"]):
+        return words[0]                  # the standard codes, alone (O'Brien is a name)
+    run_together = _RUN_TOGETHER.get("".join(words))
+    if run_together:
+        return run_together
+    if words[0] in _PRIVATE:
         return "P"
-    if letters == "O" or letters.startswith(_OUT_OF_AREA):
+    if words[0] in _OUT_OF_AREA or any(tuple(words[:len(p)]) == p
+                                       for p in _OUT_OF_AREA_PHRASES):
         return "O"
     return None
 
