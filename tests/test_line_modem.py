@@ -699,6 +699,22 @@ def test_ring_and_dron_of_one_burst_are_one_ring(rig):
     assert [r.pattern for r in of(events, RingStart)] == ["DRON=20"]
 
 
+def test_ring_seconds_after_dron_is_the_same_burst(rig):
+    """+VDR=1,<report>: RING comes <report>/10 s after the falling edge, i.e. after DRON=
+    (Conexant 100498E and CX930xx 102752B, +VDR; 100498E allows up to 60, 6 s); the next
+    burst starts with DROF=. Three bursts with RING 2 s after each DRON= are three rings."""
+    fake, line = rig("cx93010", pace=False)
+    events = []
+    for burst in range(3):
+        fake.lines("DROF=40", "DRON=20") if burst else fake.lines("DRON=20")
+        more, _ = run(line, until=lambda ev: of(ev, RingStart), seconds=2)
+        events += more
+        fake.lines("RING")
+        more, _ = run(line, frames=100)              # 2 s of line audio
+        events += more
+    assert [r.pattern for r in of(events, RingStart)] == ["DRON=20"] * 3
+
+
 def test_modem_back_under_another_tty_name_is_found_by_its_stable_name(tmp_path):
     """Issue 17 item 9: unplugged and back, a USB modem can come back as ttyACM1 (the
     peer call screener's users' logs); udev's /dev/serial/by-id name follows it."""

@@ -74,7 +74,7 @@ SILENT_LEVEL = 64              # |sample| at or below this counts as silence whe
 BAUD_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800)
 CONFIRM_MS = 10000             # a second busy/dial tone report within this long confirms it
 CONFIRMED_TONES = ("busy", "dial")
-RING_MERGE_MS = 1000           # RING and DRON= of one burst arrive within this
+RING_MERGE_MS = 1000           # a RING just before a DRON= is the same burst
 AUTO_PORTS = ("/dev/callgate-modem0",)      # the image's udev name (tools/image/)
 BY_ID_DIR = "/dev/serial/by-id"             # udev's stable names of USB serial ports
 # an AT command a user may add: printable ASCII, no line end, within V.250's 40-character
@@ -687,6 +687,8 @@ class ModemLine(Line):
         if ring is not None:
             if ring.burst:
                 self._ring(ring.pattern, "DRON" if text.startswith("DRON") else "RING")
+            else:
+                self._ring_at = None        # DROF=: a new burst began; its RING is its own
             return
         field_ = v253.callerid_field(text)
         if field_ is not None:
@@ -744,15 +746,18 @@ class ModemLine(Line):
         return False
 
     def _ring(self, pattern: str | None = None, how: str = "RING") -> None:
-        """One ring burst. A distinctive-ring part can report a burst twice (DRON= and
-        RING): one right after the other of the two kinds is the same burst."""
+        """One ring burst. A distinctive-ring part can report a burst twice: with
+        +VDR=1,<report> it prints DRON= at the burst's falling edge and RING <report>/10 s
+        later (up to 6 s in Conexant's 100498E, +VDR), before the next burst's DROF=; so a
+        RING after a DRON= with no DROF= between, or a DRON= just after a RING, is the
+        same burst."""
         if self._off_hook:
             return
         now = self._sample
         last = self._ring_at
         self._ring_at = (now, how)
-        if (last is not None and last[1] != how
-                and now - last[0] < RING_MERGE_MS * self.rate // 1000):
+        if last is not None and last[1] != how and (
+                last[1] == "DRON" or now - last[0] < RING_MERGE_MS * self.rate // 1000):
             return
         self._finish_callerid()
         self._events.append(RingStart(now, pattern=pattern))
