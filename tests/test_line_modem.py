@@ -533,11 +533,21 @@ def test_init_and_country_keys_are_checked():
 
     line = make(init=["AT!4886=00", "AT-SCID=1"], country="b5")
     assert line.init == ("AT!4886=00", "AT-SCID=1") and line.country == "B5"
+    fine = ["ATE0V1X4", "AT&K3", "ATS0=0", "ATS7=60", "AT+VDR=1,0;+VIT=0", "AT#CID=1"]
+    assert make(init=fine).init == tuple(fine)
     for bad, key, why in [({"init": "AT!4886=00"}, "line.modem.init", "list"),
                           ({"init": ["!4886=00"]}, r"line.modem.init\[0\]", "not an AT command"),
                           ({"init": ["AT+GCI=B4\rATZ"]}, r"line.modem.init\[0\]", "not an AT"),
                           ({"init": ["AT+VCID=1", "ATZ"]}, r"line.modem.init\[1\]", "reset"),
                           ({"init": ["ATDT5551234"]}, r"line.modem.init\[0\]", "dial"),
+                          # commands run on after a harmless one are read one by one (V.250)
+                          ({"init": ["ATE0Z"]}, r"line.modem.init\[0\]", r"reset.*\(Z\)"),
+                          ({"init": ["ATM0E1"]}, r"line.modem.init\[0\]", r"\(E1\)"),
+                          ({"init": ["ATS0=1"]}, r"line.modem.init\[0\]", r"answer.*S0=1"),
+                          ({"init": ["AT+VLS=1"]}, r"line.modem.init\[0\]", r"\+VLS"),
+                          ({"init": ["AT+VCID=0"]}, r"line.modem.init\[0\]", r"\+VCID"),
+                          ({"init": ["AT+VDR=1,0;+FCLASS=0"]}, r"line.modem.init\[0\]",
+                           "FCLASS"),
                           ({"init": [5]}, r"line.modem.init\[0\]", "string"),
                           ({"country": "UK"}, "line.modem.country", "T.35"),
                           ({"country": "B5;Z"}, "line.modem.country", "hex")]:

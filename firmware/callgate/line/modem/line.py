@@ -80,7 +80,15 @@ BY_ID_DIR = "/dev/serial/by-id"             # udev's stable names of USB serial 
 # an AT command a user may add: printable ASCII, no line end, within V.250's 40-character
 # minimum command line; none that resets, dials, answers or undoes our echo/result set-up
 _USER_COMMAND = re.compile(r"AT[ -~]{1,38}", re.IGNORECASE)
-_UNDOES_OURS = re.compile(r"AT\s*(Z|&F|D|A|O|E1|V0|Q1|H1|\+FCLASS)", re.IGNORECASE)
+# V.250 basic commands (a letter, &letter, \\letter or %letter with a number or ?; S
+# registers) run on one after another; extended and vendor ones (+, !, -, #...) to a ';'
+_BASIC = re.compile(r"S\d+(?:=\d*|\?)?|[&\\%]?[A-Z](?:=\?|=?\d*|\?)", re.IGNORECASE)
+# basic commands that reset, dial, answer, go on line or undo our echo/result set-up;
+# S0 > 0 makes the modem answer a call by itself
+_BASIC_UNDOES = re.compile(r"Z\d*|&F\d*|D.*|A|O\d*|E0*[1-9]\d*|V0*|Q0*[1-9]\d*|H0*[1-9]\d*"
+                           r"|S0*=0*[1-9]\d*", re.IGNORECASE)
+# extended commands callgate itself sets: voice mode, line select, format, data states
+_OURS = ("+FCLASS", "+VLS", "+VSM", "+VRX", "+VTX", "+VTR")
 try:
     import termios                     # pyserial lets termios.error through from tcsetattr
     _SERIAL_ERRORS: tuple = (serial.SerialException, OSError, termios.error)
@@ -840,6 +848,37 @@ def user_command_problem(cmd: object) -> str | None:
     if not _USER_COMMAND.fullmatch(cmd):
         return (f"{cmd[:40]!r} is not an AT command (AT, then up to 38 printable "
                 "characters, no line end)")
-    if _UNDOES_OURS.match(cmd):
-        return f"{cmd!r} would reset, dial, answer or undo callgate's own modem set-up"
+    parts = _at_parts(cmd[2:])
+    if parts is None:
+        return f"{cmd!r} cannot be read as AT commands (V.250)"
+    for part in parts:
+        if (_BASIC_UNDOES.fullmatch(part) or part.upper().startswith(_OURS)
+                or (part.upper().startswith("+VCID") and part not in ("+VCID=1", "+VCID?"))):
+            return (f"{cmd!r} would reset, dial, answer or undo callgate's own modem set-up "
+                    f"({part[:12]})")
     return None
+
+
+def _at_parts(body: str) -> list[str] | None:
+    """The commands on one AT line ("E0V1S7=60+VDR=1,0;!4886=00" -> E0, V1, S7=60,
+    +VDR=1,0, !4886=00); None where a basic command cannot be read."""
+    parts: list[str] = []
+    i = 0
+    while i < len(body):
+        if body[i] in " ;":
+            i += 1
+        elif body[i].isalpha() or body[i] in "&\\%":
+            if body[i].upper() == "D":              # a dial string runs to the end
+                parts.append(body[i:])
+                break
+            match = _BASIC.match(body, i)
+            if not match:
+                return None
+            parts.append(match.group())
+            i = match.end()
+        else:
+            end = body.find(";", i)
+            end = len(body) if end < 0 else end
+            parts.append(body[i:end].strip())
+            i = end
+    return parts
