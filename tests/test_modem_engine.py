@@ -57,6 +57,7 @@ def test_a_key_heard_by_both_the_modem_and_our_detector_counts_once(prompts):  #
     """In full duplex the Conexant part reports the key (<DLE>4) and the audio carries its
     tone: one key, whichever comes first; two quick presses of one key stay two."""
     audio = [(7000, "4"), (7300, "4"), (7600, "#")]
+    assert _keys_call(prompts, [], audio) == ["44"]          # our detector hears each press
     reported = [(7040, "4"), (7340, "4"), (7640, "#")]        # a detection's lag after onset
     assert _keys_call(prompts, reported, audio) == ["44"]
     early = [(6990, "4"), (7290, "4"), (7590, "#")]          # a report ahead of our detector
