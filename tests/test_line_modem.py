@@ -594,6 +594,21 @@ def test_keys_typed_over_a_prompt_on_a_half_duplex_modem(rig):
     assert [k.digit for k in of(events, DtmfEvent)] == ["7"]
 
 
+def test_a_held_key_reported_again_inside_its_shielding_is_one_key(rig):
+    """A shielding part may repeat the digit while the tone lasts (V.253 DTMF duration
+    reporting; Intel 536EX developer's manual 6.1: a 280 ms burst of 5 reports <DLE>/,
+    5 repeated, <DLE>~): one press is one key; the same key pressed again is a second."""
+    fake, line = rig("usr5637")
+    answered(line)
+    fake.key("1", repeats=4)
+    fake.key("1", repeats=3)
+    fake.key("2", repeats=2)
+    events, _ = run(line, until=lambda ev: len(of(ev, DtmfEvent)) >= 3, seconds=3)
+    events += run(line, frames=10)[0]
+    assert [k.digit for k in of(events, DtmfEvent)] == ["1", "1", "2"]
+    assert line.dtmf_reports == 9
+
+
 @pytest.mark.parametrize("fields, number, absent, datetime, name", [
     # DDN_NMBR only: the dialable number is the number (NCID's modem test data)
     ({"DATE": "0321", "TIME": "1405", "DDN_NMBR": "2015550123"}, "2015550123", None,

@@ -30,7 +30,8 @@ formats in audio.py):
   comes at the next off hook; 'L' -> PolarityReversal where a part reports it;
   local/extension phone -> ParallelHandset. A DTMF report, in any data state
   (the only way a key is heard while a half-duplex modem transmits), is a
-  DtmfEvent; the engine merges it with its own detector's keys. A keyed digit
+  DtmfEvent (a digit repeated inside <DLE>/ .. <DLE>~ shielding is one key); the
+  engine merges it with its own detector's keys. A keyed digit
   is never logged. A data state ends on OK or VCON.
 - faults: no answer to a command (on hook, an "AT+VCID?" every 30 s of quiet
   checks that it still answers, and re-arms caller ID if it dropped it), no
@@ -166,6 +167,7 @@ class ModemLine(Line):
         self._quiet_frames = 0
         self._callerid = v253.ModemCallerId()
         self._loop_broken = False
+        self._dtmf_held: str | None = None   # inside <DLE>/ .. <DLE>~: the digit reported
         self._next_tick: float | None = None
         self._last_heard = 0.0
         self._retry_at = 0.0
@@ -385,6 +387,7 @@ class ModemLine(Line):
         self._finish_callerid()
         self._tone_seen.clear()
         self._ring_at = None
+        self._dtmf_held = None
         if self._loop_broken:
             self._loop_broken = False
             self._events.append(LoopCurrent(self._sample, present=True))
@@ -716,8 +719,17 @@ class ModemLine(Line):
             # a key, in any data state: in transmit it is the only way a key is heard
             # (the engine merges it with what its own detector hears); never log the digit
             self.dtmf_reports += 1
+            if self._dtmf_held == code:
+                return                      # the same tone, still on, reported again
+            if self._dtmf_held is not None:
+                self._dtmf_held = code
             if self._off_hook:
                 self._events.append(DtmfEvent(now, digit=code))
+            return
+        if code in "/~":
+            # DTMF shielding (V.253): between <DLE>/ and <DLE>~ a part may repeat the
+            # digit while the tone lasts, to give its duration; that is one key
+            self._dtmf_held = "" if code == "/" else None
             return
         kind = v253.DLE_EVENTS.get(code)
         if kind == "ring":
