@@ -777,6 +777,30 @@ def test_auto_port_takes_the_image_name_then_the_by_id_name(tmp_path):
     assert "no modem port found" in str(err.value) and "callgate-modem0" in str(err.value)
 
 
+def test_auto_port_among_several_by_id_names_takes_the_cdc_acm_one(tmp_path):
+    """udev names every USB serial port in /dev/serial/by-id, each a link to ../../ttyXXX;
+    the supported modems are CDC-ACM (ttyACMn), a USB serial console is ttyUSBn. The
+    console's name sorts first; "auto" still opens the modem."""
+    by_id = tmp_path / "by-id"
+    by_id.mkdir()
+    (tmp_path / "ttyUSB0").write_text("")                     # not a tty: cannot be opened
+    (by_id / "usb-0403_FTDI_FT232R_A10K-if00-port0").symlink_to("../ttyUSB0")
+    fake = FakeModem(tmp_path / "ttyACM7", "cx93010")
+    (by_id / "usb-Conexant_USB_Modem_24680246-if00").symlink_to("../ttyACM7")
+    line = ModemLine("auto", auto_ports=(), by_id_dir=str(by_id), command_timeout=0.5)
+    try:
+        line.open()
+        assert line.port.endswith("usb-Conexant_USB_Modem_24680246-if00")
+    finally:
+        line.close()
+        fake.close()
+    (by_id / "usb-Conexant_USB_Modem_24680246-if00").unlink()
+    (by_id / "usb-Prolific_GPS-if00-port0").symlink_to("../ttyUSB1")
+    guess = ModemLine("auto", auto_ports=(), by_id_dir=str(by_id))
+    with pytest.raises(LineError, match=r"several serial ports .*FTDI.*GPS.*line\.modem\.port"):
+        guess.open()
+
+
 def test_keepalive_re_arms_caller_id_the_modem_dropped(rig):
     """Issue 17 item 10: a part that forgets +VCID while idle (home-assistant/core issue
     57765: AT+VCID? answers 0) is re-armed by the keep-alive, before the next call."""

@@ -271,15 +271,26 @@ class ModemLine(Line):
     # ------------------------------------------------------------ the port's name
     def _candidates(self) -> list[str]:
         """Names to open, in order: the configured one ("auto": the image's udev name, the
-        one USB serial port udev names by id, /dev/ttyACM0), then the stable name found
-        at the last open, so a modem back under another ttyACM number is found again."""
+        USB serial port udev names by id that is the modem, /dev/ttyACM0), then the stable
+        name found at the last open, so a modem back under another ttyACM number is found
+        again."""
         if self.configured_port == "auto":
-            names = [*self.auto_ports, *self._by_id_names()[:1], "/dev/ttyACM0"]
+            names = [*self.auto_ports, *self._by_id_modem(), "/dev/ttyACM0"]
         else:
             names = [self.configured_port]
         if self._stable and self._stable not in names:
             names.append(self._stable)
         return names
+
+    def _by_id_modem(self) -> list[str]:
+        """The by-id name to try under "auto": the only one, or among several the only
+        CDC-ACM device (udev links ../../ttyACMn; the supported modems are CDC-ACM, a USB
+        serial console or GPS is ttyUSBn); none where that does not settle it."""
+        names = self._by_id_names()
+        if len(names) <= 1:
+            return names
+        acm = [n for n in names if _is_acm(n)]
+        return acm if len(acm) == 1 else []
 
     def _by_id_names(self) -> list[str]:
         try:
@@ -314,6 +325,11 @@ class ModemLine(Line):
         return self._stable
 
     def _open_error(self, err: Exception) -> str:
+        several = self._by_id_names() if self.configured_port == "auto" else []
+        if len(several) > 1 and not self._by_id_modem():
+            names = ", ".join(os.path.basename(n) for n in several[:4])
+            return (f"no modem port found: several serial ports in {self.by_id_dir} "
+                    f"({names}); set line.modem.port to the modem's")
         if self.configured_port == "auto" and not any(
                 os.path.exists(n) for n in self._candidates()):
             return (f"no modem port found (looked for {', '.join(self.auto_ports)}, "
@@ -846,6 +862,15 @@ def _open_serial(port: str, baud: int) -> serial.SerialBase:
     """The real port: 8N1, no flow control (V.253 voice data is DLE-framed, not XON/XOFF)."""
     return serial.serial_for_url(port, baudrate=baud, timeout=POLL_S, write_timeout=2.0,
                                  exclusive=True)
+
+
+def _is_acm(link: str) -> bool:
+    """A by-id link to a CDC-ACM tty (its own target, or where it leads in the end)."""
+    try:
+        hops = (os.readlink(link), os.path.realpath(link))
+    except OSError:
+        return False
+    return any(os.path.basename(h).startswith("ttyACM") for h in hops)
 
 
 def _one_line(err: Exception) -> str:
