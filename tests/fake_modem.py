@@ -54,7 +54,7 @@ MODELS = {
         "ati0": "5601",
         "ati3": "U.S. Robotics 56K FAX USB V1.2.23",
         "vsm_list": _REFERENCE_VSM,                  # USRobotics reference, +VSM=? example
-        "vsm_args": ("8000",),                       # +VSM=<cml>,<vsr>
+        "vsm_args": ("8000", "8000,0,0"),            # +VSM=<cml>,<vsr>,<sds>,<sel>
         "vsd": {"128,0", "128,50"},
         "vtr": False,
         "vls_reply": "OK",
