@@ -366,7 +366,7 @@ class Engine:
         if self.recorder is None:
             return
         line = self.line
-        base = getattr(line, "inner", line)          # a call-recording wrapper's line
+        base = _backend_line(line)
         overruns = max(line.pacing.overruns, _count(base, "overruns"))
         seen = self.callerid_seen
         self.record([LineHealth(
@@ -448,6 +448,17 @@ class Engine:
             return None                  # a line that paces itself but counts nothing
         return {"overruns": got.overruns, "late_frames": got.late_frames,
                 "max_lag_ms": round(got.max_lag_ms, 1)}
+
+
+def _backend_line(line):
+    """The backend under the wrappers that stand in front of it (the call recorder, a
+    scenario's tap): each shows the line it wraps as `inner`."""
+    for _ in range(4):
+        inner = getattr(line, "inner", None)
+        if inner is None or inner is line:
+            break
+        line = inner
+    return line
 
 
 def _count(line, name: str) -> int:
