@@ -333,3 +333,51 @@ def test_bucket_labels_are_prometheus_upper_bounds():
     assert bucket_label(0.0) == "0.05" and bucket_label(0.05) == "0.05"
     assert bucket_label(0.051) == "0.1" and bucket_label(3.0) == "3.0"
     assert bucket_label(10.5) == "+Inf"
+
+
+# ---------------------------------------------------------------- finished calls by outcome
+
+
+def test_each_call_is_counted_once_when_its_record_ends(tmp_path):
+    """Through apply_step (the recorder's): the end counts, a second end does not, nor
+    does a call still open."""
+    from callgate.call import Record
+    from callgate.store.health import read_call_totals
+    from steps import StepsToStore
+
+    store = CallStore(tmp_path / "calls.sqlite", synchronous="NORMAL")
+    try:
+        rec = StepsToStore(store)
+        for cid, status, reason in (("a", "verified", None), ("b", "not_identified",
+                                                              "backend_down"), ("c", None, None)):
+            rec.submit(Record("start", cid, 1.0, {"line": "l1", "service": "s",
+                                                  "started": 1.0, "ani_masked": None}))
+            if status:
+                rec.submit(Record("update", cid, 2.0, {"status": status, "reason": reason}))
+        rec.submit(Record("update", "a", 3.0, {"ended": 3.0}))
+        rec.submit(Record("update", "b", 3.0, {"ended": 3.0}))
+        rec.submit(Record("update", "a", 4.0, {"ended": 4.0}))       # ended again: once
+        assert read_call_totals(store.db) == [("l1", "not_identified", "backend_down", 1),
+                                              ("l1", "verified", "none", 1)]
+        rec.submit(Record("update", "c", 5.0, {"ended": 5.0}))       # no outcome reached
+        assert ("l1", "none", "none", 1) in read_call_totals(store.db)
+    finally:
+        store.close()
+
+
+def test_calls_finished_before_the_health_tables_are_counted_by_the_migration(tmp_path):
+    from callgate.store.health import read_call_totals
+    from callgate.store.records import MIGRATIONS, open_db
+
+    path = tmp_path / "calls.sqlite"
+    db = open_db(path, MIGRATIONS[:5], "the call records")          # a v5 store
+    for i, (status, ended) in enumerate((("verified", 9.0), ("verified", 9.0),
+                                         ("identified", None))):
+        db.execute("INSERT INTO calls (call_id, line, started, status, ended) "
+                   "VALUES (?, 'l1', 1.0, ?, ?)", (f"c{i}", status, ended))
+    db.close()
+    store = CallStore(path)                                          # migrates to v6
+    try:
+        assert read_call_totals(store.db) == [("l1", "verified", "none", 2)]
+    finally:
+        store.close()

@@ -7,7 +7,8 @@ the recorder writes it here on its own thread, with the call records: a
 `call.LineHealth` step per line (at start, at each fault and after each
 call) and, for every back-end request the flow waited on, the request's time
 into a histogram, its failure kind and the breaker's state as the recorder
-found it (tables of schema v6, store/records.py).
+found it, and each call as it ends into the totals by outcome (tables of
+schema v6, store/records.py).
 
 The reads take a plain read-only connection (the web app's, telemetry's) and
 give plain dicts; a store older than v6 or not yet made reads as empty.
@@ -113,7 +114,29 @@ def write_backend_request(db: sqlite3.Connection, backend: str, at: float, ms: f
                    (backend, kind))
 
 
+def call_open(db: sqlite3.Connection, call_id: str) -> bool:
+    """The call's record has not been ended yet (so ending it now counts it once)."""
+    row = db.execute("SELECT ended FROM calls WHERE call_id = ?", (call_id,)).fetchone()
+    return row is not None and row[0] is None
+
+
+def count_finished_call(db: sqlite3.Connection, call_id: str) -> None:
+    """Add the call that just ended to the totals by line, status and reason."""
+    row = db.execute("SELECT COALESCE(line, ''), COALESCE(status, 'none'), "
+                     "COALESCE(reason, 'none') FROM calls WHERE call_id = ?",
+                     (call_id,)).fetchone()
+    if row is not None:
+        db.execute("INSERT INTO call_totals (line, status, reason, count) VALUES (?, ?, ?, 1) "
+                   "ON CONFLICT(line, status, reason) DO UPDATE SET count = count + 1", row)
+
+
 # ---------------------------------------------------------------- reading (anyone)
+
+
+def read_call_totals(db: sqlite3.Connection) -> list[tuple[str, str, str, int]]:
+    """(line, status, reason, finished calls), "none" for a status or reason not set."""
+    return [(r["line"], r["status"], r["reason"], r["count"]) for r in _rows(
+        db, "SELECT line, status, reason, count FROM call_totals ORDER BY 1, 2, 3")]
 
 
 def read_line_health(db: sqlite3.Connection) -> dict[str, dict]:

@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..call import LineHealth, LineState, Record
-from .health import BackendProbe, write_backend_request, write_line_health
+from .health import (BackendProbe, call_open, count_finished_call, write_backend_request,
+                     write_line_health)
 from .outbox import Outbox, payload_from_record
 from .records import AttemptCounter, CallStore, StoreError
 from .switches import RecordedSwitches
@@ -402,7 +403,10 @@ def apply_step(store: CallStore, counter: AttemptCounter, outbox: Outbox,
     if step.op == "start":
         store.start(call_id, f["line"], f["service"], f["started"], f.get("ani_masked"))
     elif step.op == "update":
+        ending = "ended" in f and call_open(store.db, call_id)
         store.update(call_id, **f)
+        if ending:
+            count_finished_call(store.db, call_id)
     elif step.op == "event":
         store.event(call_id, f["step"], dict(f.get("detail") or {}), step.at)
     elif step.op == "backend":

@@ -182,7 +182,7 @@ def _v5(db: sqlite3.Connection) -> None:
 def _v6(db: sqlite3.Connection) -> None:
     """The device's health, for telemetry and /metrics (store/health.py): each line's
     hardware and engine counts, the back end's last answers and breaker, and a histogram
-    of its request times. Written by the recorder only, one row per line / back end."""
+    of its request times, and the finished calls by outcome. Written by the recorder only."""
     db.execute("""CREATE TABLE line_health (
         line TEXT PRIMARY KEY,
         interface TEXT,               -- sim | replay | modem | hat
@@ -218,6 +218,17 @@ def _v6(db: sqlite3.Connection) -> None:
         kind TEXT NOT NULL,
         count INTEGER NOT NULL,
         PRIMARY KEY (backend, kind))""")
+    # finished calls by outcome, counted as each ends (a scrape reads 1 row per outcome,
+    # not every call); the calls finished before v6 are counted here once
+    db.execute("""CREATE TABLE call_totals (
+        line TEXT NOT NULL,
+        status TEXT NOT NULL,         -- the record's status, "none" when it has none
+        reason TEXT NOT NULL,         -- the record's reason, "none" when it has none
+        count INTEGER NOT NULL,
+        PRIMARY KEY (line, status, reason))""")
+    db.execute("INSERT INTO call_totals SELECT COALESCE(line, ''), COALESCE(status, 'none'), "
+               "COALESCE(reason, 'none'), COUNT(*) FROM calls WHERE ended IS NOT NULL "
+               "GROUP BY 1, 2, 3")
 
 
 # MIGRATIONS[i] takes the schema from version i to i + 1. Add, never edit.

@@ -11,8 +11,10 @@ Names follow Prometheus' conventions: a `callgate_` prefix, base units
 (seconds, bytes, celsius), `_total` for counters, `_info` for the version, an
 enum as one gauge per state. Labels hold names and closed sets only (line
 names, statuses, failure kinds), never a number or an identifier.
-`callgate_calls_total` counts answered calls whose record is finished (a call
-that rang out has no record; the line's health counts it). Counts since the
+`callgate_calls_total` counts answered calls as their records are finished
+(the recorder keeps the totals, so a scrape reads a row per outcome, not every
+call, and deleting old records takes nothing back); a call that rang out has
+no record and is not in it. Counts since the
 engine started on a line (audio faults, overruns) go back to 0 when it
 restarts, which Prometheus reads as a counter reset.
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily, InfoMetricFamily)
 
-from ..store.health import read_backend_latency
+from ..store.health import read_backend_latency, read_call_totals
 from .health import open_read_only, state_from
 
 log = logging.getLogger("callgate.telemetry")
@@ -45,7 +47,7 @@ class DeviceCollector:
         db = open_read_only(self.store)
         try:
             state = state_from(db, data_dir=self.store.parent)
-            calls = _calls(db)
+            calls = _safe(read_call_totals, db, [])
             latency = _safe(read_backend_latency, db, {})
         finally:
             if db is not None:
@@ -56,15 +58,6 @@ class DeviceCollector:
         yield from _backend(state["backend"], latency)
         yield from _outbox(state["outbox"])
         yield from _board(state)
-
-
-def _calls(db: sqlite3.Connection | None) -> list[tuple]:
-    if db is None:
-        return []
-    return _safe(lambda d: d.execute(
-        "SELECT line, COALESCE(status, 'none'), COALESCE(reason, 'none'), COUNT(*) "
-        "FROM calls WHERE ended IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3").fetchall(),
-        db, [])
 
 
 def _safe(read, db, empty):
