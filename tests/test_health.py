@@ -286,6 +286,19 @@ def test_without_the_firmware_file_vcgencmd_is_asked(tmp_path):
     assert Board(tmp_path / "pi", vcgencmd=str(broken)).throttled() is None
 
 
+def test_uptime_comes_from_the_boot_clock_where_proc_is_hidden(monkeypatch):
+    """The web app's unit has ProcSubset=pid: /proc/uptime is not there, the boot clock
+    is (the same count the kernel puts in /proc/uptime)."""
+    import time
+
+    board = Board("/", vcgencmd="")
+    real = board.uptime_s()
+    monkeypatch.setattr("callgate.telemetry.board._read", lambda path: None)
+    hidden = board.uptime_s()
+    assert hidden == pytest.approx(time.clock_gettime(time.CLOCK_BOOTTIME), abs=1.0)
+    assert real == pytest.approx(hidden, abs=5.0)
+
+
 def test_free_space_is_of_the_partition_holding_the_data(tmp_path):
     got = disk_space(tmp_path / "not-yet" / "made")
     st = os.statvfs(tmp_path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 THROTTLE_BITS = {"under_voltage": 0, "freq_capped": 1, "throttled": 2, "soft_temp_limit": 3}
@@ -32,12 +33,17 @@ class Board:
         self.vcgencmd = shutil.which("vcgencmd") if vcgencmd is None else vcgencmd
 
     def uptime_s(self) -> float | None:
-        """Seconds since boot (/proc/uptime), or None."""
+        """Seconds since boot (/proc/uptime), or None. The web app's unit hides /proc but
+        the processes (ProcSubset=pid): on the device itself the boot clock says it."""
         text = _read(self.root / "proc/uptime")
         try:
-            return round(float(text.split()[0]), 1) if text else None
+            if text:
+                return round(float(text.split()[0]), 1)
         except (ValueError, IndexError):
             return None
+        if self.root == Path("/") and hasattr(time, "CLOCK_BOOTTIME"):
+            return round(time.clock_gettime(time.CLOCK_BOOTTIME), 1)
+        return None
 
     def cpu_temp_c(self) -> float | None:
         """The CPU's temperature in °C: the thermal zone whose type names the CPU (the
