@@ -193,6 +193,20 @@ def test_a_line_fault_shows_the_interface_gone_until_restored(directory, tmp_pat
     assert after["fault"] is None
 
 
+def test_an_idle_line_reports_its_health_every_minute_of_its_clock(directory):
+    """No call for 130 s of the line's clock: the report at start, then at 60 s and 120 s,
+    so a report that stops coming says the engine stopped or hung."""
+    from callgate.call import LineHealth
+    from steps import KeptSteps
+
+    rate = 8000
+    kept = KeptSteps()
+    line = ReplayLine(np.zeros(130 * rate, dtype=np.int16), {"events": []})
+    Engine(line, IdvFlow(policy(), directory), EngineConfig(), recorder=kept).run()
+    health = [s for s in kept.steps if isinstance(s, LineHealth)]
+    assert len(health) == 3 and all(h.present and h.calls == 0 for h in health)
+
+
 def test_the_outbox_depth_and_age(tmp_path):
     path = tmp_path / "calls.sqlite"
     store = CallStore(path)

@@ -53,6 +53,7 @@ log = logging.getLogger("callgate.engine")
 
 IDLE, RINGING, CALL = "idle", "ringing", "call"
 CALLERID_WINDOW = 10             # the line's health counts caller ID over this many calls
+HEALTH_EVERY_S = 60              # and is reported at least this often (of the line's clock)
 
 
 class Engine:
@@ -107,6 +108,7 @@ class Engine:
         self.fault: str | None = None    # the line fault that stands, if any
         self.callerid_seen: deque[bool] = deque(maxlen=CALLERID_WINDOW)   # per call that rang
         self.started_wall = 0.0
+        self._health_due = 0             # line sample of the next health report
         self.runner = ActionRunner(self)
         self._pacing_mark = None
         self._stopping = False
@@ -164,6 +166,8 @@ class Engine:
         self.frames += 1
         if self.watchdog is not None and self.frames % 50 == 0:
             self.watchdog()
+        if frame.end >= self._health_due:
+            self._health()
         try:
             out = self._in_call(frame) if self.state == CALL else self._on_hook(frame)
         except Exception as err:        # noqa: BLE001 - last resort: never leave the line stuck
@@ -362,10 +366,13 @@ class Engine:
 
     def _health(self) -> None:
         """The line's health (call.LineHealth) to the recorder: at start, at each fault or
-        its end, after each call. A few counters read; the recorder writes it."""
+        its end, after each call, and every HEALTH_EVERY_S of the line's clock (so a
+        report that stops coming says the engine has). A few counters read; the recorder
+        writes it."""
+        line = self.line
+        self._health_due = line.sample + HEALTH_EVERY_S * self.rate
         if self.recorder is None:
             return
-        line = self.line
         base = _backend_line(line)
         overruns = max(line.pacing.overruns, _count(base, "overruns"))
         seen = self.callerid_seen

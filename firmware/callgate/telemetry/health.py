@@ -32,7 +32,8 @@ None means "not known" (not reported by the board, or not happened yet):
           "overruns": 0,               # capture overruns (audio lost) since then
           "engine_faults": 0,          # engine faults survived since then
           "running_since": 1733200000.0,
-          "updated": 1733279990.0}],   # the engine's last health report on the line
+          "updated": 1733279990.0}],   # the engine's last health report on the line:
+                                       #   at least every 60 s while it runs
       "backend": {                     # None until a request was made
           "name": "rest",              # the [crm] kind (directory, rest, a preset)
           "requests": 40, "errors": 2,
