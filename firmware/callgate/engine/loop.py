@@ -373,13 +373,18 @@ class Engine:
         self._health_due = line.sample + HEALTH_EVERY_S * self.rate
         if self.recorder is None:
             return
-        base = _backend_line(line)
-        overruns = max(line.pacing.overruns, _count(base, "overruns"))
-        seen = self.callerid_seen
-        self.record([LineHealth(
-            self.name, _interface(base), self.fault is None, self.fault, self.calls,
-            len(seen), sum(seen), CALLERID_WINDOW, _count(base, "underruns"), overruns,
-            self.faults, self.started_wall, self.wall())])
+        try:
+            base = _backend_line(line)
+            overruns = max(line.pacing.overruns, _count(base, "overruns"))
+            seen = self.callerid_seen
+            step = LineHealth(
+                self.name, _interface(base), self.fault is None, self.fault, self.calls,
+                len(seen), sum(seen), CALLERID_WINDOW, _count(base, "underruns"), overruns,
+                self.faults, self.started_wall, self.wall())
+        except Exception as err:        # noqa: BLE001 - health is never worth a call
+            log.error("%s: line health not reported (%s)", self.name, where(err))
+            return
+        self.record([step])
 
     def _hook(self, hook: Callable[..., list], *args) -> None:
         """A status hook of the handler (ringing, line_up, line_down): its record steps
