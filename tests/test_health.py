@@ -408,3 +408,39 @@ def test_calls_finished_before_the_health_tables_are_counted_by_the_migration(tm
         assert read_call_totals(store.db) == [("l1", "verified", "none", 2)]
     finally:
         store.close()
+
+
+def test_health_that_cannot_be_written_costs_the_health_row_never_the_call_record(
+        tmp_path, caplog):
+    """The totals and the back-end tables gone from under the recorder (a damaged store,
+    a merge that lost a table): the call's end and its back-end time are still written
+    by the real recorder; only the health rows are missing, with a log line each."""
+    from callgate.call import Record
+
+    path = tmp_path / "calls.sqlite"
+    CallStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE call_totals")
+    db.execute("DROP TABLE backend_latency")
+    db.commit()
+    db.close()
+    recorder = Recorder(path, synchronous="NORMAL").start()
+    try:
+        recorder.submit(Record("start", "c1", 1.0, {"line": "l1", "service": "s",
+                                                    "started": 1.0, "ani_masked": None}))
+        recorder.submit(Record("backend", "c1", 2.0, {"ms": 250.0, "error": True,
+                                                      "kind": "timeout"}))
+        recorder.submit(Record("update", "c1", 3.0, {"status": "verified", "ended": 3.0}))
+        recorder.flush()
+    finally:
+        recorder.close()
+    assert recorder.stats.refused == 0
+    store = CallStore(path)
+    try:
+        (row,) = store.recent()
+    finally:
+        store.close()
+    assert row["ended"] == 3.0 and row["status"] == "verified"
+    assert row["backend_ms_total"] == 250.0 and row["backend_errors"] == 1
+    health = [r.getMessage() for r in caplog.records if "health not written" in r.getMessage()]
+    assert len(health) == 2

@@ -16,10 +16,13 @@ give plain dicts; a store older than v6 or not yet made reads as empty.
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 
 from ..call import LineHealth
+
+log = logging.getLogger("callgate.store")
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
 """Upper bounds of the back-end request histogram, seconds: a caller waits on each
@@ -42,6 +45,24 @@ def _le(bound: float) -> str:
 
 
 # ---------------------------------------------------------------- writing (the recorder)
+
+
+def guarded(db: sqlite3.Connection, write, *args) -> bool:
+    """`write(db, *args)` in its own savepoint, inside a call record's step: health that
+    cannot be written costs its row and a log line, never the call record it rides with."""
+    db.execute("SAVEPOINT health")
+    try:
+        write(db, *args)
+    except Exception as err:            # noqa: BLE001 - health is never worth a record
+        if not db.in_transaction:
+            raise                        # the error ended the transaction: the step's own
+        db.execute("ROLLBACK TO health")
+        db.execute("RELEASE health")
+        log.error("device health not written (%s: %s)", getattr(write, "__name__", "write"),
+                  type(err).__name__)
+        return False
+    db.execute("RELEASE health")
+    return True
 
 
 class BackendProbe:

@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..call import LineHealth, LineState, Record
-from .health import (BackendProbe, call_open, count_finished_call, write_backend_request,
-                     write_line_health)
+from .health import (BackendProbe, call_open, count_finished_call, guarded,
+                     write_backend_request, write_line_health)
 from .outbox import Outbox, payload_from_record
 from .records import AttemptCounter, CallStore, StoreError
 from .switches import RecordedSwitches
@@ -392,7 +392,8 @@ def apply_step(store: CallStore, counter: AttemptCounter, outbox: Outbox,
                step: Record | LineState | LineHealth,
                backend: BackendProbe | None = None) -> None:
     """Write one record step to the store (inside the caller's transaction, if any);
-    a back-end request also goes into the health tables, under `backend`'s name."""
+    a back-end request also goes into the health tables, under `backend`'s name, and an
+    ending call into the totals (each guarded: their failure never refuses the step)."""
     if isinstance(step, LineState):
         store.set_line_status(step.line, step.state, step.step, step.call_id, at=step.at)
         return
@@ -406,7 +407,7 @@ def apply_step(store: CallStore, counter: AttemptCounter, outbox: Outbox,
         ending = "ended" in f and call_open(store.db, call_id)
         store.update(call_id, **f)
         if ending:
-            count_finished_call(store.db, call_id)
+            guarded(store.db, count_finished_call, call_id)
     elif step.op == "event":
         store.event(call_id, f["step"], dict(f.get("detail") or {}), step.at)
     elif step.op == "backend":
@@ -414,7 +415,8 @@ def apply_step(store: CallStore, counter: AttemptCounter, outbox: Outbox,
         probe = backend or BackendProbe()
         kind = (f.get("kind") or "other") if f.get("error") else None
         breaker, until = probe.breaker_now(step.at)
-        write_backend_request(store.db, probe.name, step.at, f["ms"], kind, breaker, until)
+        guarded(store.db, write_backend_request, probe.name, step.at, f["ms"], kind, breaker,
+                until)
     elif step.op == "success":
         counter.success(f["customer_id"], step.at)
     elif step.op == "writeback":
