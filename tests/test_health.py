@@ -403,7 +403,7 @@ def test_calls_finished_before_the_health_tables_are_counted_by_the_migration(tm
         db.execute("INSERT INTO calls (call_id, line, started, status, ended) "
                    "VALUES (?, 'l1', 1.0, ?, ?)", (f"c{i}", status, ended))
     db.close()
-    store = CallStore(path)                                          # migrates to v6
+    store = CallStore(path)                                          # migrates to v7
     try:
         assert read_call_totals(store.db) == [("l1", "verified", "none", 2)]
     finally:
@@ -444,3 +444,22 @@ def test_health_that_cannot_be_written_costs_the_health_row_never_the_call_recor
     assert row["backend_ms_total"] == 250.0 and row["backend_errors"] == 1
     health = [r.getMessage() for r in caplog.records if "health not written" in r.getMessage()]
     assert len(health) == 2
+
+
+def test_a_v6_store_made_before_the_totals_existed_gets_them_counted(tmp_path):
+    """v6 went out (53a2161, merged into issue14-mqtt) without call_totals: a store made
+    then is at v6 and must still get the table, its finished calls counted once."""
+    from callgate.store.health import read_call_totals
+    from callgate.store.records import MIGRATIONS, open_db
+
+    path = tmp_path / "calls.sqlite"
+    db = open_db(path, MIGRATIONS[:6], "the call records")          # a v6 store ...
+    db.execute("DROP TABLE IF EXISTS call_totals")                   # ... as v6 is: none
+    db.execute("INSERT INTO calls (call_id, line, started, status, reason, ended) "
+               "VALUES ('c0', 'l1', 1.0, 'not_identified', 'backend_down', 9.0)")
+    db.close()
+    store = CallStore(path)
+    try:
+        assert read_call_totals(store.db) == [("l1", "not_identified", "backend_down", 1)]
+    finally:
+        store.close()

@@ -8,10 +8,11 @@ the recorder writes it here on its own thread, with the call records: a
 call) and, for every back-end request the flow waited on, the request's time
 into a histogram, its failure kind and the breaker's state as the recorder
 found it, and each call as it ends into the totals by outcome (tables of
-schema v6, store/records.py).
+schemas v6 and v7, store/records.py).
 
 The reads take a plain read-only connection (the web app's, telemetry's) and
-give plain dicts; a store older than v6 or not yet made reads as empty.
+give plain dicts; a table the store has not got yet (a store older than v6 or v7,
+or none at all) reads as empty.
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ def _rows(db: sqlite3.Connection | None, sql: str) -> list[dict]:
         cur = db.execute(sql)
     except sqlite3.OperationalError as err:
         if "no such table" in str(err):
-            return []                    # a store the engine has not brought to v6 yet
+            return []                    # a store the engine has not brought to v7 yet
         raise
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]

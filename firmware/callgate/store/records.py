@@ -182,7 +182,7 @@ def _v5(db: sqlite3.Connection) -> None:
 def _v6(db: sqlite3.Connection) -> None:
     """The device's health, for telemetry and /metrics (store/health.py): each line's
     hardware and engine counts, the back end's last answers and breaker, and a histogram
-    of its request times, and the finished calls by outcome. Written by the recorder only."""
+    of its request times. Written by the recorder only, one row per line / back end."""
     db.execute("""CREATE TABLE line_health (
         line TEXT PRIMARY KEY,
         interface TEXT,               -- sim | replay | modem | hat
@@ -218,8 +218,12 @@ def _v6(db: sqlite3.Connection) -> None:
         kind TEXT NOT NULL,
         count INTEGER NOT NULL,
         PRIMARY KEY (backend, kind))""")
-    # finished calls by outcome, counted as each ends (a scrape reads 1 row per outcome,
-    # not every call); the calls finished before v6 are counted here once
+
+
+def _v7(db: sqlite3.Connection) -> None:
+    """Finished calls by outcome for /metrics (store/health.py), counted by the recorder as
+    each ends, so a scrape reads a row per outcome, not every call; the calls finished
+    before are counted here once. Its own step: v6 went out without it."""
     db.execute("""CREATE TABLE call_totals (
         line TEXT NOT NULL,
         status TEXT NOT NULL,         -- the record's status, "none" when it has none
@@ -232,7 +236,7 @@ def _v6(db: sqlite3.Connection) -> None:
 
 
 # MIGRATIONS[i] takes the schema from version i to i + 1. Add, never edit.
-MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6]
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
