@@ -4,8 +4,10 @@
 Run by hand:  .venv/bin/python bench/metrics_speed.py [--calls 100000] [--repeat 20]
 
 Builds a call store (the real schema, via store.CallStore) with `--calls`
-finished calls over 4 lines and mixed outcomes, the health rows the recorder
-writes and a back-end histogram of as many requests, then times on one core:
+finished calls over 4 lines and mixed outcomes, each written back (a delivered
+outbox row, kept until `callgate outbox purge`; 3 still pending), the health
+rows the recorder writes and a back-end histogram of as many requests, then
+times on one core:
 - telemetry.health.device_state (MQTT's state, the snapshot /metrics reads);
 - one whole /metrics page through the web app (the collector and the text),
   with the bearer token, as Prometheus scrapes it.
@@ -36,6 +38,7 @@ from _machine import machine  # noqa: E402
 from callgate.call import LineHealth  # noqa: E402
 from callgate.store.health import (count_finished_call, write_backend_request,  # noqa: E402
                                    write_line_health)
+from callgate.store.outbox import Outbox  # noqa: E402
 from callgate.store.records import CallStore, transaction  # noqa: E402
 from callgate.telemetry.health import device_state  # noqa: E402
 from callgate.web.app import create_app  # noqa: E402
@@ -50,6 +53,7 @@ OUTCOMES = [("verified", None), ("identified", None), ("not_identified", None),
 def build(path: Path, calls: int) -> None:
     rnd = random.Random(14)
     store = CallStore(path, synchronous="NORMAL")
+    box = Outbox(store)
     now = time.time()
     with transaction(store.db):
         for i in range(calls):
@@ -61,6 +65,10 @@ def build(path: Path, calls: int) -> None:
             count_finished_call(store.db, cid)            # as the recorder does at the end
             kind = "timeout" if reason == "backend_down" else None
             write_backend_request(store.db, "rest", at, rnd.uniform(20, 900), kind, "closed")
+            # [writeback] on: each outcome delivered, its row kept until `outbox purge`
+            box.delivered(box.enqueue(cid, {"status": status}, at), 200, at + 60)
+        for i in range(3):
+            box.enqueue(f"p{i}", {"status": "verified"}, now - 600)     # waiting now
         for n in range(4):
             write_line_health(store.db, LineHealth(f"line{n}", "modem", calls=calls // 4,
                                                    rang=10, callerid=9, window=10,
@@ -99,7 +107,8 @@ def main() -> None:
         snap = timed(lambda: device_state(store), args.repeat)
         page = timed(lambda: client.get("/metrics", headers=auth), args.repeat)
     print(machine())
-    print(f"store: {args.calls} finished calls over 4 lines; page {size} bytes")
+    print(f"store: {args.calls} finished calls over 4 lines, as many delivered write-backs; "
+          f"page {size} bytes")
     for name, ms in (("device_state", snap), ("/metrics page", page)):
         print(f"{name:14s} median {statistics.median(ms):7.1f} ms   max {max(ms):7.1f} ms")
 

@@ -168,8 +168,10 @@ def _backend(db: sqlite3.Connection | None, now: float) -> dict | None:
 
 
 def _outbox(db: sqlite3.Connection | None, now: float) -> dict:
+    # delivered rows stay until `callgate outbox purge` (one per call written back): only
+    # the two states counted are read, through the (state, next_at) index
     rows = _rows(db, "SELECT state, COUNT(*) AS n, MIN(created) AS oldest FROM outbox "
-                     "GROUP BY state")
+                     "WHERE state IN ('pending', 'dead') GROUP BY state")
     by = {r["state"]: r for r in rows}
     oldest = by.get("pending", {}).get("oldest")
     return {"pending": by.get("pending", {}).get("n", 0), "dead": by.get("dead", {}).get("n", 0),
