@@ -28,12 +28,12 @@ from pathlib import Path
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily, InfoMetricFamily)
 
+from ..call import LINE_STATES
 from ..store.health import read_backend_latency, read_call_totals
 from .health import open_read_only, state_from
 
 log = logging.getLogger("callgate.telemetry")
 
-LINE_STATES = ("idle", "ringing", "in_flow", "transferring", "down")
 BREAKER_STATES = ("closed", "open", "half-open")
 
 
