@@ -36,6 +36,7 @@ from .flow import IdvFlow, Policy, load_services, service_for_line
 from .line import Line, LineError, make_line
 from .localzone import device_zone
 from .store.records import StoreError, store_path
+from .store.health import BackendProbe
 from .store.recorder import Recorder
 
 TABLES = ("engine", "line", "crm", "service", "store", "web", "writeback")
@@ -177,7 +178,8 @@ class App:
             if store is None:
                 raise ConfigError("store.path: the ID&V flow needs a call-record file")
             self.recorder = Recorder(store, synchronous=synchronous,
-                                     on_writeback=self._wake_writeback)
+                                     on_writeback=self._wake_writeback,
+                                     backend=BackendProbe.of(crm))
             # several service lines: each call's own, by its line and distinctive ring
             choose = None
             if services and len(services) > 1:

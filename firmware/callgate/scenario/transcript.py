@@ -252,6 +252,11 @@ class LineTap:
     def __getattr__(self, name: str):
         return getattr(self._line, name)
 
+    @property
+    def inner(self):
+        """The line tapped (the engine's health names its backend)."""
+        return self._line
+
     def read(self):
         frame = self._line.read()
         obs = self._obs

@@ -41,7 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..call import LineState, Record
+from ..call import LineHealth, LineState, Record
+from .health import (BackendProbe, call_open, count_finished_call, guarded,
+                     write_backend_request, write_line_health)
 from .outbox import Outbox, payload_from_record
 from .records import AttemptCounter, CallStore, StoreError
 from .switches import RecordedSwitches
@@ -113,12 +115,16 @@ _STOP = object()
 
 
 class Recorder:
-    """Writes record steps (call.Record, call.LineState) to a CallStore on its own thread."""
+    """Writes record steps (call.Record, call.LineState, call.LineHealth) to a CallStore on
+    its own thread. `backend` names the back end (and holds its breaker) in the health
+    tables (store/health.py)."""
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", group_ms: int = GROUP_MS,
                  queue_steps: int = QUEUE_STEPS,
-                 on_writeback: Callable[[], None] | None = None) -> None:
+                 on_writeback: Callable[[], None] | None = None,
+                 backend: BackendProbe | None = None) -> None:
         self.path = Path(path)
+        self.backend = backend               # the back end whose requests are recorded
         self.synchronous = synchronous
         self.group_s = max(0, group_ms) / 1000
         self.on_writeback = on_writeback     # told after a write-back row is committed
@@ -173,7 +179,7 @@ class Recorder:
 
     # ------------------------------------------------------------------ the audio thread's side
 
-    def submit(self, step: Record | LineState) -> bool:
+    def submit(self, step: Record | LineState | LineHealth) -> bool:
         """Hand a step over; never blocks. False if it was dropped (queue full)."""
         self.stats.submitted += 1
         try:
@@ -354,14 +360,15 @@ class Recorder:
         """One step in its own savepoint: refused alone, the rest of the group kept."""
         db.execute(f"SAVEPOINT step{n}")
         try:
-            apply_step(self.store, counter, outbox, step)
+            apply_step(self.store, counter, outbox, step, self.backend)
         except (sqlite3.Error, Exception) as err:     # noqa: BLE001 - refused alone
             if not db.in_transaction:
                 raise                        # the error ended the group's transaction
             db.execute(f"ROLLBACK TO step{n}")
             db.execute(f"RELEASE step{n}")
             self.stats.refused += 1
-            what = step.op if isinstance(step, Record) else "line status"
+            what = step.op if isinstance(step, Record) else (
+                "line health" if isinstance(step, LineHealth) else "line status")
             log.error("call record %s: %s not written (%s)", getattr(step, "call_id", None),
                       what, type(err).__name__)
             return False
@@ -382,20 +389,34 @@ class Recorder:
 
 
 def apply_step(store: CallStore, counter: AttemptCounter, outbox: Outbox,
-               step: Record | LineState) -> None:
-    """Write one record step to the store (inside the caller's transaction, if any)."""
+               step: Record | LineState | LineHealth,
+               backend: BackendProbe | None = None) -> None:
+    """Write one record step to the store (inside the caller's transaction, if any);
+    a back-end request also goes into the health tables, under `backend`'s name, and an
+    ending call into the totals (each guarded: their failure never refuses the step)."""
     if isinstance(step, LineState):
         store.set_line_status(step.line, step.state, step.step, step.call_id, at=step.at)
+        return
+    if isinstance(step, LineHealth):
+        write_line_health(store.db, step)
         return
     f, call_id = step.fields, step.call_id
     if step.op == "start":
         store.start(call_id, f["line"], f["service"], f["started"], f.get("ani_masked"))
     elif step.op == "update":
+        ending = "ended" in f and call_open(store.db, call_id)
         store.update(call_id, **f)
+        if ending:
+            guarded(store.db, count_finished_call, call_id)
     elif step.op == "event":
         store.event(call_id, f["step"], dict(f.get("detail") or {}), step.at)
     elif step.op == "backend":
         store.add_backend(call_id, f["ms"], bool(f.get("error")))
+        probe = backend or BackendProbe()
+        kind = (f.get("kind") or "other") if f.get("error") else None
+        breaker, until = probe.breaker_now(step.at)
+        guarded(store.db, write_backend_request, probe.name, step.at, f["ms"], kind, breaker,
+                until)
     elif step.op == "success":
         counter.success(f["customer_id"], step.at)
     elif step.op == "writeback":

@@ -84,6 +84,8 @@ def create_app(config: Table | WebSettings, clock=time.time, secret_key: bytes |
     from .switches import bp as switches_bp
     for bp in (auth_bp, agent_bp, status_bp, users_bp, reports_bp, switches_bp):
         app.register_blueprint(bp)
+    from .metrics import install as install_metrics
+    install_metrics(app, settings)                 # /metrics, when [web.metrics] is on
 
     app.after_request(_security_headers)
     app.context_processor(_template_globals)

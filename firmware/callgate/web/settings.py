@@ -12,6 +12,7 @@
     signin_attempts = 5              # failed sign-ins per name and address ...
     signin_window_minutes = 5        # ... within this window, then refused until it passes
     threads = 24                     # server threads (each open agent page holds one)
+    [web.metrics]                    # /metrics for Prometheus (web/metrics.py), off by default
 
 Parsing here reads no file, so `check-config` can run it on a build machine;
 the files are checked when the server starts (`server.py`).
@@ -19,11 +20,12 @@ the files are checked when the server starts (`server.py`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import ConfigError, Table
 from ..store.records import DEFAULT_PATH as DEFAULT_STORE
 from ..store.records import store_path
+from .metrics import MetricsSettings
 
 DEFAULT_DB = "/var/lib/callgate/web.sqlite"
 DEFAULT_SECRET = "/var/lib/callgate/web-secret.key"
@@ -48,6 +50,7 @@ class WebSettings:
     stream_s: float = 60.0          # an event stream ends after this; the browser reconnects
     poll_s: float = 0.5             # how often a stream looks for new transfers
     recheck_s: float = 5.0          # how often a stream checks its session is still alive
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)   # [web.metrics]
 
     @property
     def https(self) -> bool:
@@ -73,7 +76,8 @@ class WebSettings:
             lifetime_s=web.number("session_hours", 12, 0.1, 24 * 31) * 3600,
             signin_attempts=int(_int(web, "signin_attempts", 5, 1, 100)),
             signin_window_s=web.number("signin_window_minutes", 5, 1, 24 * 60) * 60,
-            threads=int(_int(web, "threads", 24, 4, 256)))
+            threads=int(_int(web, "threads", 24, 4, 256)),
+            metrics=MetricsSettings.from_table(web.sub("metrics")))
         if s.idle_s > s.lifetime_s:
             raise ConfigError(f"{web.key('idle_minutes')}: longer than session_hours")
         bad = web.unknown()
