@@ -833,7 +833,7 @@ def test_every_supported_usb_id_is_in_the_hardware_list():
 
     text = (Path(__file__).parent.parent / "hw" / "README.md").read_text()
     ids = [f"{u.vendor}:{u.product}" for u in profiles.usb_ids()]
-    assert ids == ["0baf:0303", "0572:1349", "0803:3095"]
+    assert ids == ["0baf:0303", "0572:1349", "0803:3095", "0572:1340"]
     assert all(f"`{i}`" in text for i in ids)
     assert all(len(u.vendor) == len(u.product) == 4 and int(u.vendor, 16) >= 0
                for u in profiles.usb_ids())

@@ -23,7 +23,9 @@ reference it comes from:
   USB56KEMH2: "56000", in the peer call screener's modem logs).
 - USB ids: what `lsusb` shows for the products in users' logs (0baf:0303
   "U.S. Robotics USR5637 56K Faxmodem"; 0572:1349 "Conexant USB Modem" on
-  the StarTech USB56KEMH2; 0803:3095 "Zoom Telephonics" on the Zoom 3095).
+  the StarTech USB56KEMH2; 0803:3095 "Zoom Telephonics" on the Zoom 3095), and
+  0572:1340, which the USB ID Repository (Debian's usb.ids) names "CX93010 ACF
+  Modem": the id of generic CX93010 USB modems.
   `usb_ids()` lists them for the image's udev rule (tools/image/).
 """
 
@@ -111,7 +113,8 @@ CX93010 = ModemProfile(
     setup=("AT+VSD=0,0", "AT+VIT=0"),                    # [CX] +VSD, +VIT
     full_duplex=True,                     # [CX] +VTR, ended by <DLE>^
     usb=(UsbId("0572", "1349", "StarTech USB56KEMH2 (Conexant USB modem)"),
-         UsbId("0803", "3095", "Zoom 3095 USB Mini External Modem")),
+         UsbId("0803", "3095", "Zoom 3095 USB Mini External Modem"),
+         UsbId("0572", "1340", "CX93010 ACF Modem (generic CX93010 USB modems)")),
 )
 
 PROFILES = {p.key: p for p in (USR5637, CX93010)}
