@@ -107,7 +107,8 @@ def test_calls_become_ordered_events_with_a_retained_state_and_availability(
     assert state["calls_today"] == {"verified": 1, "identified": 1, "not_identified": 1,
                                     "total": 3}
     assert state["lines"]["line"]["state"] in ("idle", "down")
-    assert state["outbox"]["mqtt_pending"] == 0
+    assert state["events_pending"] == 0 and state["schema"] == 1
+    assert state["lines"]["line"]["callerid"]["rang"] == 3     # health.py's snapshot
 
 
 WORKER_SCRIPT = textwrap.dedent("""
@@ -122,7 +123,7 @@ WORKER_SCRIPT = textwrap.dedent("""
     s = load_mqtt(Table(table, "telemetry.mqtt"))
     CallStore(sys.argv[2]).close()
     w = TelemetryWorker(s, sys.argv[2], StateBuilder(s.device_id, dt.timezone.utc,
-                        lambda: {}, lambda: None), ["line"]).start()
+                        lambda store: {}), ["line"]).start()
     assert w.link.wait_up(15)
     print("up", flush=True)
     time.sleep(600)

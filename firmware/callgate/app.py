@@ -36,6 +36,7 @@ from .flow import IdvFlow, Policy, load_services, service_for_line
 from .line import Line, LineError, make_line
 from .localzone import device_zone
 from .store.records import StoreError, store_path
+from .store.health import BackendProbe
 from .store.recorder import Recorder
 
 TABLES = ("engine", "line", "crm", "service", "store", "web", "writeback", "telemetry")
@@ -213,7 +214,8 @@ class App:
                 from .telemetry.events import EventTap
                 tap = EventTap()
             self.recorder = Recorder(store, synchronous=synchronous,
-                                     on_writeback=self._wake_writeback, tap=tap,
+                                     on_writeback=self._wake_writeback,
+                                     backend=BackendProbe.of(crm), tap=tap,
                                      on_tap=self._wake_telemetry)
             handler: Handler = IdvFlow(
                 policy, crm, counter=self.recorder.counter, switches=self.recorder.switches,

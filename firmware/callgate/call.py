@@ -248,11 +248,40 @@ class LineState:
             raise ValueError(f"LineState: {self.state!r} is not one of {', '.join(LINE_STATES)}")
 
 
-RECORD_STEPS = (Record, LineState)
+@dataclass(frozen=True)
+class LineHealth:
+    """How a line's hardware and the engine on it are doing, for the device's health
+    (telemetry/health.py). The engine hands one to the recorder when it starts on the
+    line, at each line fault or its end, and after each call; counts run from the start.
+
+    `present`: the line interface (modem, HAT) works, no fault stands (`fault` its one
+    line); `rang`/`callerid`: of the last `window` calls that rang, how many brought
+    caller ID; `audio_faults`: audio the line could not play in time (underruns);
+    `overruns`: audio lost because the engine was late to take it; `engine_faults`:
+    faults the engine survived (calls ended safely)."""
+
+    line: str
+    interface: str = ""
+    present: bool = True
+    fault: str | None = None
+    calls: int = 0
+    rang: int = 0
+    callerid: int = 0
+    window: int = 0
+    audio_faults: int = 0
+    overruns: int = 0
+    engine_faults: int = 0
+    started: float = 0.0
+    at: float = 0.0
+
+
+RECORD_STEPS = (Record, LineState, LineHealth)
 """Actions that hold nothing: handed to the recorder at once."""
 
-Action = Union[Play, Pause, SayDigits, Collect, Transfer, Work, HangUp, Record, LineState]
-ACTIONS = (Play, Pause, SayDigits, Collect, Transfer, Work, HangUp, Record, LineState)
+Action = Union[Play, Pause, SayDigits, Collect, Transfer, Work, HangUp, Record, LineState,
+               LineHealth]
+ACTIONS = (Play, Pause, SayDigits, Collect, Transfer, Work, HangUp, Record, LineState,
+           LineHealth)
 
 # ----------------------------------------------------------------- events to the handler
 

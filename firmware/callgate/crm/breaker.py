@@ -29,6 +29,15 @@ class CircuitBreaker:
         with self._lock:
             return self._state()
 
+    def status(self) -> tuple[str, float | None]:
+        """(state, seconds until an open circuit lets a trial through; None unless open),
+        read together: for the device's health, off the audio path."""
+        with self._lock:
+            state = self._state()
+            if state != "open":
+                return state, None
+            return state, max(0.0, self.cooldown - (self.clock() - self._opened_at))
+
     def _state(self) -> str:
         if self._opened_at is None:
             return "closed"

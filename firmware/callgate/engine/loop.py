@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..call import RECORD_STEPS, CallerHungUp, CallInfo, Handler
+from ..call import RECORD_STEPS, CallerHungUp, CallInfo, Handler, LineHealth
 from ..config import ConfigError
 from ..dsp.bank import DetectorBank
 from ..dsp.dtmf import DtmfEvent
@@ -52,6 +52,7 @@ from .work import WorkRunner
 log = logging.getLogger("callgate.engine")
 
 IDLE, RINGING, CALL = "idle", "ringing", "call"
+CALLERID_WINDOW = 10             # the line's health counts caller ID over this many calls
 
 
 class Engine:
@@ -103,6 +104,9 @@ class Engine:
         self.finished: deque[CallInfo] = deque(maxlen=100)
         self.frames = 0
         self.faults = 0                  # engine faults survived (see _engine_failed)
+        self.fault: str | None = None    # the line fault that stands, if any
+        self.callerid_seen: deque[bool] = deque(maxlen=CALLERID_WINDOW)   # per call that rang
+        self.started_wall = 0.0
         self.runner = ActionRunner(self)
         self._pacing_mark = None
         self._stopping = False
@@ -131,7 +135,9 @@ class Engine:
         The handler hears `line_up` now and `line_down("callgate stopped")` when
         the loop ends, whatever ends it."""
         self.line.listen_callerid(True)
-        self._hook(self.handler.line_up, self.name, self.wall())
+        self.started_wall = self.wall()
+        self._hook(self.handler.line_up, self.name, self.started_wall)
+        self._health()
         self._mark_pacing()
         try:
             while not self._stopping and self.step():
@@ -352,10 +358,27 @@ class Engine:
         """A line fault or its end, on hook or in a call: logged and told to the handler."""
         if isinstance(ev, LineFault):
             log.warning("%s: line fault (%s)", self.name, ev.reason or "no reason given")
+            self.fault = ev.reason or "line fault"
             self._hook(self.handler.line_down, self.name, ev.reason, self.wall())
         else:
             log.info("%s: line restored", self.name)
+            self.fault = None
             self._hook(self.handler.line_up, self.name, self.wall())
+        self._health()
+
+    def _health(self) -> None:
+        """The line's health (call.LineHealth) to the recorder: at start, at each fault or
+        its end, after each call. A few counters read; the recorder writes it."""
+        if self.recorder is None:
+            return
+        line = self.line
+        base = getattr(line, "inner", line)          # a call-recording wrapper's line
+        overruns = max(line.pacing.overruns, _count(base, "overruns"))
+        seen = self.callerid_seen
+        self.record([LineHealth(
+            self.name, _interface(base), self.fault is None, self.fault, self.calls,
+            len(seen), sum(seen), CALLERID_WINDOW, _count(base, "underruns"), overruns,
+            self.faults, self.started_wall, self.wall())])
 
     def _hook(self, hook: Callable[..., list], *args) -> None:
         """A status hook of the handler (ringing, line_up, line_down): its record steps
@@ -410,6 +433,9 @@ class Engine:
         except Exception as err:        # noqa: BLE001
             log.error("call %d: handler failed on end (%s)", call.call_id, where(err))
         self.finished.append(call)
+        if call.rings:
+            self.callerid_seen.append(call.callerid is not None)
+        self._health()
         if self.on_call is not None:
             self.on_call(call)
         self._mark_pacing()
@@ -428,6 +454,20 @@ class Engine:
             return None                  # a line that paces itself but counts nothing
         return {"overruns": got.overruns, "late_frames": got.late_frames,
                 "max_lag_ms": round(got.max_lag_ms, 1)}
+
+
+def _count(line, name: str) -> int:
+    """A backend's own counter (modem and HAT count underruns and overruns), else 0."""
+    value = getattr(line, name, 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _interface(line) -> str:
+    """The backend's name (sim, replay, modem, hat) from its package, else its class's."""
+    parts = type(line).__module__.split(".")
+    if parts[:2] == ["callgate", "line"] and len(parts) > 2:
+        return parts[2]
+    return type(line).__name__.lower()
 
 
 __all__ = ["Engine", "EngineConfig"]

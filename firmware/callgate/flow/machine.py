@@ -57,6 +57,7 @@ from typing import Protocol
 from ..call import (CallerHungUp, CallInfo, Collect, Digits, Handler, HangUp, Pause, Play,
                     PromptDone, SayDigits, Transfer, TransferResult, Work, WorkDone)
 from ..crm.base import ASSURANCES, Customer, Lookup, Verdict
+from ..crm.failure import failure_kind
 from ..crm.phone import normalise_phone
 from ..privacy import mask
 from .menu import MAX_PROMPT_CHOICES
@@ -402,7 +403,7 @@ class IdvFlow(Handler):
     def _on_lookup(self, what: str, result, error: str | None, ms: float) -> list:
         c = self.c
         status, customer = _lookup_status(result, error)
-        self.trail.backend(ms, status == "error")
+        self.trail.backend(ms, status == "error", _failure(result, error, status))
         if what == "lookup_phone":
             self._set(lookup=status)
             self._event("lookup", source="number", result=status, ms=round(ms, 1),
@@ -500,7 +501,7 @@ class IdvFlow(Handler):
     def _on_verdict(self, result, error: str | None, ms: float) -> list:
         c = self.c
         status = _verdict_status(result, error)
-        self.trail.backend(ms, status == "error")
+        self.trail.backend(ms, status == "error", _failure(result, error, status))
         self._event("verify", attempt=c.sec_tries, result=status, ms=round(ms, 1),
                     **_why(result, error, status))
         if status == "verified":
@@ -902,6 +903,11 @@ def _verdict_status(result, error: str | None) -> str:
     if error or not isinstance(result, Verdict):
         return "error"
     return result.status if result.status in ("verified", "rejected", "no_secret") else "error"
+
+
+def _failure(result, error: str | None, status: str) -> str | None:
+    """The kind of a back-end error (crm/failure.py) for the device's health; None if none."""
+    return failure_kind(_why(result, error, status).get("error")) if status == "error" else None
 
 
 def _why(result, error: str | None, status: str) -> dict:

@@ -51,8 +51,12 @@ class CallTrail:
     def event(self, name: str, /, **detail) -> None:
         self._add("event", step=name, detail=detail)
 
-    def backend(self, ms: float, error: bool) -> None:
-        self._add("backend", ms=float(ms), error=bool(error))
+    def backend(self, ms: float, error: bool, kind: str | None = None) -> None:
+        """One request's time; a failed one's kind (crm/failure.py) for the health tables."""
+        if error:
+            self._add("backend", ms=float(ms), error=True, kind=kind or "other")
+        else:
+            self._add("backend", ms=float(ms), error=False)
 
     def success(self, customer_id: str) -> None:
         self._add("success", customer_id=customer_id)

@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..call import LineState, Record
+from ..call import LineHealth, LineState, Record
+from .health import BackendProbe, write_backend_request, write_line_health
 from .outbox import Outbox, payload_from_record
 from .records import AttemptCounter, CallStore, StoreError
 from .switches import RecordedSwitches
@@ -113,14 +114,18 @@ _STOP = object()
 
 
 class Recorder:
-    """Writes record steps (call.Record, call.LineState) to a CallStore on its own thread."""
+    """Writes record steps (call.Record, call.LineState, call.LineHealth) to a CallStore on
+    its own thread. `backend` names the back end (and holds its breaker) in the health
+    tables (store/health.py)."""
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", group_ms: int = GROUP_MS,
                  queue_steps: int = QUEUE_STEPS,
                  on_writeback: Callable[[], None] | None = None,
+                 backend: BackendProbe | None = None,
                  tap: Callable[[CallStore, Any], bool] | None = None,
                  on_tap: Callable[[], None] | None = None) -> None:
         self.path = Path(path)
+        self.backend = backend               # the back end whose requests are recorded
         # telemetry's tap (telemetry/events.py): sees each step once it is written, in
         # the step's transaction, and may queue a row of its own outbox (True: it did);
         # on_tap is told after such a group is committed
@@ -181,7 +186,7 @@ class Recorder:
 
     # ------------------------------------------------------------------ the audio thread's side
 
-    def submit(self, step: Record | LineState) -> bool:
+    def submit(self, step: Record | LineState | LineHealth) -> bool:
         """Hand a step over; never blocks. False if it was dropped (queue full)."""
         self.stats.submitted += 1
         try:
@@ -368,14 +373,15 @@ class Recorder:
         """One step in its own savepoint: refused alone, the rest of the group kept."""
         db.execute(f"SAVEPOINT step{n}")
         try:
-            apply_step(self.store, counter, outbox, step)
+            apply_step(self.store, counter, outbox, step, self.backend)
         except (sqlite3.Error, Exception) as err:     # noqa: BLE001 - refused alone
             if not db.in_transaction:
                 raise                        # the error ended the group's transaction
             db.execute(f"ROLLBACK TO step{n}")
             db.execute(f"RELEASE step{n}")
             self.stats.refused += 1
-            what = step.op if isinstance(step, Record) else "line status"
+            what = step.op if isinstance(step, Record) else (
+                "line health" if isinstance(step, LineHealth) else "line status")
             log.error("call record %s: %s not written (%s)", getattr(step, "call_id", None),
                       what, type(err).__name__)
             return False
@@ -412,10 +418,15 @@ class Recorder:
 
 
 def apply_step(store: CallStore, counter: AttemptCounter, outbox: Outbox,
-               step: Record | LineState) -> None:
-    """Write one record step to the store (inside the caller's transaction, if any)."""
+               step: Record | LineState | LineHealth,
+               backend: BackendProbe | None = None) -> None:
+    """Write one record step to the store (inside the caller's transaction, if any);
+    a back-end request also goes into the health tables, under `backend`'s name."""
     if isinstance(step, LineState):
         store.set_line_status(step.line, step.state, step.step, step.call_id, at=step.at)
+        return
+    if isinstance(step, LineHealth):
+        write_line_health(store.db, step)
         return
     f, call_id = step.fields, step.call_id
     if step.op == "start":
@@ -426,6 +437,10 @@ def apply_step(store: CallStore, counter: AttemptCounter, outbox: Outbox,
         store.event(call_id, f["step"], dict(f.get("detail") or {}), step.at)
     elif step.op == "backend":
         store.add_backend(call_id, f["ms"], bool(f.get("error")))
+        probe = backend or BackendProbe()
+        kind = (f.get("kind") or "other") if f.get("error") else None
+        breaker, until = probe.breaker_now(step.at)
+        write_backend_request(store.db, probe.name, step.at, f["ms"], kind, breaker, until)
     elif step.op == "success":
         counter.success(f["customer_id"], step.at)
     elif step.op == "writeback":

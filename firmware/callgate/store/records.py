@@ -180,6 +180,47 @@ def _v5(db: sqlite3.Connection) -> None:
 
 
 def _v6(db: sqlite3.Connection) -> None:
+    """The device's health, for telemetry and /metrics (store/health.py): each line's
+    hardware and engine counts, the back end's last answers and breaker, and a histogram
+    of its request times. Written by the recorder only, one row per line / back end."""
+    db.execute("""CREATE TABLE line_health (
+        line TEXT PRIMARY KEY,
+        interface TEXT,               -- sim | replay | modem | hat
+        present INTEGER NOT NULL,     -- 1: the line interface works; 0: a fault stands
+        fault TEXT,                   -- the standing fault's one line
+        calls INTEGER NOT NULL,       -- calls since the engine started on the line
+        rang INTEGER NOT NULL,        -- of the last `window` calls that rang ...
+        callerid INTEGER NOT NULL,    -- ... how many brought caller ID
+        window INTEGER NOT NULL,
+        audio_faults INTEGER NOT NULL,    -- playback underruns, since started
+        overruns INTEGER NOT NULL,        -- capture overruns, since started
+        engine_faults INTEGER NOT NULL,   -- engine faults survived, since started
+        started REAL NOT NULL,        -- unix seconds the engine started on the line
+        updated REAL NOT NULL)""")
+    db.execute("""CREATE TABLE backend_health (
+        backend TEXT PRIMARY KEY,     -- the [crm] kind: directory, rest, a preset's name
+        requests INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        last_success REAL,            -- unix seconds of the last answer that was not an error
+        last_error REAL,
+        last_error_kind TEXT,         -- crm/failure.py KINDS
+        breaker TEXT,                 -- closed | open | half-open; NULL: no breaker
+        breaker_until REAL,           -- an open breaker lets a trial through from then
+        seconds_total REAL NOT NULL,  -- the sum of request times, seconds
+        updated REAL NOT NULL)""")
+    db.execute("""CREATE TABLE backend_latency (
+        backend TEXT NOT NULL,
+        le TEXT NOT NULL,             -- the bucket's upper bound as Prometheus writes it
+        count INTEGER NOT NULL,       -- requests in this bucket alone (not cumulative)
+        PRIMARY KEY (backend, le))""")
+    db.execute("""CREATE TABLE backend_errors (
+        backend TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (backend, kind))""")
+
+
+def _v7(db: sqlite3.Connection) -> None:
     """Telemetry's outbox (store/outbox.py, table outbox_mqtt): call outcomes and faults
     waiting for the MQTT broker, in order. Same columns as the write-back's; its payloads
     are masked (never a full identifier or number)."""
@@ -200,7 +241,7 @@ def _v6(db: sqlite3.Connection) -> None:
 
 
 # MIGRATIONS[i] takes the schema from version i to i + 1. Add, never edit.
-MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6]
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

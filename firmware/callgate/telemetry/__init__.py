@@ -1,6 +1,9 @@
 """Telemetry: the device's state, its call outcomes and faults, pushed to an engine the
-installer already runs (an MQTT broker), never on the audio path.
+installer already runs (an MQTT broker) or scraped on the LAN (the web app's /metrics),
+never on the audio path.
 
+    health.py     the one snapshot of the device's state that MQTT and /metrics read
+    board.py      what the board reports: uptime, CPU temperature, throttling, free space
     settings.py   [telemetry.mqtt], read and checked
     topics.py     the topic of each message, under prefix/device_id
     client.py     the broker link (paho-mqtt over TLS, last will, availability)

@@ -42,46 +42,41 @@ def calls_today(store: CallStore, zone: dt.tzinfo, now: float | None = None) -> 
     return out
 
 
-def line_states(store: CallStore) -> dict:
-    """Each line's live state as the recorder last wrote it."""
-    return {r["line"]: {"state": r["state"], "step": r["step"], "since": iso_utc(r["since"])}
-            for r in store.line_status()}
-
-
 def alarms(doc: dict) -> list[dict]:
-    """The alarms a state document shows, in a fixed order."""
+    """The alarms a state document shows, in a fixed order (README: what each means)."""
     out: list[dict] = []
 
     def alarm(name: str, why: str, line: str | None = None) -> None:
         out.append({"alarm": name, **({"line": line} if line else {}), "why": why})
 
     for name, line in sorted((doc.get("lines") or {}).items()):
-        if not isinstance(line, dict):
-            continue
         if line.get("state") == "down":
-            alarm("line_down", line.get("step") or "the line failed", name)
-        if line.get("modem_present") is False:
-            alarm("modem_missing", "the line's modem or HAT is not answering", name)
-        heard, rings = line.get("callerid_rings"), line.get("rings_seen")
-        if isinstance(heard, int) and isinstance(rings, int) \
-                and rings >= NO_CALLERID_RINGS and heard == 0:
-            alarm("no_callerid", f"no caller ID on the last {rings} calls", name)
-        if line.get("overruns"):
-            alarm("audio_overruns", f"{line['overruns']} audio overruns", name)
+            alarm("line_down", line.get("fault") or line.get("step") or "the line failed",
+                  name)
+        elif line.get("modem_present") is False:
+            alarm("modem_missing", line.get("fault") or "the line interface is not "
+                                                        "answering", name)
+        cid = line.get("callerid") or {}
+        rang, got = cid.get("rang"), cid.get("received")
+        if isinstance(rang, int) and isinstance(got, int) and rang >= NO_CALLERID_RINGS \
+                and got == 0:
+            alarm("no_callerid", f"no caller ID on the last {rang} calls that rang", name)
     backend = doc.get("backend") or {}
     if backend.get("breaker") == "open":
-        alarm("backend_down", f"circuit breaker open ({backend.get('last_error') or 'errors'})")
-    elif backend.get("last_error") in ("auth", "unauthorized", "token"):
+        alarm("backend_down", "circuit breaker open (last error: "
+                              f"{backend.get('last_error_kind') or 'unknown'})")
+    elif backend.get("last_error_kind") == "auth" and \
+            (backend.get("last_success") or 0) < (backend.get("last_error") or 0):
         alarm("backend_auth", "the back end refused the device's credentials "
                               "(token or password expired?)")
     outbox = doc.get("outbox") or {}
-    if outbox.get("writeback_dead"):
-        alarm("writeback_dead", f"{outbox['writeback_dead']} call outcomes the back end "
-                                "never took (callgate outbox list)")
-    age = outbox.get("writeback_oldest_s")
+    if outbox.get("dead"):
+        alarm("writeback_dead", f"{outbox['dead']} call outcomes the back end never took "
+                                "(callgate outbox list)")
+    age = outbox.get("oldest_pending_s")
     if isinstance(age, (int, float)) and age > BACKLOG_S:
         alarm("writeback_backlog", f"oldest undelivered outcome {int(age // 60)} min old")
-    disk = doc.get("disk") or {}
+    disk = doc.get("storage") or {}
     free, total = disk.get("free_bytes"), disk.get("total_bytes")
     if isinstance(free, int) and isinstance(total, int) and total \
             and free / total < DISK_LOW_FRACTION:
@@ -90,11 +85,14 @@ def alarms(doc: dict) -> list[dict]:
     temp = board.get("cpu_temp_c")
     if isinstance(temp, (int, float)) and temp >= HOT_C:
         alarm("hot", f"CPU at {temp:.0f} C")
-    if board.get("throttled"):
-        alarm("throttled", "the board reports under-voltage or throttling")
-    if (doc.get("records") or {}).get("dropped"):
-        alarm("records_dropped", f"{doc['records']['dropped']} record steps dropped "
-                                 "(the disk stalled)")
+    throttled = board.get("throttled") or {}
+    now = [k for k in ("under_voltage", "freq_capped", "throttled", "soft_temp_limit")
+           if throttled.get(k)]
+    if now:
+        alarm("throttled", "the board reports " + ", ".join(k.replace("_", " ") for k in now))
+    dropped = (doc.get("records") or {}).get("dropped")
+    if dropped:
+        alarm("records_dropped", f"{dropped} record steps dropped (the disk stalled)")
     remote = doc.get("remote_config") or {}
     if remote.get("result") == "refused":
         alarm("remote_config_refused", remote.get("why") or "refused")
@@ -102,30 +100,39 @@ def alarms(doc: dict) -> list[dict]:
 
 
 class StateBuilder:
-    """Builds the document; `health()` is the device-state snapshot (health.py)."""
+    """Builds the document from the device-state snapshot (`health(store)`, health.py's
+    shape) and what telemetry adds."""
 
     def __init__(self, device_id: str, zone: dt.tzinfo,
-                 health: Callable[[], dict], remote: Callable[[], dict | None]) -> None:
+                 health: Callable[[CallStore], dict],
+                 remote: Callable[[], dict | None] = lambda: None,
+                 extra: Callable[[], dict] = dict) -> None:
         self.device_id = device_id
         self.zone = zone
         self.health = health
         self.remote = remote
+        self.extra = extra
 
     def build(self, store: CallStore) -> dict:
-        doc: dict[str, Any] = dict(self.health())
+        doc: dict[str, Any] = dict(self.health(store))
+        doc.update(self.extra())
         doc["device"] = self.device_id
-        doc["at"] = iso_utc(time.time())
-        lines = {name: dict(v) for name, v in (doc.get("lines") or {}).items()}
-        for name, live in line_states(store).items():
-            lines.setdefault(name, {}).update(live)
-        doc["lines"] = lines
+        doc["at"] = iso_utc(doc.get("at") or time.time())
+        # by name, for Home Assistant's templates and the fleet view
+        doc["lines"] = {line["line"]: {k: v for k, v in line.items() if k != "line"}
+                        for line in doc.get("lines") or []}
         doc["calls_today"] = calls_today(store, self.zone)
-        outbox = dict(doc.get("outbox") or {})
-        outbox["mqtt_pending"] = Outbox(store, TABLE).counts()["pending"]
-        doc["outbox"] = outbox
+        doc["events_pending"] = Outbox(store, TABLE).counts()["pending"]
         doc["remote_config"] = self.remote()
         doc["alarms"] = alarms(doc)
         return doc
+
+
+def snapshot_of(data_dir) -> Callable[[CallStore], dict]:
+    """health.py's snapshot, read through the telemetry thread's own store connection."""
+    from .health import state_from
+
+    return lambda store: state_from(store.db, data_dir=data_dir)
 
 
 def changed(a: dict | None, b: dict) -> bool:

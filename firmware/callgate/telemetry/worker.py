@@ -205,7 +205,7 @@ def worker_for(app) -> TelemetryWorker:
     device-state snapshot and the call records, remote configuration when a key is
     provisioned."""
     from ..localzone import device_zone
-    from .health_source import health_of
+    from .state import snapshot_of
 
     s = app.telemetry_settings
     remote = None
@@ -224,5 +224,11 @@ def worker_for(app) -> TelemetryWorker:
         return {"running": app.remote_serial, "restarting": app.restart_requested,
                 **({} if outcome is None else vars(outcome))}
 
-    state = StateBuilder(s.device_id, device_zone()[0], health_of(app), remote_state)
+    recorder = app.recorder
+
+    def records() -> dict:
+        return {"records": {"dropped": recorder.stats.dropped, "lost": recorder.stats.lost}}
+
+    state = StateBuilder(s.device_id, device_zone()[0], snapshot_of(recorder.path.parent),
+                         remote_state, records)
     return TelemetryWorker(s, app.recorder.path, state, [app.engine.name], remote)
