@@ -43,7 +43,8 @@ class Device:
     def row(self) -> dict:
         s = self.state
         lines = s.get("lines") or {}
-        up = sum(1 for v in lines.values() if isinstance(v, dict) and v.get("state") != "down")
+        up = sum(1 for v in lines.values() if isinstance(v, dict)
+                 and v.get("up", v.get("state") not in ("down", None)))
         calls = s.get("calls_today") or {}
         return {"id": self.id, "version": s.get("version"), "online": self.online,
                 "lines_up": up, "lines": len(lines),
