@@ -276,3 +276,36 @@ def test_home_assistant_discovery_configs_follow_the_documented_schema(
     assert values["line_line"] in ("idle", "down")
     assert values["calls_today_verified"] == "1" and values["calls_today_total"] == "1"
     assert values["alarm"] == ("ON" if state["alarms"] else "OFF")
+
+
+def test_a_device_that_starts_with_no_broker_and_restarts_loses_no_event(
+        tmp_path, directory):
+    """The broker unreachable for a first run of calls and the device restarted: the
+    rows wait in the outbox file and go, in order, once the broker is there."""
+    broker = Broker(tmp_path / "late-broker")            # made, not started
+    s = mqtt_settings(broker, device_id="office-1")
+    first = make_app(tmp_path, directory, s)
+    with first:
+        first.telemetry.link.client.reconnect_delay_set(min_delay=1, max_delay=1)
+        assert first.run() == 3
+        assert not first.telemetry.link.up
+    with CallStore(tmp_path / "calls.sqlite") as store:
+        waiting = [p.id for p in Outbox(store, "outbox_mqtt").pending()]
+    assert len(waiting) == 3
+    with broker, Spy(broker, ("callgate/office-1/event",)) as spy:
+        second = make_app(tmp_path, directory, s, calls=[])
+        with second:
+            assert spy.wait(lambda m: len(m) >= 3)
+        events = spy.json_on("callgate/office-1/event")
+    assert [e["seq"] for e in events] == waiting
+
+
+def test_events_past_their_age_are_dropped_not_kept_forever(tmp_path):
+    from callgate.telemetry.events import TABLE
+
+    with CallStore(tmp_path / "calls.sqlite") as store:
+        box = Outbox(store, TABLE)
+        old = box.enqueue("", {"kind": "fault"}, at=1000.0, max_age_s=10.0)
+        new = box.enqueue("", {"kind": "fault"}, at=2000.0, max_age_s=10.0)
+        assert box.expire(now=1500.0) == 1
+        assert [p.id for p in box.pending()] == [new] and old != new

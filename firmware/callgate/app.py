@@ -273,6 +273,9 @@ class App:
                 self.worker = DeliveryWorker(self.recorder.path, self.writeback).start()
             if self.telemetry_settings is not None:
                 self.telemetry = self._telemetry().start()
+        except ConfigError:
+            self.close()
+            raise
         except (StoreError, OSError) as err:
             self.close()
             raise ConfigError(f"store.path: {err}") from None

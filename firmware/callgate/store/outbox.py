@@ -148,6 +148,12 @@ class Outbox:
             params += tuple(int(i) for i in row_ids)
         return self._txn(sql, params)
 
+    def expire(self, now: float) -> int:
+        """Delete pending rows past their age (a destination whose rows lose their worth
+        with time: telemetry's); how many."""
+        return self._txn(f"DELETE FROM {self.table} WHERE state = 'pending' AND expires < ?",
+                         (float(now),))
+
     def purge(self, dead: bool = False) -> int:
         """Delete delivered rows (and dead ones, with their payload, if asked). How many."""
         states = ("delivered", "dead") if dead else ("delivered",)

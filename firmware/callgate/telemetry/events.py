@@ -29,7 +29,7 @@ from ..store.outbox import Outbox, iso_utc
 from ..store.records import CallStore
 
 TABLE = "outbox_mqtt"
-MAX_AGE_S = 30 * 86400.0      # an event undelivered this long is kept, marked dead
+MAX_AGE_S = 30 * 86400.0      # an event still undelivered this long is dropped (logged)
 STOPPED = "callgate stopped"  # the engine's own line_down reason: not a fault
 # what a call event tells, from the call's record (masked columns only)
 CALL_FIELDS = ("line", "service", "status", "reason", "lookup", "identified_by",

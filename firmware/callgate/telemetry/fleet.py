@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..config import ConfigError, Table, load
+from ..store.outbox import iso_utc
 from .client import _acked, make_client
 from .settings import MqttSettings, load_mqtt
 from .topics import AVAILABILITY, CONFIG, EVENT, ONLINE, STATE, device_of
@@ -38,7 +39,7 @@ class Device:
     id: str
     online: bool | None = None
     state: dict = field(default_factory=dict)
-    heard: float | None = None          # unix seconds a message of it last arrived
+    heard: str | None = None            # when an event of it last arrived (ISO, UTC)
 
     def row(self) -> dict:
         s = self.state
@@ -50,7 +51,8 @@ class Device:
                 "lines_up": up, "lines": len(lines),
                 "alarms": [a.get("alarm") for a in s.get("alarms") or []
                            if isinstance(a, dict)],
-                "calls_today": calls, "last_seen": s.get("at"),
+                "calls_today": calls,
+                "last_seen": max(filter(None, (s.get("at"), self.heard)), default=None),
                 "remote_config": s.get("remote_config")}
 
 
@@ -80,8 +82,8 @@ class Fleet:
                     return
                 if isinstance(doc, dict):
                     dev.state = doc
-            if what != AVAILABILITY or dev.online:
-                dev.heard = time.time() if at is None else at
+            if what == EVENT:                # a retained state may be old; an event is now
+                dev.heard = iso_utc(time.time() if at is None else at)
 
     def rows(self) -> list[dict]:
         with self.lock:

@@ -29,7 +29,7 @@ from ..store.outbox import Outbox
 from ..store.records import CallStore
 from . import discovery
 from .client import ACK_TIMEOUT_S, Link, _acked
-from .events import TABLE
+from .events import MAX_AGE_S, TABLE
 from .settings import MqttSettings
 from .state import StateBuilder, changed
 
@@ -61,6 +61,7 @@ class TelemetryWorker:
         self._stop = threading.Event()
         self._fresh = threading.Event()         # the link came up: discovery and state again
         self._inbox: queue.Queue = queue.Queue(maxsize=16)
+        self._stop_at: float | None = None
         self._last_state: dict | None = None
         self._state_at = 0.0
         self._purged_at = 0.0
@@ -116,7 +117,9 @@ class TelemetryWorker:
                 except Exception as err:      # noqa: BLE001
                     log.error("telemetry: last pass failed (%s)", type(err).__name__)
                 return
-            left = self.s.state_interval_s - (self.clock() - self._state_at)
+            left = self.s.state_interval_s
+            if self.link.up:             # down: the link coming up wakes the thread
+                left -= self.clock() - self._state_at
             self._wake.wait(max(0.05, left))
             self._wake.clear()
 
@@ -135,6 +138,10 @@ class TelemetryWorker:
         if self.clock() - self._purged_at >= PURGE_EVERY_S:
             self._purged_at = self.clock()
             self.outbox.purge()
+            expired = self.outbox.expire(time.time())
+            if expired:
+                log.warning("telemetry: %d events older than %d days were never delivered "
+                            "(broker unreachable); dropped", expired, MAX_AGE_S // 86400)
 
     def _handle_config(self) -> None:
         while True:
@@ -153,7 +160,7 @@ class TelemetryWorker:
 
     def _deliver(self, final: bool) -> None:
         """Pending events, oldest first, each marked delivered once acknowledged."""
-        stop_at = getattr(self, "_stop_at", None) if final else None
+        stop_at = self._stop_at if final else None
         while self.link.up:
             items = self.outbox.pending(BATCH)
             if not items:
