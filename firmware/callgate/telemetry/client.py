@@ -106,7 +106,7 @@ class Link:
             if self.up:
                 info = self.client.publish(self.topics.availability, OFFLINE, qos=1,
                                            retain=True)
-                _acked(info, timeout_s)
+                acked(info, timeout_s)
             self.client.disconnect()
         finally:
             self.client.loop_stop()
@@ -153,7 +153,7 @@ class Link:
                       type(err).__name__)
 
 
-def _acked(info: mqtt.MQTTMessageInfo | None, timeout_s: float) -> bool:
+def acked(info: mqtt.MQTTMessageInfo | None, timeout_s: float) -> bool:
     """Wait for a QoS 1 message's PUBACK; False if it did not come (link down, timeout)."""
     if info is None:
         return False

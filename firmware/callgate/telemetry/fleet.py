@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from ..config import ConfigError, Table, load
 from ..store.outbox import iso_utc
-from .client import _acked, make_client
+from .client import acked, make_client
 from .settings import MqttSettings, load_mqtt
 from .topics import AVAILABILITY, CONFIG, EVENT, ONLINE, STATE, device_of
 
@@ -278,7 +278,7 @@ def cmd_push_config(args) -> int:
     try:
         info = client.publish(f"{s.prefix}/{args.device}/{CONFIG}", payload, qos=1,
                               retain=True)
-        if not _acked(info, 10.0):
+        if not acked(info, 10.0):
             print(f"{me}: the broker did not take the message", file=sys.stderr)
             return 1
     finally:

@@ -28,7 +28,7 @@ from typing import Callable
 from ..store.outbox import Outbox
 from ..store.records import CallStore
 from . import discovery
-from .client import ACK_TIMEOUT_S, Link, _acked
+from .client import ACK_TIMEOUT_S, Link, acked
 from .events import MAX_AGE_S, TABLE
 from .settings import MqttSettings
 from .state import StateBuilder, changed
@@ -173,14 +173,14 @@ class TelemetryWorker:
                 if info is None:
                     break
                 sent.append((item, info))
-            acked = []
+            done = []
             for item, info in sent:
-                if not _acked(info, ACK_TIMEOUT_S):
+                if not acked(info, ACK_TIMEOUT_S):
                     break                    # the link went: the rest are sent again later
-                acked.append(item.id)
-            if acked:
-                self._mark_delivered(acked)
-            if len(acked) < len(items):
+                done.append(item.id)
+            if done:
+                self._mark_delivered(done)
+            if len(done) < len(items):
                 return
             if stop_at is not None and self.clock() >= stop_at:
                 return
