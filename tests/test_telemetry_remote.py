@@ -13,6 +13,7 @@ import pytest
 from callgate import cli
 from callgate.app import App, Settings
 from callgate.config import ConfigError, Table
+from callgate.store.records import CallStore
 from callgate.telemetry.remote import (RemoteConfig, RemoteConfigError, load_private_key,
                                        load_public_key, sign, verify)
 from mosquitto import Broker, Spy
@@ -159,6 +160,29 @@ def test_a_new_config_waits_for_the_call_in_progress(tmp_path, directory):
     with app:
         assert app.run() == 1                  # the first call ran to its end; no other
     assert app.restart_requested
+
+
+def test_a_new_config_waits_for_a_call_that_is_ringing_in(tmp_path, directory):
+    """Asked while the first ring is only starting (no call counted yet): the restart
+    waits for that call too, else its caller ID and the call itself would be lost."""
+    from callgate.line.base import RingStart
+    from test_telemetry_mqtt import make_app, three_calls
+
+    app = make_app(tmp_path, directory, None, calls=three_calls()[:2])
+    line, read = app.engine.line, app.engine.line.read
+
+    def read_and_ask():
+        frame = read()
+        if frame is not None and any(isinstance(e, RingStart) for e in frame.events):
+            app.request_restart()
+        return frame
+    line.read = read_and_ask
+    with app:
+        assert app.run() == 1                  # the call ringing in ran; not the next
+    assert app.restart_requested
+    with CallStore(tmp_path / "calls.sqlite") as store:
+        (row,) = store.db.execute("SELECT status FROM calls").fetchall()
+    assert row[0] == "verified"
 
 
 # ---------------------------------------------------------------- over the broker

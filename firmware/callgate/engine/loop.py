@@ -141,7 +141,7 @@ class Engine:
         self._mark_pacing()
         try:
             while not self._stopping and self.step():
-                if self.call is None and (self._idle_stop or (
+                if self.call is None and ((self._idle_stop and self._nothing_to_lose()) or (
                         max_calls is not None and self.calls >= max_calls)):
                     break
         finally:
@@ -159,6 +159,11 @@ class Engine:
     def stop_when_idle(self) -> None:
         """End `run` once no call is in progress (a new config waits for the caller)."""
         self._idle_stop = True
+
+    def _nothing_to_lose(self) -> bool:
+        """Nothing a restart would lose: no ring starting or counted, no caller ID heard
+        or awaited (a call rings in before it is counted as one)."""
+        return self.rings.idle and self.cid.idle
 
     def step(self) -> bool:
         """One frame: read, listen, decide, write. False once the line has ended."""
