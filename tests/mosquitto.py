@@ -105,13 +105,20 @@ class Broker:
 
 
 class Spy:
-    """A client subscribed to `topics` (everything by default); what arrived, in order."""
+    """A client subscribed to `topics` (everything by default); what arrived, in order.
 
-    def __init__(self, broker: Broker, topics=("#",), user: str = "installer") -> None:
+    `lasting=True`: a persistent session (clean_session false) that reconnects by
+    itself, so what the broker takes while the spy is away (a broker restart) is kept
+    for it and delivered when it is back, whoever reconnects first."""
+
+    def __init__(self, broker: Broker, topics=("#",), user: str = "installer",
+                 lasting: bool = False) -> None:
         self.messages: list[mqtt.MQTTMessage] = []
         self.lock = threading.Condition()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"spy-{os.getpid()}-{id(self)}")
+                                  client_id=f"spy-{os.getpid()}-{id(self)}",
+                                  clean_session=not lasting)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=1)
         self.client.tls_set_context(tls_context(str(broker.ca_file)))
         self.client.username_pw_set(user, USERS[user])
         self._subscribed = threading.Event()
