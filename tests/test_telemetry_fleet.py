@@ -98,3 +98,19 @@ def test_the_fleet_view_takes_what_devices_say_and_nothing_else():
     assert (row["lines_up"], row["lines"]) == (1, 2) and row["alarms"] == ["line_down"]
     text = table_text([row])
     assert "1/2" in text and "3 (2/1/0)" in text and "line_down" in text
+
+
+def test_push_config_for_a_device_id_that_is_no_topic_level_says_so_in_one_line(
+        tmp_path, capsys):
+    from callgate.telemetry.remote import make_keys
+
+    make_keys(str(tmp_path / "k.pem"), str(tmp_path / "k.pub"))
+    conf = tmp_path / "fleet.toml"
+    conf.write_text('[telemetry.mqtt]\nhost = "localhost"\n')
+    (tmp_path / "office.toml").write_text("[engine]\nrings = 2\n")
+    for bad in ("office/#", "+", "office 1", ""):
+        assert cli.main(["fleet", "push-config", "--config", str(conf), "--key",
+                         str(tmp_path / "k.pem"), "--device", bad, "--serial", "1",
+                         str(tmp_path / "office.toml")]) == 2, bad
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--device" in err, err

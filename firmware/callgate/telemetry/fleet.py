@@ -29,7 +29,7 @@ from ..config import ConfigError, Table, load
 from ..store.outbox import iso_utc
 from .client import acked, make_client
 from .settings import MqttSettings, load_mqtt
-from .topics import AVAILABILITY, CONFIG, EVENT, ONLINE, STATE, device_of
+from .topics import AVAILABILITY, CONFIG, EVENT, ONLINE, STATE, device_of, is_level
 
 COLLECT_S = 5.0               # the longest a look at the broker waits for retained messages
 
@@ -250,6 +250,10 @@ def cmd_push_config(args) -> int:
     from .remote import RemoteConfigError, load_private_key, sign
 
     me = "callgate fleet push-config"
+    if not is_level(args.device):
+        print(f"{me}: --device {args.device!r} is not a device id (one topic level: "
+              "letters, digits, '.', '_' or '-')", file=sys.stderr)
+        return 2
     s = _settings(args, me)
     if s is None:
         return 2
