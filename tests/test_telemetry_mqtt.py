@@ -198,8 +198,9 @@ def test_a_broker_whose_certificate_is_not_trusted_is_never_talked_to(tmp_path, 
 
     link = Link(s).start()
     try:
-        assert not link.wait_up(3)                       # the handshake fails, every time
-        assert link.connects == 0
+        assert link.wait_refused(15)                     # the handshake fails, every time
+        assert "TLS not trusted" in link.last_error
+        assert link.connects == 0 and not link.up
     finally:
         link.stop()
 
@@ -213,8 +214,9 @@ def test_a_wrong_password_is_refused_by_the_broker(tmp_path, broker):
     s = mqtt_settings(broker, password_file=str(pw), device_id="office-8")
     link = Link(s).start()
     try:
-        assert not link.wait_up(3)
-        assert link.connects == 0
+        assert link.wait_refused(15)
+        assert "broker refused the connection" in link.last_error
+        assert link.connects == 0 and not link.up
     finally:
         link.stop()
 

@@ -72,6 +72,7 @@ class Link:
         self.client.on_connect_fail = self._failed
         self.client.on_message = self._message
         self._up = threading.Event()
+        self._refused = threading.Event()    # an attempt failed (unreachable, TLS, login)
         self._stopping = False
         self.last_error: str | None = None
         self.connects = 0
@@ -82,6 +83,10 @@ class Link:
 
     def wait_up(self, timeout_s: float) -> bool:
         return self._up.wait(timeout_s)
+
+    def wait_refused(self, timeout_s: float) -> bool:
+        """Whether an attempt to connect has failed (`last_error` says how)."""
+        return self._refused.wait(timeout_s)
 
     def start(self) -> "Link":
         """Connect in the background (a broker that is down now is tried again)."""
@@ -118,6 +123,7 @@ class Link:
         if reason_code.is_failure:
             self.last_error = f"broker refused the connection ({reason_code})"
             log.error("telemetry: %s:%d %s", self.s.host, self.s.port, self.last_error)
+            self._refused.set()
             return
         self.connects += 1
         self.last_error = None
@@ -142,6 +148,7 @@ class Link:
         self.last_error = "cannot connect (unreachable, or TLS not trusted)"
         log.warning("telemetry: %s:%d %s; trying again", self.s.host, self.s.port,
                     self.last_error)
+        self._refused.set()
 
     def _message(self, client, userdata, message) -> None:
         if self.on_message is None:
