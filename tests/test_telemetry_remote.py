@@ -88,6 +88,22 @@ def test_a_signed_valid_config_is_applied_and_run_at_the_next_start(tmp_path, ke
     assert Settings.load(path).with_remote_config().engine.rings == 1
 
 
+def test_a_remote_config_that_passes_the_checks_but_cannot_start_runs_the_local_file(
+        tmp_path, keys, capsys):
+    """A modem port that is not there passes check-config (it opens no line): `run` falls
+    back to the local file rather than fail at every start, off its broker for good."""
+    private, public, _ = keys
+    rc, _, path = remote_for(tmp_path, public)
+    absent = base_config(tmp_path).replace(
+        'backend = "sim"\n', 'backend = "modem"\n[line.modem]\nport = "/dev/callgate-none"\n')
+    assert rc.handle(sign(private, "office-4", 1, absent)).result == "applied"
+    assert Settings.load(path).with_remote_config().remote_serial == 1
+    assert cli.main(["run", "--config", str(path), "--calls", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "remote config 1 does not start (modem port /dev/callgate-none" in err
+    assert len([x for x in err.splitlines() if "remote config" in x]) == 1
+
+
 @pytest.mark.parametrize("case, why", [
     ("bad_signature", "bad signature"),
     ("other_device", "meant for another device"),

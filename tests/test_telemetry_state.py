@@ -56,6 +56,8 @@ def test_a_healthy_device_has_no_alarm_and_each_fault_has_its_own():
         "records_dropped": with_("records.dropped", 3),
         "remote_config_refused": with_("remote_config", {"result": "refused",
                                                          "why": "bad signature"}),
+        "remote_config_not_running": with_("remote_config", {
+            "result": "applied", "serial": 4, "running": None, "restarting": False}),
     }
     for name, doc in cases.items():
         assert names(doc) == [name], name
@@ -64,6 +66,10 @@ def test_a_healthy_device_has_no_alarm_and_each_fault_has_its_own():
     assert names(with_("backend", {"last_error_kind": "auth", "last_success": 30.0,
                                    "last_error": 20.0})) == []
     assert names(with_("lines.line.callerid", {"rang": 2, "received": 0})) == []
+    # a config applied and running, or applied with the restart still to come
+    for remote in ({"result": "applied", "serial": 4, "running": 4, "restarting": False},
+                   {"result": "applied", "serial": 4, "running": None, "restarting": True}):
+        assert names(with_("remote_config", remote)) == [], remote
     down = alarms(with_("lines.line.state", "down"))[0]
     assert down["line"] == "line" and down["why"]
 

@@ -21,7 +21,9 @@ passes every check is written (atomically, 0600, the signed message itself)
 to `remote_config`; `callgate run` then ends once no call is in progress and
 exits with RESTART_STATUS, systemd starts it again (Restart=on-failure), and at
 start it verifies the stored message again and runs it in place of the local
-file. The outcome (applied, unchanged or refused, and why) is kept beside it
+file (one that passed the checks but cannot start, as a modem port that is not
+there, is set aside for that run: the local file runs, so the device stays on its
+broker, and the state raises remote_config_not_running). The outcome (applied, unchanged or refused, and why) is kept beside it
 and reported in the state document.
 """
 
@@ -271,9 +273,12 @@ class RemoteConfig:
     def _last_outcome(self) -> Outcome | None:
         try:
             got = json.loads(self.result_path.read_text(encoding="utf-8"))
-            return Outcome(**{k: got.get(k) for k in ("result", "serial", "why", "at")})
+            outcome = Outcome(**{k: got.get(k) for k in ("result", "serial", "why", "at")})
         except (OSError, ValueError, TypeError):
             return None
+        if outcome.result != "refused" and not self.path.exists():
+            return None                    # its config was removed: back on the local file
+        return outcome
 
 
 def effective_table(local: Table, public: Ed25519PublicKey, device_id: str,

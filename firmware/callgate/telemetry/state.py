@@ -96,6 +96,10 @@ def alarms(doc: dict) -> list[dict]:
     remote = doc.get("remote_config") or {}
     if remote.get("result") == "refused":
         alarm("remote_config_refused", remote.get("why") or "refused")
+    elif remote.get("result") in ("applied", "unchanged") and remote.get("serial") is not None \
+            and not remote.get("restarting") and remote.get("running") != remote["serial"]:
+        alarm("remote_config_not_running", f"config {remote['serial']} was applied but the "
+                                           "device runs the local file (it did not start)")
     return out
 
 
