@@ -305,6 +305,34 @@ def test_a_device_that_starts_with_no_broker_and_restarts_loses_no_event(
     assert [e["seq"] for e in events] == waiting
 
 
+def test_an_event_past_its_age_is_dropped_before_the_link_delivers_it(tmp_path, broker):
+    """After an outage longer than the events' age, the stale ones are not sent late."""
+    import datetime as dt
+    import time
+
+    from callgate.telemetry.events import MAX_AGE_S, TABLE
+    from callgate.telemetry.state import StateBuilder
+    from callgate.telemetry.worker import TelemetryWorker
+
+    path = tmp_path / "calls.sqlite"
+    now = time.time()
+    with CallStore(path) as store:
+        box = Outbox(store, TABLE)
+        box.enqueue("", {"kind": "fault", "n": "old"}, at=now - MAX_AGE_S - 60,
+                    max_age_s=MAX_AGE_S)
+        fresh = box.enqueue("", {"kind": "fault", "n": "new"}, at=now, max_age_s=MAX_AGE_S)
+    s = mqtt_settings(broker, device_id="office-1")
+    with Spy(broker, ("callgate/office-1/event",)) as spy:
+        w = TelemetryWorker(s, path, StateBuilder("office-1", dt.timezone.utc,
+                                                  lambda store: {}), ["line"]).start()
+        try:
+            assert spy.wait(lambda m: m)       # oldest first: the stale one would lead
+        finally:
+            w.stop()
+        events = spy.json_on("callgate/office-1/event")
+    assert [(e["n"], e["seq"]) for e in events] == [("new", fresh)]
+
+
 def test_events_past_their_age_are_dropped_not_kept_forever(tmp_path):
     from callgate.telemetry.events import TABLE
 

@@ -125,6 +125,7 @@ class TelemetryWorker:
 
     def _pass(self, final: bool = False) -> None:
         self._handle_config()
+        self._housekeeping()
         if not self.link.up:
             return
         force = False
@@ -135,13 +136,18 @@ class TelemetryWorker:
                 self._discovery()
         self._deliver(final)
         self._publish_state(force or final)
-        if self.clock() - self._purged_at >= PURGE_EVERY_S:
-            self._purged_at = self.clock()
-            self.outbox.purge()
-            expired = self.outbox.expire(time.time())
-            if expired:
-                log.warning("telemetry: %d events older than %d days were never delivered "
-                            "(broker unreachable); dropped", expired, MAX_AGE_S // 86400)
+
+    def _housekeeping(self) -> None:
+        """Hourly, link up or not, and before any delivery: delivered rows deleted, and
+        events past their age dropped (never sent late after a long outage)."""
+        if self._purged_at and self.clock() - self._purged_at < PURGE_EVERY_S:
+            return
+        self._purged_at = self.clock()
+        self.outbox.purge()
+        expired = self.outbox.expire(time.time())
+        if expired:
+            log.warning("telemetry: %d events older than %d days were never delivered "
+                        "(broker unreachable); dropped", expired, MAX_AGE_S // 86400)
 
     def _handle_config(self) -> None:
         while True:
