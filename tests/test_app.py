@@ -53,10 +53,10 @@ def test_check_config_and_run_read_the_same_settings(tmp_path):
     settings = Settings.load(config)
     assert settings.engine.rings == 2 and settings.policy is None
     config.write_text('[line]\nbackend = "sim"\n[telemetry]\nhost = "x"\n')
-    with pytest.raises(ConfigError, match="telemetry: unknown key"):
+    with pytest.raises(ConfigError, match=r"telemetry\.host: unknown key"):
         Settings.load(config)
     assert cli.check_config  # the command goes through the same Settings.load
-    with pytest.raises(ConfigError, match="telemetry: unknown key"):
+    with pytest.raises(ConfigError, match=r"telemetry\.host: unknown key"):
         cli.check_config(str(config))
 
 

@@ -93,15 +93,34 @@ def test_the_library_covers_issue_15():
         assert branch in names, branch
 
 
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """Every scenario runs with telemetry on, to a real Mosquitto (tests/mosquitto.py)."""
+    from mosquitto import Broker, Spy
+
+    with Broker(tmp_path_factory.mktemp("broker")) as b, Spy(b, ("#",)) as spy:
+        b.spy = spy
+        yield b
+
+
+def telemetry_file(tmp_path, broker, device: str) -> str:
+    path = tmp_path / "telemetry.toml"
+    table = broker.table("office-1", device_id=device, discovery=True)
+    path.write_text("[telemetry.mqtt]\n" + "".join(f"{k} = {json.dumps(v)}\n"
+                                                   for k, v in table.items()))
+    return str(path)
+
+
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
-def test_scenario_passes(path, capsys):
+def test_scenario_passes(path, capsys, tmp_path, broker):
     data = tomllib.loads(path.read_text())
     expects = [c.get("expect", {}) for c in data["calls"]]
     if "expect" in data:
         expects = [data["expect"]]
     for e in expects:                        # every call asserts what its record says
         assert ("status" in e and "reason" in e) or e.get("record") is False, path.name
-    code, lines, err = simulate(capsys, str(path))
+    code, lines, err = simulate(capsys, str(path), "--telemetry",
+                                telemetry_file(tmp_path, broker, path.stem))
     checks = [x for x in lines if x["event"] == "check"]
     failed = [c for c in checks if not c["pass"]]
     assert code == 0 and not failed and err == "", (failed, err)
@@ -116,6 +135,24 @@ def test_scenario_passes(path, capsys):
     for x in lines:
         for s in strings(x):
             assert not any(k in s for k in keyed), (x, keyed)
+    # what the broker received of this run: one event per record, and no keyed digit,
+    # full identifier or full calling number in any topic or message (tests/leaks.py)
+    from leaks import leaks, library_secrets
+
+    mine = f"callgate/{path.stem}/"
+
+    def sent(messages):
+        return [m for m in messages if m.topic.startswith(mine)
+                or f"/{path.stem}/" in m.topic]
+    calls = broker.spy.wait(lambda m: len([x for x in sent(m) if x.topic.endswith("/event")
+                                           and b'"kind":"call"' in x.payload]) >= len(answered))
+    assert calls, "fewer call events than records"
+    got = broker.spy.wait(lambda m: any(x.topic == mine + "availability"
+                                        and x.payload == b"offline" for x in m))
+    assert got
+    messages = sent(broker.spy.messages)
+    assert not leaks(messages, library_secrets(SCENARIOS)), leaks(messages,
+                                                                  library_secrets(SCENARIOS))
 
 
 def test_the_console_command_runs_a_directory_and_an_https_scenario(tmp_path):

@@ -39,7 +39,7 @@ from .store.records import StoreError, store_path
 from .store.health import BackendProbe
 from .store.recorder import Recorder
 
-TABLES = ("engine", "line", "crm", "service", "store", "web", "writeback")
+TABLES = ("engine", "line", "crm", "service", "store", "web", "writeback", "telemetry")
 LINE_NAME = "line"
 LOG_QUEUE = 1000                 # log lines waiting for stderr at most
 
@@ -54,6 +54,8 @@ class Settings:
     services: list[Policy]
     store_path: Path
     writeback: object | None         # crm.writeback.WritebackSettings
+    telemetry: object | None = None  # telemetry.settings.MqttSettings
+    remote_serial: int | None = None # the signed remote config this runs (None: the file)
 
     @classmethod
     def load(cls, path: str | Path | None) -> "Settings":
@@ -64,6 +66,7 @@ class Settings:
     @classmethod
     def from_table(cls, table: Table) -> "Settings":
         from .crm.writeback import load_writeback
+        from .telemetry.settings import load_telemetry
         from .web.settings import WebSettings
 
         for key in table.data:
@@ -79,13 +82,35 @@ class Settings:
         if writeback is not None and not services:
             raise ConfigError("writeback: the write-back needs the ID&V flow "
                               "([[service]] or [crm])")
+        telemetry = load_telemetry(table.sub("telemetry"))
+        if telemetry is not None and not services:
+            raise ConfigError("telemetry.mqtt: telemetry needs the ID&V flow's call records "
+                              "([[service]] or [crm])")
         names = ScriptedHandler.prompts_needed
         if not services:
             ScriptedHandler.from_config(table.sub("engine").sub("script"))
         else:
             names = ()
         _check_prompts(engine, services, names)
-        return cls(table, engine, line, services, store_path(table), writeback)
+        return cls(table, engine, line, services, store_path(table), writeback, telemetry)
+
+    def with_remote_config(self) -> "Settings":
+        """The settings `run` uses: those of the signed remote config applied earlier
+        (telemetry/remote.py) if one is stored and still verifies and passes the checks;
+        these otherwise."""
+        t = self.telemetry
+        if t is None or t.config_key is None:
+            return self
+        from .telemetry.remote import effective_table, load_public_key
+
+        public = load_public_key(t.config_key, "telemetry.mqtt.config_key")
+        table, serial = effective_table(self.table, public, t.device_id, t.remote_config,
+                                        Settings.from_table)
+        if serial is None:
+            return self
+        settings = Settings.from_table(table)
+        settings.remote_serial = serial
+        return settings
 
     @property
     def policy(self) -> Policy | None:
@@ -167,8 +192,15 @@ class App:
                  watchdog: Callable[[], None] | None = None,
                  wrap: Callable[[Handler, Recorder | None], Handler] | None = None,
                  player=None, name: str = LINE_NAME, services: list[Policy] | None = None,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 telemetry=None, config: Table | None = None,
+                 remote_serial: int | None = None) -> None:
         self.line = line
+        self.telemetry_settings = telemetry  # telemetry.settings.MqttSettings or None
+        self.telemetry = None                # its thread, once started
+        self.config = config or Table({})    # the config run (remote config keeps its
+        self.remote_serial = remote_serial   # [telemetry])
+        self.restart_requested = False
         self.crm = crm
         self._own_crm = None                 # the back end this App built, closed with it
         self.writeback = writeback
@@ -177,9 +209,14 @@ class App:
         if policy is not None:
             if store is None:
                 raise ConfigError("store.path: the ID&V flow needs a call-record file")
+            tap = None
+            if telemetry is not None:
+                from .telemetry.events import EventTap
+                tap = EventTap()
             self.recorder = Recorder(store, synchronous=synchronous,
                                      on_writeback=self._wake_writeback,
-                                     backend=BackendProbe.of(crm))
+                                     backend=BackendProbe.of(crm), tap=tap,
+                                     on_tap=self._wake_telemetry)
             # several service lines: each call's own, by its line and distinctive ring
             choose = None
             if services and len(services) > 1:
@@ -191,6 +228,9 @@ class App:
                 writeback_max_age_s=writeback.max_age_s if writeback else None,
                 choose=choose, services=tuple(services or ()))
         else:
+            if telemetry is not None:
+                raise ConfigError("telemetry.mqtt: telemetry needs the ID&V flow's call "
+                                  "records")
             handler = ScriptedHandler.from_config(script or Table({}, "engine.script"))
         self.flow = handler
         if wrap is not None:
@@ -216,7 +256,9 @@ class App:
             app = cls(line, settings.engine, policy=policy, crm=crm,
                       script=settings.table.sub("engine").sub("script"),
                       store=settings.store_path, writeback=settings.writeback,
-                      services=settings.services, **kw)
+                      services=settings.services,
+                      telemetry=settings.telemetry, config=settings.table,
+                      remote_serial=settings.remote_serial, **kw)
         except BaseException:
             if crm is not None:
                 crm.close()              # a prompt missing: nothing is left open
@@ -236,6 +278,11 @@ class App:
                 from .crm.writeback import DeliveryWorker
 
                 self.worker = DeliveryWorker(self.recorder.path, self.writeback).start()
+            if self.telemetry_settings is not None:
+                self.telemetry = self._telemetry().start()
+        except ConfigError:
+            self.close()
+            raise
         except (StoreError, OSError) as err:
             self.close()
             raise ConfigError(f"store.path: {err}") from None
@@ -255,6 +302,7 @@ class App:
         recorder, self.recorder = self.recorder, None
         worker, self.worker = self.worker, None
         crm, self._own_crm = self._own_crm, None
+        telemetry, self.telemetry = self.telemetry, None
         try:
             if recorder is not None:
                 recorder.close()
@@ -263,14 +311,34 @@ class App:
                 if worker is not None:
                     worker.stop()
             finally:
-                if crm is not None:
-                    crm.close()
+                try:
+                    if telemetry is not None:
+                        telemetry.stop()     # after the recorder: the last events go too
+                finally:
+                    if crm is not None:
+                        crm.close()
 
     def __enter__(self) -> "App":
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def _telemetry(self):
+        """The telemetry thread (telemetry/worker.py) of this appliance."""
+        from .telemetry.worker import worker_for
+
+        return worker_for(self)
+
+    def _wake_telemetry(self) -> None:
+        if self.telemetry is not None:
+            self.telemetry.wake()
+
+    def request_restart(self) -> None:
+        """A new config is on disk (remote configuration): end `run` once no call is in
+        progress; `callgate run` then exits with its restart status."""
+        self.restart_requested = True
+        self.engine.stop_when_idle()
 
     def _wake_writeback(self) -> None:
         """The recorder committed an outbox row: send it now, not at the next poll."""

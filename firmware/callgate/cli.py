@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     from .scenario.cli import add_parser as _simulate; _simulate(sub)
     from .prompts_tool import add_parser as _prompts; _prompts(sub)
     from .report.cli import add_parser as _report; _report(sub)
+    from .telemetry.fleet import add_parser as _fleet; _fleet(sub)
     return parser
 
 
@@ -121,15 +122,35 @@ def cmd_run(args: argparse.Namespace) -> int:
                 emit(json.dumps(record) if args.json else _call_text(record))
 
             try:
-                app = App.from_settings(Settings.load(args.config), on_call=show,
-                                        watchdog=lambda: watchdog.feed(time.monotonic()))
-                call_rate = app.line.rate
-                with app:
-                    with app.line:
-                        sdnotify.ready("answering calls")
-                        running.append(app.engine)
-                        app.engine.run(max_calls=args.calls)
-                    sdnotify.stopping()
+                local = Settings.load(args.config)
+                settings = local.with_remote_config()
+                while True:
+                    try:
+                        app = App.from_settings(
+                            settings, on_call=show,
+                            watchdog=lambda: watchdog.feed(time.monotonic()))
+                        call_rate = app.line.rate
+                        with app:
+                            with app.line:
+                                sdnotify.ready("answering calls")
+                                running.append(app.engine)
+                                app.engine.run(max_calls=args.calls)
+                            sdnotify.stopping()
+                        break
+                    except (ConfigError, LineError) as err:
+                        if running or settings is local:
+                            raise
+                        # a remote config that passed the checks but cannot start (a
+                        # modem port that is not there): the local file, so the device
+                        # stays on its broker and a fixed config can still reach it
+                        print(f"callgate run: remote config {settings.remote_serial} does "
+                              f"not start ({err}); running {args.config}", file=sys.stderr)
+                        settings = local
+                if app.restart_requested:
+                    from .telemetry.remote import RESTART_STATUS
+                    print("callgate run: a new remote config was applied; exiting to be "
+                          "started on it", file=sys.stderr)
+                    return RESTART_STATUS
             except ConfigError as err:
                 print(f"callgate run: {err}", file=sys.stderr)
                 return 2

@@ -45,6 +45,11 @@ class CallerIdCapture:
     def listening(self) -> bool:
         return self._listening
 
+    @property
+    def idle(self) -> bool:
+        """Nothing heard and no window open that caller ID may yet come in."""
+        return self._last_activity is None and not self.heard
+
     def open(self, sample: int) -> None:
         """A ring or a polarity reversal: caller ID may follow (or may be in progress)."""
         self._last_activity = sample

@@ -116,6 +116,7 @@ class Engine:
         self.runner = ActionRunner(self)
         self._pacing_mark = None
         self._stopping = False
+        self._idle_stop = False
         self._silences: dict[int, np.ndarray] = {}
         self._silence = np.zeros(line.frame_samples, dtype=np.int16)
 
@@ -146,7 +147,8 @@ class Engine:
         self._mark_pacing()
         try:
             while not self._stopping and self.step():
-                if max_calls is not None and self.calls >= max_calls and self.call is None:
+                if self.call is None and ((self._idle_stop and self._nothing_to_lose()) or (
+                        max_calls is not None and self.calls >= max_calls)):
                     break
         finally:
             if self.call is not None:    # stopped mid-call: ended and recorded all the same
@@ -159,6 +161,15 @@ class Engine:
         """End `run` after the frame in progress (safe from a signal handler): a call in
         progress is ended, on hook, its record finished."""
         self._stopping = True
+
+    def stop_when_idle(self) -> None:
+        """End `run` once no call is in progress (a new config waits for the caller)."""
+        self._idle_stop = True
+
+    def _nothing_to_lose(self) -> bool:
+        """Nothing a restart would lose: no ring starting or counted, no caller ID heard
+        or awaited (a call rings in before it is counted as one)."""
+        return self.rings.idle and self.cid.idle
 
     def step(self) -> bool:
         """One frame: read, listen, decide, write. False once the line has ended."""

@@ -79,6 +79,11 @@ class RingCounter:
         self._out: list = []
 
     @property
+    def idle(self) -> bool:
+        """No ring burst in progress or counted: nothing is ringing in."""
+        return not self.rings and self._on is None and self._off is None
+
+    @property
     def ringing(self) -> bool:
         """A call is ringing in: at least one ring counted and not yet given up."""
         return self.rings > 0

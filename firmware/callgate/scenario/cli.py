@@ -42,6 +42,10 @@ def add_parser(sub) -> None:
                      help="run at real speed: the exchange on the wall clock, frames through "
                           "a sound-card-like capture buffer; each call's overruns, late "
                           "frames and largest lag are in the transcript (\"pacing\")")
+    sim.add_argument("--telemetry", metavar="FILE",
+                     help="push the calls' events and state to the MQTT broker of FILE's "
+                          "[telemetry.mqtt], as `run` would (try a broker, Home Assistant "
+                          "or `callgate fleet` before a device is installed)")
     sim.set_defaults(func=cmd_simulate)
 
     rep = sub.add_parser("replay", parents=[common],
@@ -141,6 +145,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     me = "callgate simulate"
     status = EXIT_OK
+    telemetry = None
+    if args.telemetry:
+        from ..config import ConfigError, load
+        from ..telemetry.settings import load_telemetry
+
+        try:
+            telemetry = load_telemetry(load(args.telemetry).sub("telemetry"))
+        except ConfigError as err:
+            print(f"{me}: {args.telemetry}: {err}", file=sys.stderr)
+            return EXIT_BAD
+        if telemetry is None:
+            print(f"{me}: {args.telemetry}: no [telemetry.mqtt]", file=sys.stderr)
+            return EXIT_BAD
     with ExitStack() as stack:
         out = None
         if args.realtime:                # paced: nothing the frame loop does may wait
@@ -155,7 +172,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             if keep is not None and len(args.scenarios) > 1:
                 keep = Path(keep) / Path(name).stem
             emit = _printer(name, args.text, out)
-            code = _one(me, name, lambda: simulate(name, emit, keep, args.realtime), emit)
+            code = _one(me, name, lambda: simulate(name, emit, keep, args.realtime,
+                                                   telemetry), emit)
             status = max(status, code)
     return status
 

@@ -54,7 +54,8 @@ def _folder(stack: ExitStack, keep: str | Path | None) -> Path:
     return folder
 
 
-def _run(line, sc: Scenario, emit: Callable[[dict], None], keep, after=None) -> Result:
+def _run(line, sc: Scenario, emit: Callable[[dict], None], keep, after=None,
+         telemetry=None) -> Result:
     """The engine and the flow on `line` until it ends; the checks of each call."""
     with ExitStack() as stack:
         folder = _folder(stack, keep)
@@ -67,7 +68,8 @@ def _run(line, sc: Scenario, emit: Callable[[dict], None], keep, after=None) -> 
             clock = lambda: start + line.position / line.rate      # noqa: E731
         app = App(obs.tap(line), sc.engine, policy=sc.policy, crm=crm.crm, store=store,
                   synchronous="FULL", name=sc.sim.line, on_call=obs.call_ended,
-                  wrap=obs.handler, player=obs.player(line.frame_samples), wall_clock=clock)
+                  wrap=obs.handler, player=obs.player(line.frame_samples), wall_clock=clock,
+                  telemetry=telemetry)
         if sc.supervisor:
             _supervise(store, sc)
         with app:
@@ -104,8 +106,10 @@ def _supervise(store: Path, sc: Scenario) -> None:
 
 
 def simulate(path: str | Path, emit: Callable[[dict], None], keep=None,
-             realtime: bool = False) -> Result:
+             realtime: bool = False, telemetry=None) -> Result:
     """Run the scenario at `path`; ConfigError (naming the key) if the file is wrong.
+    `telemetry` (telemetry.settings.MqttSettings) runs the telemetry thread beside it, as
+    `run` does (the privacy test searches what the broker received).
 
     `realtime`: the exchange runs on the wall clock and hands frames through a
     capture buffer as a sound card does (line/paced.py), so the call takes as
@@ -125,7 +129,7 @@ def simulate(path: str | Path, emit: Callable[[dict], None], keep=None,
         for seen, outcome in zip(calls, line.outcomes):
             seen.agent = outcome.transferred_to
 
-    return _run(line, sc, emit, keep, after=agents)
+    return _run(line, sc, emit, keep, after=agents, telemetry=telemetry)
 
 
 def expect_path(wav: str | Path) -> Path:

@@ -74,13 +74,22 @@ class OutboxItem:
         return f"OutboxItem(id={self.id}, call_id={self.call_id!r}, attempts={self.attempts})"
 
 
-class Outbox:
-    """The outbox table of a CallStore (same file, same connection and lock)."""
+DESTINATIONS = {"writeback": "outbox", "mqtt": "outbox_mqtt"}
+"""One table per destination, the same columns and the same life of a row: the
+write-back's (HTTPS to the back end) and telemetry's (MQTT events, masked only)."""
 
-    def __init__(self, store: CallStore) -> None:
+
+class Outbox:
+    """An outbox table of a CallStore (same file, same connection and lock); `table` is
+    one of DESTINATIONS' tables (the write-back's by default)."""
+
+    def __init__(self, store: CallStore, table: str = "outbox") -> None:
+        if table not in DESTINATIONS.values():
+            raise ValueError(f"no outbox table {table!r}")
         self.store = store
         self.db = store.db
         self.lock = store.lock
+        self.table = table
 
     def _txn(self, sql: str, params: tuple) -> int:
         """One committed statement (the store's own write); its rowcount (or lastrowid
@@ -95,32 +104,33 @@ class Outbox:
         """Queue one outcome, due now; its row id."""
         at = time.time() if at is None else float(at)
         body = json.dumps(payload, separators=(",", ":"))
-        return self._txn("INSERT INTO outbox (call_id, created, expires, state, payload, "
+        return self._txn(f"INSERT INTO {self.table} (call_id, created, expires, state, payload, "
                          "next_at) VALUES (?, ?, ?, 'pending', ?, ?)",
                          (call_id, at, at + float(max_age_s), body, at))
 
     def claim(self, row_id: int, now: float, until: float) -> bool:
         """Take a due row for one attempt (next attempt moves to `until`); False if
         another sender has it or it is no longer pending."""
-        return self._txn("UPDATE outbox SET next_at = ?, attempts = attempts + 1, last_at = ? "
+        return self._txn(f"UPDATE {self.table} SET next_at = ?, attempts = attempts + 1, "
+                         "last_at = ? "
                          "WHERE id = ? AND state = 'pending' AND next_at <= ?",
                          (float(until), float(now), row_id, float(now))) == 1
 
     def delivered(self, row_id: int, status: int, at: float | None = None) -> None:
         """Delivered: the payload (with the full identifier) is cleared, the status kept."""
         at = time.time() if at is None else float(at)
-        self._txn("UPDATE outbox SET state = 'delivered', payload = NULL, delivered = ?, "
+        self._txn(f"UPDATE {self.table} SET state = 'delivered', payload = NULL, delivered = ?, "
                   "last_status = ?, last_error = NULL WHERE id = ?", (at, int(status), row_id))
 
     def later(self, row_id: int, next_at: float, status: int | None, error: str) -> None:
         """Not delivered this time: try again at `next_at`."""
-        self._txn("UPDATE outbox SET next_at = ?, last_status = ?, last_error = ? "
+        self._txn(f"UPDATE {self.table} SET next_at = ?, last_status = ?, last_error = ? "
                   "WHERE id = ? AND state = 'pending'",
                   (float(next_at), status, _one_line(error), row_id))
 
     def dead(self, row_id: int, status: int | None, error: str) -> None:
         """Given up: kept (with its payload) for `retry` or `purge`, never sent again alone."""
-        self._txn("UPDATE outbox SET state = 'dead', last_status = ?, last_error = ? "
+        self._txn(f"UPDATE {self.table} SET state = 'dead', last_status = ?, last_error = ? "
                   "WHERE id = ?", (status, _one_line(error), row_id))
 
     def retry(self, row_ids: list[int] | None = None, now: float | None = None,
@@ -128,7 +138,7 @@ class Outbox:
         """Dead (or pending) rows with a payload are due again now, for another
         `max_age_s`; all of them when `row_ids` is None. How many."""
         now = time.time() if now is None else float(now)
-        sql = ("UPDATE outbox SET state = 'pending', next_at = ?, expires = ? "
+        sql = (f"UPDATE {self.table} SET state = 'pending', next_at = ?, expires = ? "
                "WHERE state IN ('dead', 'pending') AND payload IS NOT NULL")
         params: tuple = (now, now + float(max_age_s))
         if row_ids is not None:
@@ -138,11 +148,17 @@ class Outbox:
             params += tuple(int(i) for i in row_ids)
         return self._txn(sql, params)
 
+    def expire(self, now: float) -> int:
+        """Delete pending rows past their age (a destination whose rows lose their worth
+        with time: telemetry's); how many."""
+        return self._txn(f"DELETE FROM {self.table} WHERE state = 'pending' AND expires < ?",
+                         (float(now),))
+
     def purge(self, dead: bool = False) -> int:
         """Delete delivered rows (and dead ones, with their payload, if asked). How many."""
         states = ("delivered", "dead") if dead else ("delivered",)
-        return self._txn(f"DELETE FROM outbox WHERE state IN ({', '.join('?' * len(states))})",
-                         states)
+        marks = ", ".join("?" * len(states))
+        return self._txn(f"DELETE FROM {self.table} WHERE state IN ({marks})", states)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -151,16 +167,26 @@ class Outbox:
         now = time.time() if now is None else float(now)
         with self.lock:
             rows = self.db.execute(
-                "SELECT id, call_id, payload, attempts, created, expires FROM outbox "
+                f"SELECT id, call_id, payload, attempts, created, expires FROM {self.table} "
                 "WHERE state = 'pending' AND next_at <= ? ORDER BY next_at, id LIMIT ?",
                 (now, int(limit))).fetchall()
         return [OutboxItem(i, c, json.loads(p), a, cr, ex) for i, c, p, a, cr, ex in rows
                 if p is not None]
 
+    def pending(self, limit: int = 50) -> list[OutboxItem]:
+        """Pending rows in the order they were queued (a destination that must keep the
+        order, as telemetry's events do, sends them so)."""
+        with self.lock:
+            rows = self.db.execute(
+                f"SELECT id, call_id, payload, attempts, created, expires FROM {self.table} "
+                "WHERE state = 'pending' AND payload IS NOT NULL ORDER BY id LIMIT ?",
+                (int(limit),)).fetchall()
+        return [OutboxItem(i, c, json.loads(p), a, cr, ex) for i, c, p, a, cr, ex in rows]
+
     def next_due(self) -> float | None:
         """When the next pending row is due (None: nothing pending)."""
         with self.lock:
-            row = self.db.execute("SELECT MIN(next_at) FROM outbox "
+            row = self.db.execute(f"SELECT MIN(next_at) FROM {self.table} "
                                   "WHERE state = 'pending'").fetchone()
         return row[0]
 
@@ -170,7 +196,7 @@ class Outbox:
             raise ValueError(f"outbox state {state!r} is not one of {', '.join(STATES)}")
         sql = ("SELECT id, call_id, created, expires, state, attempts, next_at, last_at, "
                "last_status, last_error, delivered, payload IS NOT NULL AS holds_payload "
-               "FROM outbox")
+               f"FROM {self.table}")
         params: tuple = ()
         if state is not None:
             sql += " WHERE state = ?"
@@ -183,7 +209,8 @@ class Outbox:
 
     def counts(self) -> dict[str, int]:
         with self.lock:
-            got = dict(self.db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state"))
+            got = dict(self.db.execute(f"SELECT state, COUNT(*) FROM {self.table} "
+                                       "GROUP BY state"))
         return {s: got.get(s, 0) for s in STATES}
 
 

@@ -122,9 +122,16 @@ class Recorder:
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", group_ms: int = GROUP_MS,
                  queue_steps: int = QUEUE_STEPS,
                  on_writeback: Callable[[], None] | None = None,
-                 backend: BackendProbe | None = None) -> None:
+                 backend: BackendProbe | None = None,
+                 tap: Callable[[CallStore, Any], bool] | None = None,
+                 on_tap: Callable[[], None] | None = None) -> None:
         self.path = Path(path)
         self.backend = backend               # the back end whose requests are recorded
+        # telemetry's tap (telemetry/events.py): sees each step once it is written, in
+        # the step's transaction, and may queue a row of its own outbox (True: it did);
+        # on_tap is told after such a group is committed
+        self.tap = tap
+        self.on_tap = on_tap
         self.synchronous = synchronous
         self.group_s = max(0, group_ms) / 1000
         self.on_writeback = on_writeback     # told after a write-back row is committed
@@ -138,6 +145,7 @@ class Recorder:
         self._full = False                   # an outage is being counted (logged once)
         self._dropped_logged = 0
         self.store: CallStore | None = None  # the recorder thread's own; others: hands off
+        self._tapped = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -304,6 +312,7 @@ class Recorder:
         queries: list[_Query] = []
         steps = 0
         writeback = False
+        self._tapped = False
         began = time.monotonic()
         try:
             with self.store.lock:
@@ -355,6 +364,11 @@ class Recorder:
                 self.on_writeback()
             except Exception as err:        # noqa: BLE001 - delivery is not worth a record
                 log.error("call records: write-back wake failed (%s)", type(err).__name__)
+        if self._tapped and steps and self.on_tap is not None:
+            try:
+                self.on_tap()
+            except Exception as err:        # noqa: BLE001 - telemetry is not worth a record
+                log.error("call records: telemetry wake failed (%s)", type(err).__name__)
 
     def _apply(self, db, n: int, step, counter: AttemptCounter, outbox: Outbox) -> bool:
         """One step in its own savepoint: refused alone, the rest of the group kept."""
@@ -373,7 +387,23 @@ class Recorder:
                       what, type(err).__name__)
             return False
         db.execute(f"RELEASE step{n}")
+        if self.tap is not None:
+            self._tap(db, n, step)
         return True
+
+    def _tap(self, db, n: int, step) -> None:
+        """Telemetry's look at a written step, in its own savepoint: a tap that fails
+        costs its event (logged), never the step."""
+        db.execute(f"SAVEPOINT tap{n}")
+        try:
+            self._tapped = bool(self.tap(self.store, step)) or self._tapped
+        except Exception as err:            # noqa: BLE001 - the record matters more
+            if not db.in_transaction:
+                raise
+            db.execute(f"ROLLBACK TO tap{n}")
+            log.error("call record %s: telemetry event not queued (%s)",
+                      getattr(step, "call_id", None), type(err).__name__)
+        db.execute(f"RELEASE tap{n}")
 
     def _ask(self, db, n: int, item: _Query, counter: AttemptCounter):
         self.stats.queries += 1

@@ -235,8 +235,28 @@ def _v7(db: sqlite3.Connection) -> None:
                "GROUP BY 1, 2, 3")
 
 
+def _v8(db: sqlite3.Connection) -> None:
+    """Telemetry's outbox (store/outbox.py, table outbox_mqtt): call outcomes and faults
+    waiting for the MQTT broker, in order. Same columns as the write-back's; its payloads
+    are masked (never a full identifier or number)."""
+    db.execute("""CREATE TABLE outbox_mqtt (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id TEXT NOT NULL,        -- the call, or "" for a fault of the device
+        created REAL NOT NULL,
+        expires REAL NOT NULL,
+        state TEXT NOT NULL,          -- pending | delivered | dead
+        payload TEXT,                 -- JSON; NULL once delivered
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,
+        last_at REAL,
+        last_status INTEGER,
+        last_error TEXT,
+        delivered REAL)""")
+    db.execute("CREATE INDEX outbox_mqtt_state ON outbox_mqtt(state, id)")
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1. Add, never edit.
-MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
