@@ -23,8 +23,10 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.routing import BuildError
 
 from ..config import Table
+from .checks import PasswordChecks
 from .context import WebState
 from .keyfile import read_secret_key
+from .limits import SigninLimits
 from .reader import StoreReader
 from .settings import WebSettings
 from .users import SCRYPT_N, Users
@@ -71,8 +73,10 @@ def create_app(config: Table | WebSettings, clock=time.time, secret_key: bytes |
         WTF_CSRF_SSL_STRICT=False,         # see the module doc
         MAX_CONTENT_LENGTH=MAX_FORM_BYTES,
     )
-    users = Users(settings.db, scrypt_n=scrypt_n, clock=clock)
-    app.extensions["callgate"] = WebState(settings, users, StoreReader(settings.store), clock)
+    checks = PasswordChecks(settings.hash_checks, settings.hash_queue, settings.hash_wait_s)
+    users = Users(settings.db, scrypt_n=scrypt_n, clock=clock, checks=checks)
+    app.extensions["callgate"] = WebState(settings, users, StoreReader(settings.store), clock,
+                                          SigninLimits(users, settings, key))
     app.request_class = _Request
     CSRFProtect(app)
 

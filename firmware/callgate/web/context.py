@@ -8,6 +8,7 @@ from typing import Callable
 
 from flask import current_app
 
+from .limits import SigninLimits
 from .reader import StoreReader
 from .settings import WebSettings
 from .users import Users
@@ -19,6 +20,7 @@ class WebState:
     users: Users
     reader: StoreReader
     clock: Callable[[], float]     # wall time for sessions and sign-in limits (tests inject one)
+    limits: SigninLimits
     # set when the server stops, so open event streams end at once instead of at stream_s
     stopping: threading.Event = field(default_factory=threading.Event)
 
