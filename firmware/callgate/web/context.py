@@ -23,6 +23,11 @@ class WebState:
     limits: SigninLimits
     # set when the server stops, so open event streams end at once instead of at stream_s
     stopping: threading.Event = field(default_factory=threading.Event)
+    streams: threading.BoundedSemaphore | None = None    # places for open event streams
+
+    def __post_init__(self) -> None:
+        if self.streams is None:
+            self.streams = threading.BoundedSemaphore(self.settings.streams)
 
 
 def state() -> WebState:

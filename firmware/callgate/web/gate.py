@@ -1,0 +1,312 @@
+"""The door of the web server: a request gets a server thread only once it has arrived.
+
+cheroot hands a connection to one of its worker threads as soon as a byte is
+readable, and the thread then blocks reading the rest of the request; a TLS
+handshake even runs in the thread that accepts connections. Thirty clients
+sending one header byte every 10 s therefore held every thread, and one client
+that never finished its handshake held the door itself. Here the accepting
+thread (cheroot's selector loop) does the waiting without blocking: it finishes
+the TLS handshake and reads the request head, and a small body (a form, up to
+`PREREAD_BODY` bytes), from non-blocking sockets, and only a complete request
+goes to a worker. Whatever has not arrived within `request_s` of the first byte
+being awaited is closed. A larger body (an announcement upload) is read by the
+worker, but all of it must arrive within `body_s`.
+
+Connections are counted per address (`connections_per_address`) and in all
+(`max_connections`); past either a new connection is closed at once, so one host
+cannot take every file descriptor, and the refusal is logged once a minute per
+address.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections import Counter
+
+from cheroot import connections
+from cheroot.makefile import MakeFile
+from cheroot.server import HTTPConnection
+
+log = logging.getLogger("callgate.web")
+
+MAX_HEAD = 32 * 1024            # request line and headers
+PREREAD_BODY = 64 * 1024        # a body this small is read before a thread takes the request
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_LENGTH = re.compile(rb"\ncontent-length:[ \t]*(\d{1,12})[ \t]*\r?\n", re.I)
+_HANDS_OVER = re.compile(rb"\n(?:transfer-encoding|expect):", re.I)
+_NOT_YET = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+class GatedSocket:
+    """A connection's socket as cheroot's reader sees it: first the bytes the gate read
+    ahead, then the socket itself, every read ending by the request's deadline; writes
+    keep the server's ordinary timeout. Closing it frees its place in the counts."""
+
+    def __init__(self, sock, timeout: float, on_close) -> None:
+        self._sock = sock
+        self._timeout = timeout
+        self._ahead = memoryview(b"")
+        self._deadline: float | None = None
+        self._on_close = on_close
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+    @property
+    def raw(self):
+        return self._sock
+
+    def refill(self, data: bytes, deadline: float) -> None:
+        """The next request as read so far, and when the rest of it must have come."""
+        self._ahead = memoryview(bytes(data))
+        self._deadline = deadline
+
+    def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
+        if len(self._ahead):
+            n = min(nbytes or len(buffer), len(buffer), len(self._ahead))
+            buffer[:n] = self._ahead[:n]
+            self._ahead = self._ahead[n:]
+            return n
+        self._bound()
+        return self._sock.recv_into(buffer, nbytes, flags)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if len(self._ahead):
+            out = bytes(self._ahead[:bufsize])
+            self._ahead = self._ahead[len(out):]
+            return out
+        self._bound()
+        return self._sock.recv(bufsize, flags)
+
+    def _bound(self) -> None:
+        left = self._timeout if self._deadline is None else self._deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("timed out")
+        self._sock.settimeout(min(self._timeout, left))
+
+    def send(self, data, flags: int = 0) -> int:
+        self._sock.settimeout(self._timeout)
+        return self._sock.send(data, flags)
+
+    def sendall(self, data, flags: int = 0) -> None:
+        self._sock.settimeout(self._timeout)
+        self._sock.sendall(data, flags)
+
+    def close(self) -> None:
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
+        self._sock.close()
+
+
+class Arriving:
+    """A connection whose next request is still arriving, read without a thread."""
+
+    def __init__(self, sock: GatedSocket, deadline: float, conn: HTTPConnection | None = None,
+                 address=("", 0), handshake: bool = False) -> None:
+        self.sock, self.deadline, self.conn = sock, deadline, conn
+        self.address, self.handshake = address, handshake
+        self.data = bytearray()
+        self.last_used = float("inf")            # cheroot's own expiry leaves it alone
+
+    def advance(self) -> str:
+        """Read what has come: "ready" (a whole request), "wait" or "closed"."""
+        raw = self.sock.raw
+        if self.handshake:
+            try:
+                raw.do_handshake()
+            except _NOT_YET:
+                return "wait"
+            except ssl.SSLError as err:
+                if "http request" in str(err).lower():
+                    self._plain_http_refused(raw)
+                return "closed"
+            except (OSError, ValueError):
+                return "closed"
+            self.handshake = False
+        while True:
+            try:
+                chunk = raw.recv(16384)
+            except _NOT_YET:
+                return "wait"
+            except (ssl.SSLError, OSError, ValueError):
+                return "closed"
+            if not chunk:
+                return "closed"
+            self.data += chunk
+            state = self._state()
+            if state != "wait":
+                return state
+
+    @staticmethod
+    def _plain_http_refused(raw) -> None:
+        """Someone typed http:// for this HTTPS port: say so, in plain HTTP, once."""
+        text = b"This device speaks HTTPS only: use https:// in the address.\n"
+        answer = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                  b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(text), text))
+        try:
+            os.write(raw.fileno(), answer)
+        except OSError:
+            pass
+
+    def _state(self) -> str:
+        end = _HEAD_END.search(self.data)
+        if end is None:
+            return "closed" if len(self.data) > MAX_HEAD else "wait"
+        head = bytes(self.data[:end.end()])
+        if _HANDS_OVER.search(head):
+            return "ready"                       # chunked or 100-continue: the worker reads it
+        found = _LENGTH.search(head)
+        length = int(found.group(1)) if found else 0
+        if length > PREREAD_BODY or len(self.data) >= end.end() + length:
+            return "ready"
+        return "wait"
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        else:
+            self.sock.close()
+
+
+class Gate(connections.ConnectionManager):
+    """cheroot's connection manager, with the waiting done here (see the module doc)."""
+
+    def __init__(self, server, request_s: float, body_s: float, per_address: int,
+                 most: int) -> None:
+        super().__init__(server)
+        self.request_s, self.body_s = request_s, body_s
+        self.per_address, self.most = per_address, most
+        self.open: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._noted: dict[str, float] = {}
+
+    # -- admitting --------------------------------------------------------------------
+
+    def _admit(self) -> None:
+        try:
+            sock, addr = self.server.socket.accept()
+        except (socket.timeout, BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+        host = addr[0] if isinstance(addr, tuple) and addr else "-"
+        with self._lock:
+            crowded = self.open[host] >= self.per_address or sum(self.open.values()) >= self.most
+            if not crowded:
+                self.open[host] += 1
+        if crowded:
+            self._refused(host)
+            sock.close()
+            return
+        connections.prevent_socket_inheritance(sock)
+        sock.setblocking(False)
+        handshake = False
+        if self.server.ssl_adapter is not None:
+            try:
+                sock = self.server.ssl_adapter.context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False)
+            except (ssl.SSLError, OSError):
+                self._forget(host)
+                sock.close()
+                return
+            handshake = True
+        gated = GatedSocket(sock, self.server.timeout, lambda: self._forget(host))
+        self._watch(Arriving(gated, time.monotonic() + self.request_s, None, addr, handshake))
+
+    def _refused(self, host: str) -> None:
+        now = time.monotonic()
+        if now - self._noted.get(host, -1e9) >= 60:
+            if len(self._noted) > 10_000:
+                self._noted.clear()
+            self._noted[host] = now
+            log.warning("too many connections from %s (at most %d from one address, %d in "
+                        "all): refusing more for now", host, self.per_address, self.most)
+
+    def _forget(self, host: str) -> None:
+        with self._lock:
+            self.open[host] -= 1
+            if self.open[host] <= 0:
+                del self.open[host]
+
+    def _watch(self, item: Arriving) -> None:
+        try:
+            self._selector.register(item.sock.raw.fileno(), selectors.EVENT_READ,
+                                    data=item)
+        except (ValueError, KeyError, OSError):
+            item.close()
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _advance(self, fd: int, item: Arriving) -> None:
+        state = item.advance()
+        if state == "wait":
+            return
+        self._selector.unregister(fd)
+        if state == "closed":
+            item.close()
+            return
+        raw = item.sock.raw
+        raw.settimeout(self.server.timeout)
+        item.sock.refill(item.data, time.monotonic() + self.body_s)
+        conn = item.conn
+        if conn is None:
+            conn = self.server.ConnectionClass(self.server, item.sock, MakeFile)
+            conn.remote_addr, conn.remote_port = item.address[0], item.address[1]
+            conn.ssl_env = (self.server.ssl_adapter.get_environ(raw)
+                            if self.server.ssl_adapter is not None else {})
+        self.server.process_conn(conn)
+
+    def _next_request(self, fd: int, conn: HTTPConnection) -> None:
+        """A kept-alive connection became readable: read its next request here too."""
+        self._selector.unregister(fd)
+        conn.socket.raw.setblocking(False)
+        item = Arriving(conn.socket, time.monotonic() + self.request_s, conn)
+        self._watch(item)
+        self._advance(fd, item)
+
+    def _run(self, expiration_interval: float) -> None:
+        last_check = time.monotonic()
+        while not self._stop_requested:
+            try:
+                ready = list(self._selector.select(timeout=expiration_interval))
+            except OSError:
+                self._remove_invalid_sockets()
+                continue
+            for fd, item in ready:
+                if item is self.server:
+                    self._admit()
+                elif isinstance(item, Arriving):
+                    self._advance(fd, item)
+                else:
+                    self._next_request(fd, item)
+            now = time.monotonic()
+            if now - last_check >= expiration_interval:
+                self._expire(threshold=time.time() - self.server.timeout)
+                last_check = now
+
+    def _expire(self, threshold: float) -> None:
+        """Close requests that did not arrive in time, and kept-alive connections left
+        unused since `threshold`."""
+        now = time.monotonic()
+        late = [(fd, item) for fd, item in self._selector.connections
+                if item is not self.server and (
+                    now >= item.deadline if isinstance(item, Arriving)
+                    else item.last_used < threshold)]
+        for fd, item in late:
+            self._selector.unregister(fd)
+            item.close()
+
+    @property
+    def can_add_keepalive_connection(self) -> bool:
+        """Kept-alive idle connections are bounded; requests still arriving do not count."""
+        limit = self.server.keep_alive_conn_limit
+        idle = sum(1 for _, c in self._selector.connections if isinstance(c, HTTPConnection))
+        return limit is None or idle < limit

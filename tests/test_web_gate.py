@@ -1,0 +1,160 @@
+"""The web server under slow and crowding clients (issue 16 item 2), served for real by
+cheroot on loopback: slow heads and bodies cost no thread and are closed at their
+deadline, a TLS handshake never finished does not hold the door, connections are capped
+per address, and event streams have threads of their own."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from contextlib import ExitStack, closing
+
+import pytest
+import requests
+import trustme
+
+from browser import USERS, csrf_of, make_app, serve
+from test_web_server import device_certificate
+
+WAIT_S = 20.0        # how long a test waits for an answer that must come (never reached)
+
+
+@pytest.fixture()
+def served(tmp_path, request):
+    """A live app with the settings the test gives (`with_settings`)."""
+    app = make_app(tmp_path, **getattr(request, "param", {}))
+    server, url = serve(app, app.extensions["callgate"].settings)
+    yield app, server, url
+    app.extensions["callgate"].stopping.set()
+    server.stop()
+
+
+def with_settings(**over):
+    return pytest.mark.parametrize("served", [over], indirect=True, ids=["settings"])
+
+
+def connect(url: str, source: str = "127.0.0.1") -> socket.socket:
+    host, port = url.rsplit("/", 1)[-1].rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=WAIT_S, source_address=(source, 0))
+    return sock
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    out = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
+def raw_get(url: str, source: str, path: str = "/signin") -> bytes:
+    with closing(connect(url, source)) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: device\r\nConnection: close\r\n\r\n"
+                     .encode())
+        return read_all(sock)
+
+
+@with_settings(threads=4, streams=1)
+def test_slow_heads_hold_no_server_thread(served):
+    _, _, url = served
+    with ExitStack() as stack:
+        for i in range(12):                      # three times the threads, from many hosts
+            sock = stack.enter_context(closing(connect(url, f"127.0.0.{i + 2}")))
+            sock.sendall(b"GET /signin HTTP/1.1\r\nHost: dev")       # ... and no more
+        r = requests.get(url + "/signin", timeout=WAIT_S)
+        assert r.status_code == 200 and b"csrf_token" in r.content
+
+
+@with_settings(request_s=0.5)
+def test_a_head_that_never_ends_is_closed_at_its_deadline(served):
+    _, _, url = served
+    with closing(connect(url)) as sock:
+        sock.sendall(b"GET /signin HTTP/1.1\r\nHost: device\r\n")
+        assert read_all(sock) == b""             # closed, not answered, not kept waiting
+
+
+@with_settings(request_s=0.5)
+def test_a_small_body_that_never_ends_is_closed_at_its_deadline(served):
+    _, _, url = served
+    with closing(connect(url)) as sock:
+        sock.sendall(b"POST /signin HTTP/1.1\r\nHost: device\r\nContent-Type: "
+                     b"application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nuser")
+        assert read_all(sock) == b""
+
+
+@with_settings(body_s=0.5, request_s=30)
+def test_a_large_body_that_never_ends_is_cut_off_at_its_deadline(served):
+    _, _, url = served
+    with closing(connect(url)) as sock:
+        sock.sendall(b"POST /switches/announcement HTTP/1.1\r\nHost: device\r\nContent-Type: "
+                     b"application/x-www-form-urlencoded\r\nContent-Length: 1000000\r\n\r\n"
+                     b"csrf_token=x&a=" + b"1" * 1000)
+        answer = read_all(sock)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:80]
+    assert requests.get(url + "/signin", timeout=WAIT_S).status_code == 200
+
+
+@with_settings(connections_per_address=3)
+def test_connections_are_capped_per_address(served):
+    _, _, url = served
+    with ExitStack() as stack:
+        held = [stack.enter_context(closing(connect(url))) for _ in range(3)]
+        with closing(connect(url)) as fourth:
+            assert read_all(fourth) == b""       # closed at once
+        assert raw_get(url, "127.0.0.7").startswith(b"HTTP/1.1 200")   # another host: served
+        held[0].close()
+        # the freed place is taken again as soon as the server has seen the close
+        for _ in range(200):
+            answer = raw_get(url, "127.0.0.1")
+            if answer:
+                break
+        assert answer.startswith(b"HTTP/1.1 200")
+
+
+def test_an_unfinished_tls_handshake_does_not_hold_the_door(tmp_path):
+    ca = trustme.CA()
+    cert, key, ca_file = device_certificate(ca, tmp_path)
+    app = make_app(tmp_path, tls_cert=cert, tls_key=key)
+    server, url = serve(app, app.extensions["callgate"].settings)
+    try:
+        with ExitStack() as stack:
+            for i in range(5):                   # TCP connections that never say hello
+                stack.enter_context(closing(connect(url, f"127.0.0.{i + 2}")))
+            r = requests.get(url + "/signin", verify=ca_file, timeout=WAIT_S)
+            assert r.status_code == 200
+        # plain HTTP to the HTTPS port is told so, not left hanging
+        answer = raw_get(url.replace("https://", "http://"), "127.0.0.9")
+        assert answer.startswith(b"HTTP/1.1 400") and b"HTTPS only" in answer
+        with pytest.raises((ssl.SSLError, requests.exceptions.SSLError)):
+            requests.get(url + "/signin", verify=True, timeout=WAIT_S)
+    finally:
+        server.stop()
+
+
+@with_settings(streams=1, stream_s=1.0)
+def test_event_streams_are_capped_apart_from_pages(served):
+    _, _, url = served
+    with requests.Session() as s:
+        page = s.get(url + "/signin", timeout=WAIT_S).text
+        r = s.post(url + "/signin", data={"csrf_token": csrf_of(page), "username": "ann",
+                                          "password": USERS["ann"][1]},
+                   allow_redirects=False, timeout=WAIT_S)
+        assert r.status_code == 302
+        first = s.get(url + "/agent/stream", stream=True, timeout=WAIT_S)
+        assert first.status_code == 200
+        lines = first.iter_lines()
+        assert next(lines) == b"retry: 1000"
+        second = s.get(url + "/agent/stream", stream=True, timeout=WAIT_S)
+        assert second.status_code == 503 and second.headers["Retry-After"]
+        assert "screen-pops" in second.json()["error"]
+        assert s.get(url + "/agent/history.json", timeout=WAIT_S).status_code == 200
+        for _ in lines:                          # the first stream ends at stream_s ...
+            pass
+        third = s.get(url + "/agent/stream", stream=True, timeout=WAIT_S)
+        assert third.status_code == 200          # ... and its place is free again
+        third.close()
