@@ -27,6 +27,7 @@ from .checks import PasswordChecks
 from .context import WebState
 from .keyfile import read_secret_key
 from .limits import SigninLimits
+from .memory import keep_big_blocks_apart
 from .reader import StoreReader
 from .settings import WebSettings
 from .users import SCRYPT_N, Users
@@ -59,6 +60,7 @@ def create_app(config: Table | WebSettings, clock=time.time, secret_key: bytes |
     missing or not 0600); `clock` is the wall clock of sessions and sign-in limits.
     """
     settings = config if isinstance(config, WebSettings) else WebSettings.from_table(config)
+    keep_big_blocks_apart()          # password checks' 16 MiB go back when done (memory.py)
     key = secret_key if secret_key is not None else read_secret_key(settings.secret_key_file)
     app = Flask("callgate.web", template_folder=str(HERE / "templates"),
                 static_folder=str(HERE / "static"), static_url_path="/static")
