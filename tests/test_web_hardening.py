@@ -318,3 +318,22 @@ def test_the_pattern_is_logged_once(app, clock, caplog):
     assert "alice" in noted[0] and "addresses" in noted[0]
     per_try = [r for r in caplog.records if r.getMessage().startswith("sign-in refused")]
     assert len(per_try) <= 1
+
+
+# ---------------------------------------------------------------- the new [web] keys
+
+
+def test_the_hardening_keys_are_read_and_checked():
+    from callgate.config import ConfigError, Table
+    from callgate.web.settings import WebSettings
+
+    s = WebSettings.from_table(Table({"web": {
+        "streams": 8, "request_seconds": 5, "body_seconds": 20,
+        "connections_per_address": 16, "signin_address_attempts": 30}}))
+    assert (s.streams, s.request_s, s.body_s, s.connections_per_address,
+            s.signin_address_attempts) == (8, 5, 20, 16, 30)
+    for key, bad in (("streams", 0), ("request_seconds", 0), ("connections_per_address", 0),
+                     ("body_seconds", 0)):
+        with pytest.raises(ConfigError) as err:
+            WebSettings.from_table(Table({"web": {key: bad}}))
+        assert str(err.value).startswith(f"web.{key}: ")
