@@ -116,6 +116,16 @@ def test_connections_are_capped_per_address(served):
         assert answer.startswith(b"HTTP/1.1 200")
 
 
+def test_requests_sent_back_to_back_on_one_connection_are_all_answered(served):
+    _, _, url = served
+    with closing(connect(url)) as sock:
+        one = b"GET /signin HTTP/1.1\r\nHost: device\r\nX-Pad: " + b"p" * 9000 + b"\r\n\r\n"
+        last = b"GET /signin HTTP/1.1\r\nHost: device\r\nConnection: close\r\n\r\n"
+        sock.sendall(one + one + last)
+        answers = read_all(sock)
+    assert answers.count(b"HTTP/1.1 200 OK") == 3
+
+
 def test_an_unfinished_tls_handshake_does_not_hold_the_door(tmp_path):
     ca = trustme.CA()
     cert, key, ca_file = device_certificate(ca, tmp_path)

@@ -218,6 +218,26 @@ def test_a_busy_refusal_does_not_count_as_a_failure(tmp_path):
     assert post_signin(app.test_client(), "ann", USERS["ann"][1]).status_code == 302
 
 
+def test_a_browser_known_to_the_user_waits_its_turn_when_strangers_fill_the_queue(tmp_path):
+    """During a flood the queue is full and strangers get 429 at once; a browser the user
+    signed in from before still waits for a check slot and signs in."""
+    app = make_app(tmp_path, clock=ManualClock(), hash_checks=1, hash_queue=0,
+                   hash_wait_s=30.0)
+    st = app.extensions["callgate"]
+    own = app.test_client()
+    assert post_signin(own, "ann", USERS["ann"][1]).status_code == 302      # its cookie
+    own.post("/signout", data={"csrf_token": csrf_of(own.get("/password").data)})
+    answers = []
+    with st.users.checks.held():                 # the flood has the only slot
+        assert post_signin(app.test_client(), "ann", USERS["ann"][1]).status_code == 429
+        t = threading.Thread(target=lambda: answers.append(
+            post_signin(own, "ann", USERS["ann"][1]).status_code))
+        t.start()
+        assert st.users.checks.wait_until_queued(1, 30)      # waiting, not refused
+    t.join(30)
+    assert answers == [302]
+
+
 def test_memory_is_given_back_after_every_check(tmp_path, monkeypatch):
     from callgate.web import memory
 

@@ -186,7 +186,7 @@ def signin():
         return _refused(nxt, name, f"Too many failed sign-ins. Try again in {_in(wait)}.",
                         wait)
     try:
-        user = st.users.authenticate(name, password)
+        user = st.users.authenticate(name, password, priority=who.device is not None)
     except Busy as busy:
         return _refused(nxt, name, "Too many sign-ins at once. Try again in a few seconds.",
                         busy.retry_after_s)
@@ -246,7 +246,14 @@ def password():
         return render_template("password.html")
     st = state()
     new, again = request.form.get("new", ""), request.form.get("again", "")
-    if st.users.authenticate(user.username, request.form.get("current", "")) is None:
+    try:
+        known = st.users.authenticate(user.username, request.form.get("current", ""),
+                                      priority=True)
+    except Busy as busy:
+        return (render_template("password.html", error="Too many sign-ins at once. Try "
+                                "again in a few seconds."), 429,
+                {"Retry-After": str(busy.retry_after_s)})
+    if known is None:
         return render_template("password.html", error="The current password is wrong."), 400
     if new != again:
         return render_template("password.html", error="The two new passwords differ."), 400

@@ -33,9 +33,11 @@ class PasswordChecks:
         self._cond = threading.Condition()
 
     @contextmanager
-    def held(self):
-        """One check slot for the block; Busy if none comes in time."""
-        self._enter()
+    def held(self, priority: bool = False):
+        """One check slot for the block; Busy if none comes in time. With `priority` (a
+        browser the user signed in from before) it may wait even when the queue is full,
+        so a flood of strangers' tries cannot keep a known user from signing in."""
+        self._enter(priority)
         try:
             yield
         finally:
@@ -43,12 +45,12 @@ class PasswordChecks:
                 self.running -= 1
                 self._cond.notify_all()
 
-    def _enter(self) -> None:
+    def _enter(self, priority: bool) -> None:
         with self._cond:
             if self.running < self.limit and self.waiting == 0:
                 self.running += 1
                 return
-            if self.waiting >= self.queue:
+            if self.waiting >= self.queue and not priority:
                 raise Busy()
             self.waiting += 1
             self._cond.notify_all()

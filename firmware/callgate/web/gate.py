@@ -68,6 +68,11 @@ class GatedSocket:
         self._ahead = memoryview(bytes(data))
         self._deadline = deadline
 
+    def take_ahead(self) -> bytes:
+        """What was read ahead and not consumed (a pipelined request), handed back."""
+        out, self._ahead = bytes(self._ahead), memoryview(b"")
+        return out
+
     def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
         if len(self._ahead):
             n = min(nbytes or len(buffer), len(buffer), len(self._ahead))
@@ -253,6 +258,10 @@ class Gate(connections.ConnectionManager):
         if state == "closed":
             item.close()
             return
+        self._hand_over(item)
+
+    def _hand_over(self, item: Arriving) -> None:
+        """A whole request (or a head that hands over its body): to a worker thread."""
         raw = item.sock.raw
         raw.settimeout(self.server.timeout)
         item.sock.refill(item.data, time.monotonic() + self.body_s)
@@ -263,6 +272,24 @@ class Gate(connections.ConnectionManager):
             conn.ssl_env = (self.server.ssl_adapter.get_environ(raw)
                             if self.server.ssl_adapter is not None else {})
         self.server.process_conn(conn)
+
+    def put(self, conn: HTTPConnection) -> None:
+        """A kept-alive connection back from its worker; bytes already read ahead (the
+        client sent its next request without waiting) are its next request's start."""
+        ahead = conn.socket.take_ahead() if isinstance(conn.socket, GatedSocket) else b""
+        if not ahead or conn.rfile.has_data():
+            if ahead:
+                conn.socket.refill(ahead, time.monotonic() + self.body_s)
+            super().put(conn)
+            return
+        conn.last_used = time.time()
+        item = Arriving(conn.socket, time.monotonic() + self.request_s, conn)
+        item.data += ahead
+        if item._state() == "ready":
+            self._hand_over(item)
+        else:
+            conn.socket.raw.setblocking(False)
+            self._watch(item)
 
     def _next_request(self, fd: int, conn: HTTPConnection) -> None:
         """A kept-alive connection became readable: read its next request here too."""
