@@ -16,6 +16,11 @@ Connections are counted per address (`connections_per_address`) and in all
 (`max_connections`); past either a new connection is closed at once, so one host
 cannot take every file descriptor, and the refusal is logged once a minute per
 address.
+
+Gate subclasses cheroot's ConnectionManager and uses parts of it that are not its
+public API (`_selector`, `_run`, `_expire`, `_stop_requested`, the server's
+`_connections`); setup.cfg pins cheroot to the releases this was checked with
+(10.0 and 11.x: the tests here pass on 10.0.1 and 11.1.2).
 """
 
 from __future__ import annotations
