@@ -5,8 +5,11 @@ per address, and event streams have threads of their own."""
 
 from __future__ import annotations
 
+import errno
+import logging
 import socket
 import ssl
+import types
 from contextlib import ExitStack, closing
 
 import pytest
@@ -14,6 +17,7 @@ import requests
 import trustme
 
 from browser import USERS, csrf_of, make_app, serve
+from callgate.web.gate import Gate
 from test_web_server import device_certificate
 
 WAIT_S = 20.0        # how long a test waits for an answer that must come (never reached)
@@ -168,3 +172,51 @@ def test_event_streams_are_capped_apart_from_pages(served):
         third = s.get(url + "/agent/stream", stream=True, timeout=WAIT_S)
         assert third.status_code == 200          # ... and its place is free again
         third.close()
+
+
+class FakeListenerAtFdLimit:
+    """A listening socket as the kernel gives it when the process has no file descriptor
+    left: always readable (a client waits in the backlog), accept() fails with EMFILE."""
+
+    def __init__(self) -> None:
+        self.readable, self._peer = socket.socketpair()
+        self._peer.send(b"x")
+        self.accepts = 0
+
+    def fileno(self) -> int:
+        return self.readable.fileno()
+
+    def accept(self):
+        self.accepts += 1
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    def close(self) -> None:
+        self.readable.close()
+        self._peer.close()
+
+
+def test_at_the_fd_limit_the_gate_stops_accepting_for_a_while_instead_of_spinning(caplog):
+    """Left registered, a listening socket whose accept() keeps failing is readable at
+    every select(): the selector thread would spin at 100 % CPU. The gate takes it out of
+    the selector until its next expiry round, and says so once."""
+    listener = FakeListenerAtFdLimit()
+    server = types.SimpleNamespace(socket=listener, timeout=30, ssl_adapter=None)
+    gate = Gate(server, request_s=1, body_s=1, per_address=4, most=8)
+
+    def listening() -> bool:
+        return any(item is server for _, item in gate._selector.connections)
+
+    try:
+        caplog.set_level(logging.WARNING, "callgate.web")
+        assert listening()
+        gate._admit()
+        assert listener.accepts == 1 and not listening()
+        gate._resume_accepting()
+        assert listening()
+        gate._admit()                                # still at the limit: out again
+        assert not listening()
+        notes = [r.getMessage() for r in caplog.records if "file descriptors" in r.getMessage()]
+        assert len(notes) == 1, notes                # said once, not per try
+    finally:
+        gate._selector.close()
+        listener.close()

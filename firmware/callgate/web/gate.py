@@ -25,6 +25,7 @@ public API (`_selector`, `_run`, `_expire`, `_stop_requested`, the server's
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -47,6 +48,9 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _LENGTH = re.compile(rb"\ncontent-length:[ \t]*(\d{1,12})[ \t]*\r?\n", re.I)
 _HANDS_OVER = re.compile(rb"\n(?:transfer-encoding|expect):", re.I)
 _NOT_YET = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+# accept() failing for want of a resource: the client stays in the backlog, so the
+# listening socket stays readable
+_OUT_OF = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class GatedSocket:
@@ -197,6 +201,8 @@ class Gate(connections.ConnectionManager):
         self.open: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._noted: dict[str, float] = {}
+        self._accepting = True
+        self._noted_out_of = -1e9
 
     # -- admitting --------------------------------------------------------------------
 
@@ -205,7 +211,9 @@ class Gate(connections.ConnectionManager):
             sock, addr = self.server.socket.accept()
         except (socket.timeout, BlockingIOError, InterruptedError):
             return
-        except OSError:
+        except OSError as err:
+            if err.errno in _OUT_OF:
+                self._pause_accepting(err)
             return
         host = addr[0] if isinstance(addr, tuple) and addr else "-"
         with self._lock:
@@ -230,6 +238,25 @@ class Gate(connections.ConnectionManager):
             handshake = True
         gated = GatedSocket(sock, self.server.timeout, lambda: self._forget(host))
         self._watch(Arriving(gated, time.monotonic() + self.request_s, None, addr, handshake))
+
+    def _pause_accepting(self, err: OSError) -> None:
+        """Out of file descriptors (or kernel memory): the listening socket would be
+        readable at every select() and the loop would spin, so it leaves the selector
+        until the next expiry round (`_resume_accepting`), which may have freed some."""
+        if self._accepting:
+            self._accepting = False
+            self._selector.unregister(self.server.socket.fileno())
+        now = time.monotonic()
+        if now - self._noted_out_of >= 60:
+            self._noted_out_of = now
+            log.warning("cannot accept connections (%s): out of file descriptors or "
+                        "memory; pausing new connections for a moment", err.strerror or err)
+
+    def _resume_accepting(self) -> None:
+        if not self._accepting:
+            self._accepting = True
+            self._selector.register(self.server.socket.fileno(), selectors.EVENT_READ,
+                                    data=self.server)
 
     def _refused(self, host: str) -> None:
         now = time.monotonic()
@@ -322,6 +349,7 @@ class Gate(connections.ConnectionManager):
             now = time.monotonic()
             if now - last_check >= expiration_interval:
                 self._expire(threshold=time.time() - self.server.timeout)
+                self._resume_accepting()
                 last_check = now
 
     def _expire(self, threshold: float) -> None:
