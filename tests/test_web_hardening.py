@@ -81,6 +81,9 @@ def test_a_signed_in_get_with_a_hostile_next_stays_on_site(app):
     ("abcdefghijk", "carl", None),
     ("9876543210", "carl", None),
     ("ababababab", "carl", "too few characters"),
+    ("ab12ab12ab12", "carl", "pattern repeated"),
+    ("hellohello!1", "carl", "pattern repeated"),
+    ("Xy9#Xy9#Xy9#", "carl", "pattern repeated"),
     ("short", "carl", "at least 10"),
     ("Password123", "carl", "common passwords"),
 ])

@@ -44,6 +44,8 @@ def refusal(password: str, username: str | None = None) -> str | None:
         return "the password is on the list of common passwords; choose another"
     if len(set(low)) < _MIN_DISTINCT:
         return "the password repeats too few characters; choose another"
+    if _is_repeat(low) or (len(core) >= 4 and _is_repeat(core)):
+        return "the password is a short pattern repeated; choose another"
     if _is_run(low):
         return "the password is a run of consecutive characters; choose another"
     for word in (*CONTEXT_WORDS, (username or "").strip().lower()):
@@ -53,6 +55,12 @@ def refusal(password: str, username: str | None = None) -> str | None:
                     "the password is the product's name with digits or punctuation; "
                     "choose another")
     return None
+
+
+def _is_repeat(text: str) -> bool:
+    """The text is a shorter piece said at least twice over ("ab12ab12ab12", "hellohello"),
+    the last time perhaps cut short: it equals itself shifted by that piece's length."""
+    return any(text[p:] == text[:-p] for p in range(1, len(text) // 2 + 1))
 
 
 def _is_run(text: str) -> bool:
