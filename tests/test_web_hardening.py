@@ -37,7 +37,7 @@ def post_signin(client, name, password, **extra):
     "/\t/127.0.0.2:18081/", "/\n/x", "/\r\nSet-Cookie: a=b", "/%09/evil.example/",
     "//evil.example/", "/\\evil.example/", "/x\\y", "/ok//evil", "/\x00", "/\x7f/x",
     "https://evil.example/", "javascript:alert(1)", "evil.example", "/%2F%2Fevil.example",
-    "/%5Cevil.example", "/%0a/x",
+    "/%5Cevil.example", "/%0a/x", "/.//evil.example", "/%2F/evil.example", "/%2e%2e//x",
 ])
 def test_next_accepts_only_a_path_of_this_site(app, target):
     client = app.test_client()
@@ -49,6 +49,17 @@ def test_next_accepts_only_a_path_of_this_site(app, target):
     r = post_signin(client, "ann", USERS["ann"][1], next=target)
     assert r.status_code == 302, r.status_code
     assert r.headers["Location"] in ("/agent/", "http://localhost/agent/"), r.headers["Location"]
+
+
+@pytest.mark.parametrize("target", ["/\uff0f/evil.example", "/\u2215evil.example",
+                                    "/\u3000/evil.example", "/\u200b/evil.example"])
+def test_a_look_alike_slash_stays_a_path_of_this_site(app, target):
+    """Browsers treat only "/" and "\\" as slashes in a path; a look-alike is sent on
+    percent-encoded, so the redirect stays on this site."""
+    r = post_signin(app.test_client(), "ann", USERS["ann"][1], next=target)
+    assert r.status_code == 302
+    location = r.headers["Location"]
+    assert location.startswith("/%") and location.isascii(), location
 
 
 def test_next_still_goes_back_to_a_page_of_this_site(app):
