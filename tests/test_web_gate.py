@@ -103,6 +103,38 @@ def test_a_large_body_that_never_ends_is_cut_off_at_its_deadline(served):
     assert requests.get(url + "/signin", timeout=WAIT_S).status_code == 200
 
 
+SLOW_UPLOAD = (b"POST /switches/announcement HTTP/1.1\r\nHost: device\r\nContent-Type: "
+               b"multipart/form-data; boundary=xx\r\nContent-Length: 1000000\r\n\r\n--xx\r\n")
+
+
+@with_settings(threads=4, streams=1, body_s=30)
+def test_slow_large_bodies_cannot_take_every_server_thread(served):
+    """A body too large to be read ahead (an upload, no session needed to send one) is read
+    by a server thread for up to body_s: a few at a time from one address, and a few in
+    all, so the threads pages are served by stay free."""
+    _, _, url = served
+    with ExitStack() as stack:
+        for i in range(8):                       # more than every thread, many hosts
+            sock = stack.enter_context(closing(connect(url, f"127.0.0.{i + 2}")))
+            sock.sendall(SLOW_UPLOAD)            # ... and the body never comes
+        r = requests.get(url + "/signin", timeout=WAIT_S)
+        assert r.status_code == 200 and b"csrf_token" in r.content
+
+
+@with_settings(threads=8, streams=1, body_s=30)
+def test_one_address_gets_only_a_few_slow_bodies_read_at_once(served):
+    _, _, url = served
+    with ExitStack() as stack:
+        for _ in range(2):
+            stack.enter_context(closing(connect(url, "127.0.0.5"))).sendall(SLOW_UPLOAD)
+        # answered only after the gate has seen the two uploads (their bytes came first)
+        assert raw_get(url, "127.0.0.6").startswith(b"HTTP/1.1 200")
+        with closing(connect(url, "127.0.0.5")) as third:
+            third.sendall(SLOW_UPLOAD)
+            answer = read_all(third)             # at once, not after body_s
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 503"), answer[:80]
+
+
 @with_settings(connections_per_address=3)
 def test_connections_are_capped_per_address(served):
     _, _, url = served

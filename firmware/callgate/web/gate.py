@@ -10,7 +10,10 @@ the TLS handshake and reads the request head, and a small body (a form, up to
 `PREREAD_BODY` bytes), from non-blocking sockets, and only a complete request
 goes to a worker. Whatever has not arrived within `request_s` of the first byte
 being awaited is closed. A larger body (an announcement upload) is read by the
-worker, but all of it must arrive within `body_s`.
+worker, but all of it must arrive within `body_s`, and only `bodies_per_address` such
+bodies from one address (`bodies` in all) are read at once: past that the request gets
+503 at once, so slow uploads (sent without a session: the session is checked only
+once the form is read) cannot hold the threads pages are served by.
 
 Connections are counted per address (`connections_per_address`) and in all
 (`max_connections`); past either a new connection is closed at once, so one host
@@ -64,6 +67,8 @@ class GatedSocket:
         self._ahead = memoryview(b"")
         self._deadline: float | None = None
         self._on_close = on_close
+        self.host = "-"
+        self._body_done = None           # frees the request's place among the bodies read
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
@@ -113,7 +118,17 @@ class GatedSocket:
         self._sock.settimeout(self._timeout)
         self._sock.sendall(data, flags)
 
+    def reading_body(self, done) -> None:
+        """A worker reads this request's body; `done` is called once the request is over."""
+        self._body_done = done
+
+    def body_over(self) -> None:
+        done, self._body_done = self._body_done, None
+        if done is not None:
+            done()
+
     def close(self) -> None:
+        self.body_over()
         on_close, self._on_close = self._on_close, None
         if on_close is not None:
             on_close()
@@ -128,6 +143,7 @@ class Arriving:
         self.sock, self.deadline, self.conn = sock, deadline, conn
         self.address, self.handshake = address, handshake
         self.data = bytearray()
+        self.body_left = False                   # a worker will read (part of) the body
         self.last_used = float("inf")            # cheroot's own expiry leaves it alone
 
     def advance(self) -> str:
@@ -176,10 +192,14 @@ class Arriving:
             return "closed" if len(self.data) > MAX_HEAD else "wait"
         head = bytes(self.data[:end.end()])
         if _HANDS_OVER.search(head):
-            return "ready"                       # chunked or 100-continue: the worker reads it
+            self.body_left = True                # chunked or 100-continue: the worker reads it
+            return "ready"
         found = _LENGTH.search(head)
         length = int(found.group(1)) if found else 0
-        if length > PREREAD_BODY or len(self.data) >= end.end() + length:
+        if len(self.data) >= end.end() + length:
+            return "ready"
+        if length > PREREAD_BODY:
+            self.body_left = True
             return "ready"
         return "wait"
 
@@ -194,11 +214,13 @@ class Gate(connections.ConnectionManager):
     """cheroot's connection manager, with the waiting done here (see the module doc)."""
 
     def __init__(self, server, request_s: float, body_s: float, per_address: int,
-                 most: int) -> None:
+                 most: int, bodies_per_address: int = 2, bodies: int = 4) -> None:
         super().__init__(server)
         self.request_s, self.body_s = request_s, body_s
         self.per_address, self.most = per_address, most
+        self.bodies_per_address, self.bodies = bodies_per_address, bodies
         self.open: Counter[str] = Counter()
+        self.reading: Counter[str] = Counter()  # bodies workers are reading, per address
         self._lock = threading.Lock()
         self._noted: dict[str, float] = {}
         self._accepting = True
@@ -237,6 +259,7 @@ class Gate(connections.ConnectionManager):
                 return
             handshake = True
         gated = GatedSocket(sock, self.server.timeout, lambda: self._forget(host))
+        gated.host = host
         self._watch(Arriving(gated, time.monotonic() + self.request_s, None, addr, handshake))
 
     def _pause_accepting(self, err: OSError) -> None:
@@ -295,6 +318,9 @@ class Gate(connections.ConnectionManager):
     def _hand_over(self, item: Arriving) -> None:
         """A whole request (or a head that hands over its body): to a worker thread."""
         raw = item.sock.raw
+        if item.body_left and not self._may_read_body(item.sock):
+            self._too_many_bodies(item)
+            return
         raw.settimeout(self.server.timeout)
         item.sock.refill(item.data, time.monotonic() + self.body_s)
         conn = item.conn
@@ -305,9 +331,48 @@ class Gate(connections.ConnectionManager):
                             if self.server.ssl_adapter is not None else {})
         self.server.process_conn(conn)
 
+    def _may_read_body(self, sock: GatedSocket) -> bool:
+        """Take a place among the bodies read by workers, if one is free."""
+        host = sock.host
+        with self._lock:
+            if (self.reading[host] >= self.bodies_per_address
+                    or sum(self.reading.values()) >= self.bodies):
+                return False
+            self.reading[host] += 1
+        sock.reading_body(lambda: self._body_read(host))
+        return True
+
+    def _body_read(self, host: str) -> None:
+        with self._lock:
+            self.reading[host] -= 1
+            if self.reading[host] <= 0:
+                del self.reading[host]
+
+    def _too_many_bodies(self, item: Arriving) -> None:
+        """503 without reading the body (best effort: the socket is non-blocking), then
+        close; noted once a minute per address."""
+        text = b"Too many uploads at once; try again shortly.\n"
+        answer = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 10\r\nContent-Type: "
+                  b"text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                  % (len(text), text))
+        try:
+            item.sock.raw.send(answer)
+        except (OSError, ValueError):
+            pass
+        host = item.sock.host
+        now = time.monotonic()
+        if now - self._noted.get("body " + host, -1e9) >= 60:
+            self._noted["body " + host] = now
+            log.warning("too many large request bodies at once from %s (at most %d from one "
+                        "address, %d in all): refusing more for now", host,
+                        self.bodies_per_address, self.bodies)
+        item.close()
+
     def put(self, conn: HTTPConnection) -> None:
         """A kept-alive connection back from its worker; bytes already read ahead (the
         client sent its next request without waiting) are its next request's start."""
+        if isinstance(conn.socket, GatedSocket):
+            conn.socket.body_over()              # its request is over, body and all
         ahead = conn.socket.take_ahead() if isinstance(conn.socket, GatedSocket) else b""
         if not ahead or conn.rfile.has_data():
             if ahead:

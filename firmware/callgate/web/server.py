@@ -59,7 +59,8 @@ class GatedServer(wsgi.Server):
         s = self.settings
         plain = self._connections
         self._connections = Gate(self, s.request_s, s.body_s, s.connections_per_address,
-                                 s.max_connections)
+                                 s.max_connections, bodies_per_address=2,
+                                 bodies=max(2, s.threads // 2))
         plain._selector.close()
 
 
