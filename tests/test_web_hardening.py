@@ -252,6 +252,21 @@ def test_a_browser_known_to_the_user_waits_its_turn_when_strangers_fill_the_queu
     assert answers == [302]
 
 
+def test_callgate_web_loads_no_numpy_or_scipy(tmp_path):
+    """The web process builds only its own command line: the DSP commands' NumPy and SciPy
+    would take 85 MiB of a 512 MiB board for nothing."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom callgate.cli import main\n"
+             f"rc = main(['web', '--config', {str(tmp_path / 'missing.toml')!r}])\n"
+             "print(rc, sorted(m for m in ('numpy', 'scipy') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120)
+    assert "missing.toml" in done.stderr                 # it went as far as the config
+    assert done.stdout.split() == ["2", "[]"], done.stdout + done.stderr
+
+
 def test_memory_is_given_back_after_every_check(tmp_path, monkeypatch):
     from callgate.web import memory
 
