@@ -327,6 +327,43 @@ def test_the_delay_doubles_and_stops_at_the_cap(app, clock):
     assert waits == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300]
 
 
+def test_once_delayed_an_account_is_tried_once_at_a_time(tmp_path, monkeypatch):
+    """Past the free tries, tries sent at the same moment from many addresses would all
+    pass the delay check before the first failure is written: only one is checked, the
+    others are refused at once."""
+    clock = ManualClock()
+    app = make_app(tmp_path, clock=clock, hash_checks=2, hash_queue=4, hash_wait_s=30.0)
+    limits = app.extensions["callgate"].limits
+    for i in range(12):                                   # past the free tries
+        c = app.test_client()
+        c.environ_base["REMOTE_ADDR"] = f"10.5.{i}.1"
+        assert post_signin(c, "alice", f"guess-number-{i}").status_code == 401
+        clock.advance(limits.account_delay("alice", clock()) + 1)
+    fake = BlockingScrypt(users_module._scrypt)
+    monkeypatch.setattr(users_module, "_scrypt", fake)
+    answers: list[int] = []
+
+    def try_wrong(address):
+        c = app.test_client()
+        c.environ_base["REMOTE_ADDR"] = address
+        answers.append(post_signin(c, "alice", "wrong-password-x").status_code)
+
+    first = threading.Thread(target=try_wrong, args=("10.6.0.1",))
+    first.start()
+    assert fake.entered.acquire(timeout=30)               # the first is being checked
+    others = [threading.Thread(target=try_wrong, args=(f"10.6.{i}.1",)) for i in (1, 2, 3)]
+    for t in others:
+        t.start()
+    for t in others:
+        t.join(30)
+    assert answers == [429, 429, 429] and fake.most == 1
+    fake.release.set()
+    first.join(30)
+    assert answers[-1] == 401
+    clock.advance(st_cap(app) + 1)                        # and it is not left claimed
+    assert post_signin(app.test_client(), "alice", USERS["alice"][1]).status_code == 302
+
+
 def test_a_browser_that_signed_in_before_is_not_kept_out(app, clock):
     """An attacker behind the admin's NAT cannot keep the admin out: a browser the admin
     signed in from before (its device cookie) skips the account's delay."""

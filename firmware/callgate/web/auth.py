@@ -187,15 +187,19 @@ def signin():
                         wait)
     try:
         user = st.users.authenticate(name, password, priority=who.device is not None)
+        if user is None:
+            st.limits.failed(who, now)
+        else:
+            st.limits.succeeded(who)
     except Busy as busy:
         return _refused(nxt, name, "Too many sign-ins at once. Try again in a few seconds.",
                         busy.retry_after_s)
+    finally:
+        st.limits.done(who)              # counted: the account's next try may be checked
     if user is None:
-        st.limits.failed(who, now)
         log.warning("sign-in failed for %s from %s", who.shown, request.remote_addr)
         return render_template("signin.html", next=nxt, username=name,
                                error="Wrong user name or password."), 401
-    st.limits.succeeded(who)
     st.users.end_sessions_before(now - st.settings.lifetime_s, now - st.settings.idle_s)
     _start_session(user, now)
     log.info("%s signed in from %s", user.username, request.remote_addr)

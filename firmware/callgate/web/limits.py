@@ -6,7 +6,8 @@ Three counts of failed sign-ins, kept in the users file (they survive a restart)
   wrong tries from one place do not slow its owner elsewhere) every further try
   waits twice as long as the one before (1 s, 2 s, 4 s ...), up to the sign-in
   window (5 minutes by default). A try made too soon is refused without looking at
-  the password. The account is never locked: its owner can always try again once
+  the password, and so is one made while another try of the account is being
+  checked (tries sent at once from many addresses get one check, not one each). The account is never locked: its owner can always try again once
   the delay has passed, and guessing from many addresses gains nothing.
 - per name and address (`signin_attempts` in the window), and per address for all
   names (`signin_address_attempts`), so one machine can neither hammer one name nor
@@ -26,6 +27,7 @@ import hashlib
 import logging
 import math
 import secrets
+import threading
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -59,6 +61,10 @@ class SigninLimits:
         self.users, self.settings = users, settings
         self._devices = URLSafeTimedSerializer(secret_key, salt="callgate-device")
         self._noted: dict[str, float] = {}
+        # accounts past their free tries with a try being checked: one at a time, else
+        # tries sent at once from many addresses all pass the delay before any is counted
+        self._trying: dict[str, Asker] = {}
+        self._lock = threading.Lock()
 
     # -- the trusted browser ---------------------------------------------------------
 
@@ -118,14 +124,27 @@ class SigninLimits:
         delay = self.account_delay(who.name, now)
         if delay:
             last = self.users.failures(f"#{who.name}", now - KEEP_S)[-1]
-            if now < last + delay:
+            if now < last + delay or not self._take_turn(who):
                 addresses = self.users.failure_keys(f"{who.name}|", now - KEEP_S)
-                return self._refuse(now, f"#{who.name}", last + delay - now,
+                return self._refuse(now, f"#{who.name}", max(1, last + delay - now),
                                     f"repeated failed sign-ins for {who.shown} from "
                                     f"{addresses} address{'es' * (addresses != 1)}: each "
                                     f"further try waits up to {window:g} s (the account "
                                     f"is not locked)")
         return 0
+
+    def _take_turn(self, who: Asker) -> bool:
+        with self._lock:
+            if who.name in self._trying:
+                return False
+            self._trying[who.name] = who
+            return True
+
+    def done(self, who: Asker) -> None:
+        """`who`'s try is over and counted: the account's next try may be checked."""
+        with self._lock:
+            if self._trying.get(who.name) is who:
+                del self._trying[who.name]
 
     def _refuse(self, now: float, key: str, wait_s: float, pattern: str) -> int:
         last = self._noted.get(key)
