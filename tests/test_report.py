@@ -677,3 +677,16 @@ def test_the_figures_know_issue_15s_outcomes(tmp_path, capsys):
     r = totals("menu_no_input_invalid")
     assert r.menu_choices == {"2": 1, "invalid": 1, "no_input": 1}
     assert r.totals["menu_chosen"] == 1
+
+
+@pytest.mark.parametrize("since, until, named", [
+    ("0001-01-01", "2026-05-04", "--since: 0001-01-01 is outside the years 1970 to 2999"),
+    ("2026-05-03", "9999-12-31", "--until: 9999-12-31 is outside the years 1970 to 2999"),
+    ("9999-12-31T23:59", "now", "--since: 9999-12-31T23:59 is outside the years"),
+    ("0001-01-01T00:00+14:00", "now", "--since: 0001-01-01T00:00+14:00 is outside the years"),
+])
+def test_cli_dates_out_of_range_are_one_line(calls, capsys, since, until, named):
+    code, out, err = run_report(capsys, "--db", str(calls), "--since", since, "--until", until)
+    assert code == 2 and out == ""
+    assert named in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err

@@ -210,3 +210,60 @@ def test_the_web_unit_verifies_clean_and_is_hardened(tmp_path):
     found = re.search(r"Overall exposure level for callgate-web.service: ([\d.]+)", proc.stdout)
     assert found, proc.stdout[-500:] + proc.stderr[-500:]
     assert float(found.group(1)) <= 2.0
+
+
+# ---------------------------------------------------------------- issue 16: memory and reach
+
+
+def unit_keys(path: Path) -> dict[str, list[str]]:
+    """Every Key=value of a unit, repeated keys in order."""
+    keys: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            keys.setdefault(key.strip(), []).append(value.strip())
+    return keys
+
+
+def security_findings(tool, unit_path: Path, tmp_path: Path) -> str:
+    copy = tmp_path / unit_path.name
+    copy.write_text(re.sub(r"^ExecStart=\S+", f"ExecStart={shutil.which('true')}",
+                           unit_path.read_text(), flags=re.M))
+    proc = subprocess.run([tool, "security", "--offline=true", "--no-pager", str(copy)],
+                          capture_output=True, text=True, timeout=60)
+    assert "Overall exposure level" in proc.stdout, proc.stdout[-500:] + proc.stderr[-500:]
+    return proc.stdout
+
+
+def test_the_engine_is_the_last_the_oom_killer_picks_and_both_units_are_bounded():
+    engine, web = unit_keys(UNIT), unit_keys(WEB_UNIT)
+    assert int(engine["OOMScoreAdjust"][-1]) <= -500
+    assert int(web["OOMScoreAdjust"][-1]) > 0
+    for keys in (engine, web):
+        assert re.fullmatch(r"\d+M", keys["MemoryMax"][-1])
+    # the web app's bound leaves the engine room on a 512 MiB board, above its 150 MiB target
+    assert 150 < int(web["MemoryMax"][-1][:-1]) <= 256
+    assert int(web["MemoryHigh"][-1][:-1]) <= int(web["MemoryMax"][-1][:-1])
+
+
+@pytest.mark.parametrize("unit", [UNIT, WEB_UNIT], ids=lambda p: p.name)
+def test_no_privileged_calls_and_only_own_processes_in_proc(unit, tmp_path):
+    keys = unit_keys(unit)
+    assert "~@privileged" in keys["SystemCallFilter"]
+    assert keys["ProcSubset"] == ["pid"]
+    found = security_findings(analyze(), unit, tmp_path)
+    flagged = [ln for ln in found.splitlines() if ln.startswith("✗")]
+    assert not [ln for ln in flagged if "SystemCallFilter=~@privileged" in ln], flagged
+    assert not [ln for ln in flagged if ln.split()[1].startswith("ProcSubset")], flagged
+
+
+def test_the_web_unit_lets_only_the_lan_in(tmp_path):
+    keys = unit_keys(WEB_UNIT)
+    assert keys["IPAddressDeny"] == ["any"]
+    allowed = keys["IPAddressAllow"][-1].split()
+    assert "localhost" in allowed and "192.168.0.0/16" in allowed and "10.0.0.0/8" in allowed
+    assert "0.0.0.0/0" not in allowed and "any" not in allowed
+    text = WEB_UNIT.read_text()
+    assert "systemctl edit callgate-web" in text        # how a site sets its own list
+    found = security_findings(analyze(), WEB_UNIT, tmp_path)
+    assert "does not define an IP address allow list" not in found

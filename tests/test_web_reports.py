@@ -147,6 +147,9 @@ def test_filters_narrow_the_figures(site):
     (CUSTOM + "&outcome=happy", "outcome: &#39;happy&#39; is not one of"),
     (CUSTOM + "&bucket=year", "bucket: &#39;year&#39;"),
     ("period=forever", "period: &#39;forever&#39;"),
+    ("period=custom&from=0001-01-01&to=2026-05-04", "from: 0001-01-01 is outside the years"),
+    ("period=custom&from=2026-05-01&to=9999-12-31", "to: 9999-12-31 is outside the years"),
+    ("period=custom&from=0001-01-01&to=9999-12-31", "from: 0001-01-01 is outside the years"),
 ])
 def test_bad_filters_say_which(site, query, words):
     client = signed_in(site, "sam")

@@ -11,7 +11,8 @@ from .dsp import RATE
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _web_parser() if argv[:1] == ["web"] else _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
@@ -22,6 +23,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
+
+
+def _web_parser() -> argparse.ArgumentParser:
+    """`callgate web` alone: the web app's process never loads the DSP commands' NumPy and
+    SciPy (85 MiB of a 512 MiB board, issue 16)."""
+    parser = argparse.ArgumentParser(prog="callgate", description=__doc__)
+    from .web.cli import add_parser
+    add_parser(parser.add_subparsers(metavar="COMMAND"))
+    return parser
 
 
 def _parser() -> argparse.ArgumentParser:

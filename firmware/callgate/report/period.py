@@ -21,6 +21,9 @@ from datetime import datetime, timedelta
 from .figures import ReportError, bucket_floor
 
 FORMS = "ISO date or date-time, now, today, yesterday, -Nh, -Nd or -Nw"
+# a report's dates lie in these years: beyond them local time has no meaning here (year 1
+# has no local midnight before it, 9999-12-31 has no day after it) and no call was taken
+YEARS = (1970, 2999)
 _RELATIVE = re.compile(r"-?(\d{1,4})([hdw])")
 # web form presets: key -> label (resolved by `preset`)
 PRESETS = {"today": "Today", "yesterday": "Yesterday", "7d": "Last 7 days",
@@ -51,7 +54,19 @@ def parse_when(text: str, now: float | None = None, what: str = "date") -> float
         when = datetime.fromisoformat(text.strip())
     except (ValueError, AttributeError):
         raise ReportError(f"{what}: {text!r} is not a date ({FORMS})") from None
-    return when.timestamp()          # naive: local time; with an offset: that offset
+    return _seconds(when, what, text)  # naive: local time; with an offset: that offset
+
+
+def _seconds(when: datetime, what: str, text: str) -> float:
+    """Unix seconds of a date a person typed; ReportError naming `what` outside YEARS."""
+    first, last = YEARS
+    if not first <= when.year <= last:
+        raise ReportError(f"{what}: {text.strip()} is outside the years {first} to {last}")
+    try:
+        return when.timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise ReportError(f"{what}: {text.strip()} is outside the years {first} to "
+                          f"{last}") from None
 
 
 def _midnight(now: float, days: int) -> float:
@@ -90,4 +105,5 @@ def day_range(first: str, last: str) -> tuple[float, float]:
         raise ReportError(f"to: {last!r} is not a date (YYYY-MM-DD)") from None
     if b < a:
         raise ReportError(f"to: {last} is before from ({first})")
-    return a.timestamp(), (b + timedelta(days=1)).timestamp()
+    since, _ = _seconds(a, "from", first), _seconds(b, "to", last)
+    return since, _seconds(b + timedelta(days=1), "to", last)

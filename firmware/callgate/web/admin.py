@@ -13,7 +13,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from .auth import current_user, require
 from .context import state
-from .users import ROLES, UserError
+from .users import ROLES, UserError, check_username
 
 log = logging.getLogger("callgate.web")
 bp = Blueprint("users", __name__, url_prefix="/users")
@@ -59,6 +59,7 @@ def add():
 @bp.post("/<name>/disable")
 @require("admin")
 def disable(name: str):
+    name = check_username(name)        # the one spelling the users file keeps
     if name == current_user().username:
         raise UserError("you cannot disable yourself")
     state().users.set_disabled(name, True)
@@ -69,6 +70,7 @@ def disable(name: str):
 @bp.post("/<name>/enable")
 @require("admin")
 def enable(name: str):
+    name = check_username(name)        # the one spelling the users file keeps
     state().users.set_disabled(name, False)
     log.info("%s enabled user %s", current_user().username, name)
     return _done(f"Enabled {name}.")
@@ -77,6 +79,7 @@ def enable(name: str):
 @bp.post("/<name>/extensions")
 @require("admin")
 def extensions(name: str):
+    name = check_username(name)        # the one spelling the users file keeps
     exts = state().users.set_extensions(name, request.form.get("extensions", ""))
     log.info("%s set the extensions of %s", current_user().username, name)
     return _done(f"Extensions of {name}: {', '.join(exts) or 'none'}.")
@@ -85,6 +88,7 @@ def extensions(name: str):
 @bp.post("/<name>/password")
 @require("admin")
 def password(name: str):
+    name = check_username(name)        # the one spelling the users file keeps
     state().users.set_password(name, _passwords())
     log.info("%s reset the password of %s", current_user().username, name)
     if name == current_user().username:

@@ -5,7 +5,9 @@ decides where a call goes; this page shows it, pushed by server-sent events:
 the stream looks in the store every `poll_s` for outcome events past the last
 one it sent, for the watched extensions only, and sends each with its event id.
 It ends after `stream_s` and the browser reconnects with Last-Event-ID, so a
-transfer is neither missed nor shown twice across reconnections.
+transfer is neither missed nor shown twice across reconnections. At most
+`streams` are open at once (each holds a server thread of its own, apart from the
+threads pages are served by); one more is refused with 503 and the page retries.
 
 An agent sees only the extensions they are tied to; a supervisor or an admin
 chooses the extensions to watch. Everything shown is as the store holds it:
@@ -111,9 +113,31 @@ def stream():
     if after is None:
         with st.reader.open() as view:
             after = view.last_event_id()
-    gen = _events(st, exts, after, token)
-    return Response(stream_with_context(gen), mimetype="text/event-stream",
+    if not st.streams.acquire(blocking=False):
+        return (jsonify(error="too many screen-pops open on this device"), 503,
+                {"Retry-After": "5"})
+    gen = _Held(stream_with_context(_events(st, exts, after, token)), st.streams.release)
+    return Response(gen, mimetype="text/event-stream",
                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+class _Held:
+    """A stream's events, holding its place among the `streams` until the server closes
+    it (after the last event, or when the browser went away), started or not."""
+
+    def __init__(self, events, release) -> None:
+        self.events, self._release = events, release
+
+    def __iter__(self):
+        return iter(self.events)
+
+    def close(self) -> None:
+        release, self._release = self._release, None
+        try:
+            self.events.close()
+        finally:
+            if release is not None:
+                release()
 
 
 def _after() -> int | None:

@@ -23,8 +23,11 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.routing import BuildError
 
 from ..config import Table
+from .checks import PasswordChecks
 from .context import WebState
 from .keyfile import read_secret_key
+from .limits import SigninLimits
+from .memory import keep_big_blocks_apart
 from .reader import StoreReader
 from .settings import WebSettings
 from .users import SCRYPT_N, Users
@@ -57,6 +60,7 @@ def create_app(config: Table | WebSettings, clock=time.time, secret_key: bytes |
     missing or not 0600); `clock` is the wall clock of sessions and sign-in limits.
     """
     settings = config if isinstance(config, WebSettings) else WebSettings.from_table(config)
+    keep_big_blocks_apart()          # password checks' 16 MiB go back when done (memory.py)
     key = secret_key if secret_key is not None else read_secret_key(settings.secret_key_file)
     app = Flask("callgate.web", template_folder=str(HERE / "templates"),
                 static_folder=str(HERE / "static"), static_url_path="/static")
@@ -71,8 +75,10 @@ def create_app(config: Table | WebSettings, clock=time.time, secret_key: bytes |
         WTF_CSRF_SSL_STRICT=False,         # see the module doc
         MAX_CONTENT_LENGTH=MAX_FORM_BYTES,
     )
-    users = Users(settings.db, scrypt_n=scrypt_n, clock=clock)
-    app.extensions["callgate"] = WebState(settings, users, StoreReader(settings.store), clock)
+    checks = PasswordChecks(settings.hash_checks, settings.hash_queue, settings.hash_wait_s)
+    users = Users(settings.db, scrypt_n=scrypt_n, clock=clock, checks=checks)
+    app.extensions["callgate"] = WebState(settings, users, StoreReader(settings.store), clock,
+                                          SigninLimits(users, settings, key))
     app.request_class = _Request
     CSRFProtect(app)
 

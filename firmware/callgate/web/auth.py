@@ -9,22 +9,26 @@ session version moves on), and at sign-out. Requests the open pages make by
 themselves (the screen-pop stream, the status refresh) count as use: an agent's
 screen-pop must stay signed in for a shift; the absolute lifetime bounds it.
 
-Failed sign-ins are limited per user name and address (`signin_attempts` in
-`signin_window_s`); past the limit the form is refused without looking at the
-password, so guessing gains nothing. A wrong name and a wrong password get the
-same answer in the same time.
+Failed sign-ins are limited per account, per address and per trusted browser
+(limits.py); past a limit the form is refused (429) without looking at the
+password, so guessing gains nothing, and only a few passwords are checked at once
+(checks.py). A wrong name and a wrong password get the same answer in the same
+time.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import unicodedata
+from urllib.parse import unquote, urlsplit
 from functools import wraps
 
 from flask import (Blueprint, flash, g, jsonify, redirect, render_template, request, session,
                    url_for)
 
+from .checks import Busy
 from .context import state
+from .limits import DEVICE_COOKIE, DEVICE_DAYS, Asker, name_key
 from .users import User, UserError
 
 log = logging.getLogger("callgate.web")
@@ -137,8 +141,17 @@ def home_for(user: User) -> str:
 
 
 def _safe_next(target: str | None) -> str | None:
-    """Only a path on this site (never //host or a scheme), so sign-in is no open redirect."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+    """Only a path of this site, so sign-in is no open redirect: it starts with one "/",
+    and neither it nor its percent-decoded form holds "//", a backslash or a control
+    character (browsers drop a tab or a newline, so "/<TAB>/host" would become "//host";
+    a newline in a Location header is an error)."""
+    if not target or len(target) > 2000 or not target.startswith("/"):
+        return None
+    for form in (target, unquote(target)):
+        if "//" in form or "\\" in form or any(unicodedata.category(c) == "Cc" for c in form):
+            return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
         return None
     return target
 
@@ -164,35 +177,50 @@ def signin():
     name = request.form.get("username", "").strip().lower()[:64]
     password = request.form.get("password", "")
     now = st.clock()
-    # a password typed into the name field must not reach the log or the failure table:
-    # an unknown name is written as a digest, a known one as itself
-    shown = name if st.users.get(name) is not None else "an unknown name"
-    key = f"{name if shown == name else _digest(name)}|{request.remote_addr or '-'}"
-    window = st.settings.signin_window_s
-    failures = st.users.failures(key, now - window)
-    if len(failures) >= st.settings.signin_attempts:
-        wait = max(1, int((failures[0] + window - now + 59) // 60))
-        log.warning("sign-in refused: too many failures for %s from %s", shown,
-                    request.remote_addr)
-        return render_template("signin.html", next=nxt, username=name,
-                               error=f"Too many failed sign-ins. Try again in {wait} "
-                                     f"minute{'s' * (wait != 1)}."), 429
-    user = st.users.authenticate(name, password)
+    known = st.users.get(name)
+    who = Asker(name_key(name, known is not None), name if known else "an unknown name",
+                request.remote_addr or "-",
+                st.limits.device_of(request.cookies.get(DEVICE_COOKIE), known))
+    wait = st.limits.wait(who, now)
+    if wait:
+        return _refused(nxt, name, f"Too many failed sign-ins. Try again in {_in(wait)}.",
+                        wait)
+    try:
+        user = st.users.authenticate(name, password, priority=who.device is not None)
+        if user is None:
+            st.limits.failed(who, now)
+        else:
+            st.limits.succeeded(who)
+    except Busy as busy:
+        return _refused(nxt, name, "Too many sign-ins at once. Try again in a few seconds.",
+                        busy.retry_after_s)
+    finally:
+        st.limits.done(who)              # counted: the account's next try may be checked
     if user is None:
-        st.users.add_failure(key, now, keep_s=max(window, 86400))
-        log.warning("sign-in failed for %s from %s", shown, request.remote_addr)
+        log.warning("sign-in failed for %s from %s", who.shown, request.remote_addr)
         return render_template("signin.html", next=nxt, username=name,
                                error="Wrong user name or password."), 401
-    st.users.clear_failures(key)
     st.users.end_sessions_before(now - st.settings.lifetime_s, now - st.settings.idle_s)
     _start_session(user, now)
     log.info("%s signed in from %s", user.username, request.remote_addr)
-    return redirect(nxt or home_for(user))
+    response = redirect(nxt or home_for(user))
+    response.set_cookie(DEVICE_COOKIE, st.limits.device_cookie(user, who.device),
+                        max_age=DEVICE_DAYS * 86400, path=url_for("auth.signin"),
+                        secure=st.settings.https, httponly=True, samesite="Strict")
+    return response
 
 
-def _digest(name: str) -> str:
-    """What stands for an unknown sign-in name: enough to count its failures, not to read it."""
-    return "?" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+def _refused(nxt, name: str, message: str, wait_s: int):
+    """429: the form again, saying how long to wait; the password was not looked at."""
+    page = render_template("signin.html", next=nxt, username=name, error=message)
+    return page, 429, {"Retry-After": str(int(wait_s))}
+
+
+def _in(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} second{'s' * (seconds != 1)}"
+    minutes = (seconds + 59) // 60
+    return f"{minutes} minute{'s' * (minutes != 1)}"
 
 
 def _start_session(user: User, now: float) -> None:
@@ -222,7 +250,14 @@ def password():
         return render_template("password.html")
     st = state()
     new, again = request.form.get("new", ""), request.form.get("again", "")
-    if st.users.authenticate(user.username, request.form.get("current", "")) is None:
+    try:
+        known = st.users.authenticate(user.username, request.form.get("current", ""),
+                                      priority=True)
+    except Busy as busy:
+        return (render_template("password.html", error="Too many sign-ins at once. Try "
+                                "again in a few seconds."), 429,
+                {"Retry-After": str(busy.retry_after_s)})
+    if known is None:
         return render_template("password.html", error="The current password is wrong."), 400
     if new != again:
         return render_template("password.html", error="The two new passwords differ."), 400

@@ -211,7 +211,7 @@ def _read_password(name: str) -> str:
         again = getpass.getpass("again: ")
         if not hmac.compare_digest(password.encode(), again.encode()):
             raise UserError("the two passwords differ")
-    return check_password(password)
+    return check_password(password, name)
 
 
 def _one_line(err: BaseException) -> str:

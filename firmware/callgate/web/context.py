@@ -8,6 +8,7 @@ from typing import Callable
 
 from flask import current_app
 
+from .limits import SigninLimits
 from .reader import StoreReader
 from .settings import WebSettings
 from .users import Users
@@ -19,8 +20,14 @@ class WebState:
     users: Users
     reader: StoreReader
     clock: Callable[[], float]     # wall time for sessions and sign-in limits (tests inject one)
+    limits: SigninLimits
     # set when the server stops, so open event streams end at once instead of at stream_s
     stopping: threading.Event = field(default_factory=threading.Event)
+    streams: threading.BoundedSemaphore | None = None    # places for open event streams
+
+    def __post_init__(self) -> None:
+        if self.streams is None:
+            self.streams = threading.BoundedSemaphore(self.settings.streams)
 
 
 def state() -> WebState:

@@ -1,9 +1,12 @@
 """Serving the app with cheroot: a pure-Python threaded WSGI server with TLS built in.
 
 HTTP by default; HTTPS when [web] tls_cert and tls_key name the device
-certificate and its key (the key 0600, TLS 1.2 or newer). Each open agent page
-holds one server thread for its event stream, so `threads` bounds how many
-screen-pops can be open at once.
+certificate and its key (the key 0600, TLS 1.2 or newer). Requests reach a
+server thread only once they have arrived whole (gate.py: slow clients cost a
+socket, not a thread; connections capped per address). The pool has `threads`
+threads for pages plus `streams` for the agents' event streams: each open agent
+page holds one of those, and the app refuses a stream past `streams` (agent.py),
+so screen-pops can never take the threads pages are served by.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import ssl
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
+from .gate import Gate
 from .keyfile import KeyFileError, check_private
 from .settings import WebSettings
 
@@ -43,10 +47,29 @@ def tls_adapter(settings: WebSettings) -> BuiltinSSLAdapter | None:
     return adapter
 
 
+class GatedServer(wsgi.Server):
+    """cheroot's WSGI server with gate.py's connection manager in place of its own."""
+
+    def __init__(self, *args, settings: WebSettings, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.settings = settings
+
+    def prepare(self) -> None:
+        super().prepare()
+        s = self.settings
+        plain = self._connections
+        self._connections = Gate(self, s.request_s, s.body_s, s.connections_per_address,
+                                 s.max_connections, bodies_per_address=2,
+                                 bodies=max(2, s.threads // 2))
+        plain._selector.close()
+
+
 def make_server(app, settings: WebSettings) -> wsgi.Server:
     """A cheroot server for `app`, not yet listening (call prepare() or start())."""
-    server = wsgi.Server((settings.host, settings.port), app, numthreads=settings.threads,
-                         server_name="callgate", timeout=30, shutdown_timeout=2)
+    server = GatedServer((settings.host, settings.port), app,
+                         numthreads=settings.threads + settings.streams,
+                         server_name="callgate", timeout=30, shutdown_timeout=2,
+                         settings=settings)
     adapter = tls_adapter(settings)
     if adapter is not None:
         server.ssl_adapter = adapter

@@ -10,8 +10,15 @@
     idle_minutes = 30                # a session unused this long ends
     session_hours = 12               # and none outlives this, used or not
     signin_attempts = 5              # failed sign-ins per name and address ...
-    signin_window_minutes = 5        # ... within this window, then refused until it passes
-    threads = 24                     # server threads (each open agent page holds one)
+    signin_window_minutes = 5        # ... within this window, then refused until it passes;
+                                     # an account's own tries slow down after as many
+                                     # failures, 1 s doubling up to the window
+    signin_address_attempts = 20     # failed sign-ins from one address, any names
+    threads = 24                     # server threads for pages
+    streams = 24                     # and for open agent pages' event streams, apart
+    request_seconds = 10             # a request's head (and a form) must arrive within this
+    body_seconds = 30                # a larger body (an announcement upload) within this
+    connections_per_address = 32     # open connections from one address
     [web.metrics]                    # /metrics for Prometheus (web/metrics.py), off by default
 
 Parsing here reads no file, so `check-config` can run it on a build machine;
@@ -47,6 +54,15 @@ class WebSettings:
     signin_attempts: int = 5
     signin_window_s: float = 5 * 60
     threads: int = 24
+    streams: int = 24               # event streams open at once, on threads of their own
+    signin_address_attempts: int = 20
+    request_s: float = 10.0         # the head and a small body, read before a thread takes it
+    body_s: float = 30.0            # the rest of a large body, read by the request's thread
+    connections_per_address: int = 32
+    max_connections: int = 512      # open connections in all (file descriptors, buffers)
+    hash_checks: int = 2            # password checks at once (checks.py)
+    hash_queue: int = 4             # and waiting for a turn, at most
+    hash_wait_s: float = 5.0
     stream_s: float = 60.0          # an event stream ends after this; the browser reconnects
     poll_s: float = 0.5             # how often a stream looks for new transfers
     recheck_s: float = 5.0          # how often a stream checks its session is still alive
@@ -77,6 +93,11 @@ class WebSettings:
             signin_attempts=int(_int(web, "signin_attempts", 5, 1, 100)),
             signin_window_s=web.number("signin_window_minutes", 5, 1, 24 * 60) * 60,
             threads=int(_int(web, "threads", 24, 4, 256)),
+            streams=int(_int(web, "streams", 24, 1, 256)),
+            signin_address_attempts=int(_int(web, "signin_address_attempts", 20, 1, 1000)),
+            request_s=web.number("request_seconds", 10, 1, 300),
+            body_s=web.number("body_seconds", 30, 1, 3600),
+            connections_per_address=int(_int(web, "connections_per_address", 32, 1, 1000)),
             metrics=MetricsSettings.from_table(web.sub("metrics")))
         if s.idle_s > s.lifetime_s:
             raise ConfigError(f"{web.key('idle_minutes')}: longer than session_hours")

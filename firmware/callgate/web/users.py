@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..store.records import StoreError, open_db
+from .checks import Busy, PasswordChecks
+from .memory import give_back
+from .passwords import MAX_PASSWORD, MIN_PASSWORD, refusal
 
 ROLES = ("admin", "supervisor", "agent")
-MIN_PASSWORD = 10
-MAX_PASSWORD = 1024
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 _EXTENSION = re.compile(r"^[0-9*#]{1,16}$")
@@ -110,11 +111,11 @@ def check_extensions(extensions) -> tuple[str, ...]:
     return tuple(out)
 
 
-def check_password(password: str) -> str:
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
-        raise UserError(f"the password must be at least {MIN_PASSWORD} characters")
-    if len(password) > MAX_PASSWORD:
-        raise UserError(f"the password must be at most {MAX_PASSWORD} characters")
+def check_password(password: str, username: str | None = None) -> str:
+    """The password if passwords.py accepts it for `username`; UserError saying why not."""
+    why = refusal(password, username)
+    if why:
+        raise UserError(why)
     return password
 
 
@@ -131,10 +132,12 @@ def token_digest(token: str) -> bytes:
 class Users:
     """The users file; safe to share between the server's threads."""
 
-    def __init__(self, path: str | Path, scrypt_n: int = SCRYPT_N, clock=time.time) -> None:
+    def __init__(self, path: str | Path, scrypt_n: int = SCRYPT_N, clock=time.time,
+                 checks: PasswordChecks | None = None) -> None:
         if scrypt_n < 2 or scrypt_n & (scrypt_n - 1):
             raise ValueError("scrypt_n must be a power of 2")
         self.path = Path(path)
+        self.checks = checks or PasswordChecks()
         self.cost = (scrypt_n, SCRYPT_R, SCRYPT_P)
         self.clock = clock
         self.db = open_db(self.path, MIGRATIONS, "the web users", synchronous="NORMAL")
@@ -147,7 +150,7 @@ class Users:
     def add(self, username: str, role: str, password: str, extensions=()) -> User:
         name, role = check_username(username), check_role(role)
         exts = check_extensions(extensions)
-        salt, digest = self._hash(check_password(password))
+        salt, digest = self._hash(check_password(password, name))
         now = self.clock()
         try:
             self._write("INSERT INTO users (username, role, extensions, n, r, p, salt, hash, "
@@ -178,7 +181,7 @@ class Users:
     def set_password(self, username: str, password: str) -> None:
         """New password; every session the user had ends."""
         user = self._existing(username)
-        salt, digest = self._hash(check_password(password))
+        salt, digest = self._hash(check_password(password, user.username))
         self._write("UPDATE users SET n = ?, r = ?, p = ?, salt = ?, hash = ?, "
                     "version = version + 1, updated = ? WHERE username = ?",
                     (*self.cost, salt, digest, self.clock(), user.username),
@@ -208,10 +211,11 @@ class Users:
             return self.db.execute("SELECT COUNT(*) FROM users WHERE role = 'admin' AND "
                                    "disabled = 0").fetchone()[0]
 
-    def authenticate(self, username: str, password: str) -> User | None:
+    def authenticate(self, username: str, password: str, priority: bool = False) -> User | None:
         """The user if the password is theirs and they are enabled; else None.
 
-        Costs one scrypt run whatever the answer, and compares in constant time.
+        Costs one scrypt run whatever the answer, and compares in constant time. The run
+        waits for a slot of `checks`: Busy if none comes (nothing was checked).
         """
         name = str(username).strip().lower()
         with self.lock:
@@ -222,7 +226,11 @@ class Users:
         else:
             n, r, p, salt, digest = row
         try:
-            candidate = _scrypt(str(password)[:MAX_PASSWORD], salt, n, r, p)
+            with self.checks.held(priority):
+                try:
+                    candidate = _scrypt(str(password)[:MAX_PASSWORD], salt, n, r, p)
+                finally:
+                    give_back()
         except (ValueError, MemoryError):
             return None
         if digest is None or not hmac.compare_digest(candidate, digest):
@@ -276,18 +284,36 @@ class Users:
                                    "ORDER BY at", (key, since)).fetchall()
         return [r[0] for r in rows]
 
-    def add_failure(self, key: str, at: float, keep_s: float) -> None:
-        self._write("INSERT INTO signin_failures (key, at) VALUES (?, ?)", (key, at),
-                    "DELETE FROM signin_failures WHERE at < ?", (at - keep_s,))
+    def add_failure(self, key: str, at: float, keep_s: float, *more: str) -> None:
+        """One failed sign-in, counted under `key` and each of `more`, in one transaction;
+        rows older than `keep_s` go."""
+        inserts = []
+        for k in (key, *more):
+            inserts += ["INSERT INTO signin_failures (key, at) VALUES (?, ?)", (k, at)]
+        self._write(*inserts, "DELETE FROM signin_failures WHERE at < ?", (at - keep_s,))
 
-    def clear_failures(self, key: str) -> None:
-        self._write("DELETE FROM signin_failures WHERE key = ?", (key,))
+    def clear_failures(self, key: str, *more: str) -> None:
+        deletes = []
+        for k in (key, *more):
+            deletes += ["DELETE FROM signin_failures WHERE key = ?", (k,)]
+        self._write(*deletes)
+
+    def failure_keys(self, prefix: str, since: float) -> int:
+        """How many distinct keys starting with `prefix` have failures after `since`."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self.lock:
+            return self.db.execute("SELECT COUNT(DISTINCT key) FROM signin_failures WHERE "
+                                   "key LIKE ? ESCAPE '\\' AND at > ?",
+                                   (pattern, since)).fetchone()[0]
 
     # -- helpers ----------------------------------------------------------------------
 
     def _hash(self, password: str) -> tuple[bytes, bytes]:
         salt = secrets.token_bytes(16)
-        return salt, _scrypt(password, salt, *self.cost)
+        try:
+            return salt, _scrypt(password, salt, *self.cost)
+        finally:
+            give_back()
 
     def _existing(self, username: str) -> User:
         user = self.get(username)
@@ -327,5 +353,5 @@ def _user(row) -> User:
     return User(name, role, tuple(e for e in exts.split(",") if e), bool(disabled), version)
 
 
-__all__ = ["ROLES", "MIN_PASSWORD", "StoreError", "User", "UserError", "Users",
+__all__ = ["ROLES", "MIN_PASSWORD", "Busy", "StoreError", "User", "UserError", "Users",
            "check_extensions", "check_password", "check_role", "check_username"]
