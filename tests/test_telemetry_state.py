@@ -131,3 +131,13 @@ def test_the_tap_queues_a_call_at_its_end_and_a_line_fault_and_its_end(tmp_path)
     assert kinds == [("call", "verified"), ("fault", "line_down"), ("fault", "line_restored")]
     assert pending[0].payload["caller"] == "********23" and pending[0].payload["end"] == "caller"
     assert pending[1].payload["why"] == "modem gone"
+
+
+def test_a_call_event_carries_no_key_the_caller_pressed():
+    """The menu choice is a key the caller pressed: it stays in the record, off the broker."""
+    row = {"call_id": "c1", "started": time.time(), "ended": time.time(), "line": "line",
+           "service": "support", "status": "verified", "menu_choice": "7"}
+    event = call_event(row, "caller")
+    assert "menu_choice" not in event
+    assert "7" not in [str(v) for v in event.values()]
+    assert event["service"] == "support" and event["status"] == "verified"

@@ -31,9 +31,10 @@ from ..store.records import CallStore
 TABLE = "outbox_mqtt"
 MAX_AGE_S = 30 * 86400.0      # an event still undelivered this long is dropped (logged)
 STOPPED = "callgate stopped"  # the engine's own line_down reason: not a fault
-# what a call event tells, from the call's record (masked columns only)
+# what a call event tells, from the call's record (masked columns only; not the menu
+# key the caller pressed: no keyed digit leaves the device, not even that one)
 CALL_FIELDS = ("line", "service", "status", "reason", "lookup", "identified_by",
-               "verify_result", "opted_out", "hours", "menu_choice", "transfer_mode",
+               "verify_result", "opted_out", "hours", "transfer_mode",
                "transfer_result", "transfer_tries", "hangup_step", "auth_ms",
                "backend_errors")
 
