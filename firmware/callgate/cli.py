@@ -271,12 +271,16 @@ def cmd_directory(args: argparse.Namespace) -> int:
                 return 1
         with Directory(path, default_country=country) as directory:
             if args.action == "import":
-                n = directory.import_csv(args.csv, replace=args.replace)
+                bar = _progress_bar(sys.stderr, "hashing secrets")
+                n = directory.import_csv(args.csv, replace=args.replace, progress=bar)
                 print(f"imported {n} customer{'s' * (n != 1)} into {path}")
             elif args.action == "export":
                 if args.output:
                     import os
                     fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    # O_CREAT's mode is for a new file only: an existing one is made
+                    # private before a single id is written into it
+                    os.fchmod(fd, 0o600)
                     with open(fd, "w", newline="", encoding="utf-8") as f:
                         n = directory.export_csv(f)
                     print(f"exported {n} customer{'s' * (n != 1)} to {args.output}",
@@ -314,6 +318,22 @@ def cmd_directory(args: argparse.Namespace) -> int:
         print(f"{me}: {text}", file=sys.stderr)
         return 1
     return 0
+
+
+def _progress_bar(stream, what: str):
+    """A one-line bar redrawn on `stream` when it is a terminal; None (quiet) otherwise."""
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        return None
+    width = 30
+
+    def show(done: int, total: int) -> None:
+        filled = width * done // total if total else width
+        stream.write(f"\r{what} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
 
 
 def cmd_hash_secret(args: argparse.Namespace) -> int:
