@@ -544,3 +544,19 @@ def test_a_worker_that_will_not_let_go_is_replaced(srv, backend_of, monkeypatch)
     monkeypatch.undo()
     b.close()
     srv.close()                              # the dripping server stops; stuck reads end
+
+
+@pytest.mark.parametrize("where", ["top", "step"])
+@pytest.mark.parametrize("name", ["Authorization", "x-api-key", "Cookie", "X-Auth-Token",
+                                  "Proxy-Authorization"])
+def test_credential_headers_in_the_config_are_refused(srv, tmp_path, where, name):
+    over = {"headers": {name: "Bearer abc123"}} if where == "top" else {
+        "lookup_phone": {"url": "/customers/by-phone/{e164}", "results": "customers",
+                         "headers": {name: "Bearer abc123"}}}
+    with pytest.raises(ConfigError) as err:
+        make_crm(reference(srv, tmp_path, **over), tmp_path / "dir.sqlite")
+    text = str(err.value)
+    assert f"headers.{name}" in text and "0600" in text and "abc123" not in text
+    ok = make_crm(reference(srv, tmp_path, headers={"X-Source": "callgate"}),
+                  tmp_path / "dir.sqlite")
+    ok.close()

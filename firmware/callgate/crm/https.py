@@ -27,7 +27,13 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from ..config import ConfigError
+
 MAX_BODY = 1 << 20                     # an answer larger than 1 MiB is not an answer
+# header names that carry a credential: those belong in the 0600 files of [crm.auth]
+# (the config file is 0640 and is copied around), never in a [crm] headers table
+_CREDENTIAL_WORDS = ("auth", "token", "secret", "password", "passwd", "cookie", "session",
+                     "key", "signature", "credential", "bearer", "jwt")
 REFUSED = "connection failed (refused)"
 
 
@@ -149,6 +155,21 @@ class _WatchedAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kw)
         self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHttpPool,
                                                    "https": _WatchedHttpsPool}
+
+
+def credential_header(name: str) -> bool:
+    """True for a header name that carries a credential (Authorization, X-Api-Key,
+    Cookie, X-Auth-Token, ...): the config must not hold one."""
+    low = name.lower()
+    return any(word in low for word in _CREDENTIAL_WORDS)
+
+
+def check_headers(headers: dict, key: str) -> None:
+    """ConfigError naming the first credential-like header of a config table."""
+    for name in headers:
+        if credential_header(str(name)):
+            raise ConfigError(f"{key}.{name}: a credential header is not taken from the config "
+                              "file; put the credential in a 0600 file named in [crm.auth]")
 
 
 def failure(err: requests.exceptions.RequestException, timed_out: str) -> str:

@@ -49,7 +49,7 @@ from . import hashed
 from .auth import Auth, AuthFailed, make_auth
 from .base import Customer, Lookup, Verdict, ascii_digits, lookup_of, mask
 from .breaker import CircuitBreaker
-from .https import MAX_BODY, REFUSED, failure, retry_after, session
+from .https import MAX_BODY, REFUSED, check_headers, failure, retry_after, session
 from .https import deadline as cut_at
 from .jsonpath import Path
 from .phone import normalise_phone, phone_forms, same_number
@@ -172,6 +172,7 @@ def _step(table: Table, name: str, allowed: frozenset[str], role: str) -> Step:
              for k, v in t.get("query", dict, {}).items()]
     headers = {k: Template(_str(v, f"{t.key('headers')}.{k}"), allowed, f"{t.key('headers')}.{k}")
                for k, v in t.get("headers", dict, {}).items()}
+    check_headers(headers, t.key("headers"))
     body = t.get("body", (dict, list), None)
     body = compile_body(body, allowed, t.key("body")) if body is not None else None
     if "secret" in url.names or any("secret" in q.names for _, q in query) \
@@ -342,6 +343,7 @@ class RestConnector:
         budget = table.number("budget", 3.0, 0.05, 30.0)
         headers = {k: _str(v, f"{table.key('headers')}.{k}")
                    for k, v in table.get("headers", dict, {}).items()}
+        check_headers(headers, table.key("headers"))
         dob_format = table.get("dob_format", str, "MMDDYYYY")
         letters = dob_format.replace("YYYY", "Y").replace("MM", "M").replace("DD", "D")
         if sorted(letters) != ["D", "M", "Y"]:

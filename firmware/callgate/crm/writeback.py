@@ -53,7 +53,7 @@ from ..config import ConfigError, Table
 from ..store.outbox import PAYLOAD_FIELDS, Outbox, OutboxItem
 from ..store.records import CallStore
 from .auth import Auth, AuthFailed, make_auth
-from .https import MAX_BODY, failure, reason, retry_after, session
+from .https import MAX_BODY, check_headers, failure, reason, retry_after, session
 from .https import deadline as cut_at
 from .template import compile_body, render_body
 
@@ -117,6 +117,7 @@ def load_writeback(table: Table) -> WritebackSettings | None:
         if not isinstance(value, str) or any(ch in value for ch in "\r\n\0"):
             raise ConfigError(f"{key}: expected a string on one line")
         headers[name] = value
+    check_headers(headers, table.key("headers"))
     idem = table.get("idempotency_header", str, "Idempotency-Key")
     if not _TOKEN.match(idem):
         raise ConfigError(f"{table.key('idempotency_header')}: {idem!r} is not a header name")
