@@ -447,3 +447,13 @@ def test_export_onto_an_existing_open_file_makes_it_private(tmp_path, capsys, di
     code, _, _ = run(capsys, "export", "--db", str(directory.path), "-o", str(target))
     assert code == 0 and "12345678" in target.read_text()
     assert os.stat(target).st_mode & 0o777 == 0o600
+
+
+def test_list_escapes_control_characters_in_a_name(tmp_path, capsys):
+    forged = tmp_path / "forged.csv"
+    forged.write_text('id,name\n11111111,"Ann\x1b]0;owned\x07\nroot"\n')
+    db = str(tmp_path / "d.sqlite")
+    assert run(capsys, "import", str(forged), "--db", db)[0] == 0
+    code, out, _ = run(capsys, "list", "--db", db)
+    assert code == 0 and out.count("\n") == 1 and "\x1b" not in out
+    assert "Ann\\x1b]0;owned\\x07\\nroot" in out

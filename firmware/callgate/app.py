@@ -35,6 +35,7 @@ from .engine.prompts import default_prompt_root
 from .flow import IdvFlow, Policy, load_services, service_for_line
 from .line import Line, LineError, make_line
 from .localzone import device_zone
+from .printable import PrintableFormatter
 from .store.records import StoreError, store_path
 from .store.recorder import Recorder
 
@@ -307,7 +308,7 @@ def logs_off_the_audio_thread(stream, fmt: str):
     a terminal that stalls then costs log lines (dropped), never a frame."""
     lines: queue.Queue = queue.Queue(LOG_QUEUE)
     out = logging.StreamHandler(stream)
-    out.setFormatter(logging.Formatter(fmt))
+    out.setFormatter(PrintableFormatter(fmt))
     listener = _PatientListener(lines, out)
     handler = _DroppingQueueHandler(lines)
     root = logging.getLogger()

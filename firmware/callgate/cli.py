@@ -8,6 +8,7 @@ import sys
 
 from . import __version__
 from .dsp import RATE
+from .printable import printable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,8 +147,8 @@ def _call_text(r: dict) -> str:
     cid = r["callerid"]
     who = "no caller ID"
     if cid:
-        who = " ".join(x for x in (cid["number"] or f"withheld ({cid['number_absent']})",
-                                   cid["name"]) if x)
+        who = " ".join(printable(x) for x in (
+            cid["number"] or f"withheld ({cid['number_absent']})", cid["name"]) if x)
     elif r["callerid_error"]:
         who = f"caller ID unreadable ({r['callerid_error']})"
     parts = [f"call {r['call']}", f"t={r['start']:.1f}s", f"rings={r['rings']}", who]
@@ -169,9 +170,12 @@ def _call_text(r: dict) -> str:
     return "  ".join(parts)
 
 
+def _cell(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
+
+
 def _text(record: dict) -> str:
-    rest = " ".join(f"{k}={','.join(v) if isinstance(v, (tuple, list)) else v}"
-                    for k, v in record.items()
+    rest = " ".join(f"{k}={printable(_cell(v))}" for k, v in record.items()
                     if k not in ("file", "t", "event") and v is not None
                     and not (k == "plans" and len(v) < 2))
     return f"{record['file']}\t{record['t']:9.3f}\t{record['event']:<9}{rest}"
@@ -306,7 +310,8 @@ def cmd_directory(args: argparse.Namespace) -> int:
                 for c in directory.customers():
                     phones = ",".join(mask(p) for p in c["phones"]) or "-"
                     ids = ",".join(sorted(c["identifiers"])) or "-"
-                    print("\t".join((mask(c["id"]), c["name"] or "-", f"phones={phones}",
+                    name = printable(c["name"]) or "-"
+                    print("\t".join((mask(c["id"]), name, f"phones={phones}",
                                      f"identifiers={ids}",
                                      f"secrets={','.join(c['secrets']) or '-'}")))
             elif args.action == "set-secret":
