@@ -1,5 +1,6 @@
 """Call records and attempt counters on a real SQLite file."""
 
+import errno
 import os
 import signal
 import sqlite3
@@ -287,3 +288,60 @@ def test_line_status_keeps_since_while_the_state_holds(tmp_path):
         assert store.line_status()[0]["since"] == 109.0
         with pytest.raises(ValueError, match="line state 'busy'"):
             store.set_line_status("line", "busy")
+
+
+# -- issue 16: the counter when the store cannot count; the store's trouble in words ------
+
+class _BrokenStoreCounter:
+    """A store counter whose writes fail as on a full disk; reads as the store says."""
+
+    def __init__(self, on_disk=0, readable=True):
+        self.on_disk, self.readable = on_disk, readable
+
+    def recent_failures(self, *a):
+        if not self.readable:
+            raise StoreError("call records unavailable (disk full)")
+        return self.on_disk
+
+    def record_failure(self, *a):
+        raise StoreError("call records: not written (disk full)")
+
+
+def test_failures_the_store_cannot_write_are_counted_in_memory(caplog):
+    from callgate.store.memory_counter import CounterUnavailable, MemoryFailures, SafeCounter
+    c = SafeCounter(_BrokenStoreCounter(on_disk=3))
+    assert c.recent_failures("12345678", "+12015550123", 86400, 1000.0) == 3
+    assert c.record_failure("12345678", "+12015550123", 1001.0, 86400) == 4
+    assert c.record_failure("12345678", None, 1002.0, 86400) == 5    # same customer
+    assert c.recent_failures("99999999", "+12015550123", 86400, 1003.0) == 3 + 1  # same number
+    assert c.recent_failures("12345678", None, 86400, 1001.0 + 86400) == 3 + 1    # aged out
+    assert "store not written (disk full)" in caplog.text
+    assert caplog.text.count("counted in memory") == 1
+    unreadable = SafeCounter(_BrokenStoreCounter(readable=False))
+    for n in range(1, 4):
+        assert unreadable.record_failure("12345678", None, 10.0 + n, 86400) == n
+    full = SafeCounter(_BrokenStoreCounter(), MemoryFailures(limit=1))
+    assert full.record_failure("1", None, 1.0, 86400) == 1
+    with pytest.raises(CounterUnavailable, match="not counted .disk full; memory full"):
+        full.record_failure("1", None, 2.0, 86400)
+
+
+def test_a_written_failure_is_not_counted_twice(tmp_path):
+    from callgate.store.memory_counter import SafeCounter
+    with CallStore(tmp_path / "c.sqlite") as store:
+        c = SafeCounter(AttemptCounter(store))
+        assert [c.record_failure("12345678", None, 10.0 + n, 86400) for n in range(3)] == \
+            [1, 2, 3]
+        assert c.recent_failures("12345678", None, 86400, 20.0) == 3
+
+
+@pytest.mark.parametrize("err, said", [
+    (OSError(errno.ENOSPC, "No space left on device"), "disk full"),
+    (OSError(errno.EROFS, "Read-only file system"), "read-only"),
+    (sqlite3.OperationalError("database or disk is full"), "disk full"),
+    (sqlite3.OperationalError("attempt to write a readonly database"), "read-only"),
+    (sqlite3.OperationalError("no such table: calls"), "no such table: calls"),
+])
+def test_store_trouble_says_disk_full(err, said):
+    from callgate.store.records import trouble
+    assert trouble(err) == said

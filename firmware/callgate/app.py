@@ -39,6 +39,8 @@ from .printable import PrintableFormatter
 from .store.records import StoreError, store_path
 from .store.recorder import Recorder
 
+log = logging.getLogger("callgate")
+
 TABLES = ("engine", "line", "crm", "service", "store", "web", "writeback")
 LINE_NAME = "line"
 LOG_QUEUE = 1000                 # log lines waiting for stderr at most
@@ -223,11 +225,17 @@ class App:
         used."""
         try:
             if self.recorder is not None:
-                self.recorder.start()
+                # fail safe: a read-only or full store still answers calls (no records)
+                self.recorder.start(fail_safe=True)
             if self.writeback is not None:
                 from .crm.writeback import DeliveryWorker
 
-                self.worker = DeliveryWorker(self.recorder.path, self.writeback).start()
+                try:
+                    self.worker = DeliveryWorker(self.recorder.path, self.writeback).start()
+                except (StoreError, OSError) as err:
+                    if self.recorder.trouble is None:
+                        raise
+                    log.error("write-back: not started (%s); calls go on", err)
         except (StoreError, OSError) as err:
             self.close()
             raise ConfigError(f"store.path: {err}") from None

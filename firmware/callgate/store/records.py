@@ -25,6 +25,7 @@ an undelivered outcome holds it until it is delivered, then it is cleared.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
@@ -204,7 +205,7 @@ def open_db(path: str | Path, migrations: list, what: str,
                 pass
         db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
     except (OSError, sqlite3.Error) as err:
-        raise StoreError(f"{path}: cannot open {what} ({_why(err)})") from None
+        raise StoreError(f"{path}: cannot open {what} ({_why(err, path)})") from None
     try:
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
@@ -214,7 +215,7 @@ def open_db(path: str | Path, migrations: list, what: str,
         _migrate(db, migrations, path, what)
     except sqlite3.Error as err:
         db.close()
-        raise StoreError(f"{path}: cannot use {what} ({_why(err)})") from None
+        raise StoreError(f"{path}: cannot use {what} ({_why(err, path)})") from None
     except StoreError:
         db.close()
         raise
@@ -262,10 +263,42 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
-def _why(err: BaseException) -> str:
+_SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_FULL = 8, 10, 13
+
+
+def trouble(err: BaseException) -> str:
+    """What went wrong with the store, in the words an operator acts on: "disk full"
+    (SQLITE_FULL, ENOSPC), "read-only" (SQLITE_READONLY, EROFS), else one line."""
+    code = getattr(err, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    number = getattr(err, "errno", None)
+    text = str(err).splitlines()[0] if str(err) else ""
+    if primary == _SQLITE_FULL or number == errno.ENOSPC or "disk is full" in text \
+            or "disk full" in text:
+        return "disk full"
+    if primary == _SQLITE_READONLY or number == errno.EROFS or "readonly" in text \
+            or "read-only" in text:
+        return "read-only"
     if isinstance(err, OSError):
-        return err.strerror or str(err)
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
+        return err.strerror or text or type(err).__name__
+    if primary == _SQLITE_IOERR:
+        return f"disk I/O error ({text})" if text and "disk I/O" not in text else text
+    return text or type(err).__name__
+
+
+def _why(err: BaseException, path: Path | None = None) -> str:
+    """`trouble`, told by the file system itself when SQLite only says it cannot open."""
+    why = trouble(err)
+    if path is not None and why not in ("disk full", "read-only"):
+        try:
+            fs = os.statvfs(path.parent if not path.is_dir() else path)
+        except OSError:
+            return why
+        if fs.f_flag & os.ST_RDONLY:
+            return "read-only"
+        if fs.f_bavail == 0 or fs.f_favail == 0:
+            return "disk full"
+    return why
 
 
 def time_to_authenticate(started: float, at: float) -> int:
