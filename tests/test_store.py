@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -345,3 +346,55 @@ def test_a_written_failure_is_not_counted_twice(tmp_path):
 def test_store_trouble_says_disk_full(err, said):
     from callgate.store.records import trouble
     assert trouble(err) == said
+
+
+# -- issue 16: the digest key in its own 0600 file, outside the store ------------------------
+
+def _raw(path) -> bytes:
+    return b"".join(Path(f"{path}{s}").read_bytes() for s in ("", "-wal", "-shm")
+                    if Path(f"{path}{s}").exists())
+
+
+def test_the_digest_key_lives_in_its_own_private_file(tmp_path):
+    from callgate.store.records import key_path
+    path = tmp_path / "calls.sqlite"
+    with CallStore(path) as store:
+        counter = AttemptCounter(store)
+        counter.failure("12345678", "+12015550123", at=100.0)
+        key = key_path(path).read_bytes()
+    assert key_path(path) == tmp_path / "calls-digest.key"
+    assert len(key) == 32 and os.stat(key_path(path)).st_mode & 0o777 == 0o600
+    assert key not in _raw(path)
+    with CallStore(path) as store:           # the same key again: the count is kept
+        assert AttemptCounter(store).recent_failures("12345678", None, 86400, 101.0) == 1
+        assert store.db.execute("SELECT COUNT(*) FROM store_meta WHERE key = "
+                                "'digest_key'").fetchone()[0] == 0
+
+
+def test_an_old_store_has_its_key_moved_out_and_keeps_its_counts(tmp_path):
+    import hashlib
+    import hmac
+    from callgate.store.records import key_path
+    path = tmp_path / "calls.sqlite"
+    with CallStore(path) as store:           # as before issue 16: the key in the file
+        old_key = store.db.execute("SELECT value FROM store_meta WHERE key = "
+                                   "'digest_key'").fetchone()[0]
+        digest = hmac.new(old_key, b"customer:12345678", hashlib.sha256).digest()
+        store.db.execute("INSERT INTO verify_failures (customer_key, number_key, "
+                         "customer_masked, at) VALUES (?, NULL, '******78', 100.0)", (digest,))
+    assert old_key in _raw(path) and not key_path(path).exists()
+    with CallStore(path) as store:
+        counter = AttemptCounter(store)
+        assert counter.recent_failures("12345678", None, 86400, 101.0) == 1
+    assert key_path(path).read_bytes() == old_key
+    assert old_key not in _raw(path)
+
+
+def test_a_loose_digest_key_is_refused(tmp_path):
+    from callgate.store.records import key_path
+    path = tmp_path / "calls.sqlite"
+    with CallStore(path) as store:
+        AttemptCounter(store)
+    os.chmod(key_path(path), 0o644)
+    with CallStore(path) as store, pytest.raises(StoreError, match="0600 or tighter"):
+        AttemptCounter(store)

@@ -16,8 +16,9 @@ kill -9 or a power cut loses at most the steps of that window.
 Privacy: no keyed digit is ever stored. Identifiers and the caller's number go
 into records only masked (`mask`, last 2 digits). The attempt counter has to
 match the same customer and number across calls, so it keeps a keyed digest
-(HMAC-SHA256 with a random key made when the file is created) instead of the
-identifier: the counter table alone, a report or a copy of it, never shows one.
+(HMAC-SHA256 with a random key) instead of the identifier: the counter table
+alone, a report or a copy of it, never shows one. The key lives in its own
+0600 file beside the store (calls-digest.key, `key_path`), never in it.
 The one exception is the write-back outbox (store/outbox.py, only when
 [writeback] is configured): the CRM needs the customer's full identifier, so
 an undelivered outcome holds it until it is delivered, then it is cleared.
@@ -448,6 +449,77 @@ class CallStore:
         self.close()
 
 
+def key_path(store: Path) -> Path:
+    """The digest key's own file, beside the store: calls.sqlite -> calls-digest.key (a
+    name `cp calls.sqlite*` does not take along)."""
+    return store.with_name(f"{store.stem}-digest.key")
+
+
+def digest_key(db: sqlite3.Connection, path: Path) -> bytes:
+    """The counter's HMAC key, kept in its own 0600 file so a copy of the store alone
+    gives up no identifier or number (the digests cannot be tried without it).
+
+    A store made before issue 16 holds its key in store_meta: it is moved out on
+    first open (same key, so every digest stays valid), then deleted from the file
+    (secure_delete zeroes its page). A store that cannot be written keeps using the
+    key it holds until it can be."""
+    row = db.execute("SELECT value FROM store_meta WHERE key = 'digest_key'").fetchone()
+    key = _read_key(path)
+    if key is None:
+        key = row[0] if row else secrets.token_bytes(32)
+        try:
+            _write_key(path, key)
+        except FileExistsError:
+            key = _read_key(path) or key     # another process wrote it first: theirs
+        except OSError as err:
+            if row is None:
+                raise StoreError(f"{path}: cannot write the digest key ({trouble(err)})") \
+                    from None
+            return key                       # moved out once the disk allows
+    if row is not None:
+        try:
+            with transaction(db):
+                db.execute("DELETE FROM store_meta WHERE key = 'digest_key'")
+        except sqlite3.Error:
+            pass                             # read-only or full: deleted on a later open
+    return key
+
+
+def _read_key(path: Path) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise StoreError(f"{path}: cannot read the digest key ({trouble(err)})") from None
+    with os.fdopen(fd, "rb") as f:
+        if os.fstat(f.fileno()).st_mode & 0o077:
+            raise StoreError(f"{path}: the digest key must be 0600 or tighter "
+                             "(chmod 600 it)")
+        key = f.read(65)
+    if len(key) != 32:
+        raise StoreError(f"{path}: not a digest key (expected 32 bytes)")
+    return key
+
+
+def _write_key(path: Path, key: bytes) -> None:
+    """Written whole or not at all: a temporary 0600 file, synced, then linked in place
+    (never over an existing key)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
 class AttemptCounter:
     """Verification failures across calls, per customer and per calling number.
 
@@ -464,12 +536,13 @@ class AttemptCounter:
         self.store = store if isinstance(store, CallStore) else None
         if isinstance(store, CallStore):
             self.db, self.lock, self._own = store.db, store.lock, False
+            path = store.path
         else:
-            self.db = open_db(Path(store), MIGRATIONS, "the call records")
+            path = Path(store)
+            self.db = open_db(path, MIGRATIONS, "the call records")
             self.lock, self._own = threading.RLock(), True
         with self.lock:
-            self._key = self.db.execute(
-                "SELECT value FROM store_meta WHERE key = 'digest_key'").fetchone()[0]
+            self._key = digest_key(self.db, key_path(path))
 
     def _digest(self, kind: str, value: str | None) -> bytes | None:
         if value is None or value == "":
