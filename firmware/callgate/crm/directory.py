@@ -132,10 +132,15 @@ class Directory:
 
     def __init__(self, path: str | Path = DEFAULT_PATH, default_country: str = "US",
                  scrypt_n: int = SCRYPT_N, scrypt_r: int = SCRYPT_R,
-                 scrypt_p: int = SCRYPT_P) -> None:
+                 scrypt_p: int = SCRYPT_P, create: bool = True) -> None:
         if scrypt_n < 2 or scrypt_n & (scrypt_n - 1):
             raise ValueError("scrypt_n must be a power of 2")
         self.path = Path(path)
+        if not create and not self.path.exists():
+            # the back end of `run`: an empty directory made here would leave every
+            # caller "not identified" without a word
+            raise DirectoryError(f"{self.path}: no such directory file (make it with "
+                                 "`callgate directory import`, or fix [crm] directory)")
         self.default_country = default_country
         self.cost = (scrypt_n, scrypt_r, scrypt_p)
         try:
