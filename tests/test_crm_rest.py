@@ -484,6 +484,11 @@ def test_no_secret_in_any_log_record_or_error(srv, tmp_path, backend_of, caplog)
 # --- make_crm -------------------------------------------------------------------
 
 def test_make_backend_kinds(tmp_path):
+    with pytest.raises(ConfigError, match=r"^crm.directory: .*: no such directory file"):
+        make_crm(Table({}, "crm"), tmp_path / "directory.sqlite")    # never made empty
+    assert not (tmp_path / "directory.sqlite").exists()
+    from callgate.crm.directory import Directory
+    Directory(tmp_path / "directory.sqlite").close()                 # `directory import`
     d = make_crm(Table({}, "crm"), tmp_path / "directory.sqlite")
     assert d.name == "directory" and d.lookup_phone("+15551234567").status == "miss"
     d.close()
