@@ -78,7 +78,7 @@ def config(tmp_path: Path, store: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("when", ["before the start", "while running"])
+@pytest.mark.parametrize("when", ["before the start", "while running", "read-only"])
 def test_a_full_disk_never_gives_a_guesser_more_tries(tmp_path, small_fs, monkeypatch,
                                                       caplog, when):
     store = small_fs / "calls.sqlite"

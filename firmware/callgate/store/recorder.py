@@ -250,10 +250,15 @@ class Recorder:
         if opened is None and not (self.fail_safe and _survivable(self._open_error)):
             self._opened.set()
             return
+        why = None
+        if opened is None:
+            # told before start() is woken: it must not see the error and wait for us
+            why, self._open_error = str(self._open_error), None
+            self.trouble = why
         self._opened.set()
         try:
             if opened is None:
-                opened = self._without_store()
+                opened = self._without_store(why)
                 if opened is None:
                     return                   # stopped before the store could be opened
             counter, outbox = opened
@@ -283,14 +288,11 @@ class Recorder:
                 f"{self.path}: cannot open the call records ({trouble(err)})")
             return None
 
-    def _without_store(self):
+    def _without_store(self, why: str):
         """Calls go on while the store cannot be opened: every step is counted as lost,
         every query refused at once; the store is tried again every REOPEN_S."""
-        why = str(self._open_error)
-        self.trouble = why
         log.error("call records: %s; answering calls without records (fail safe) until "
                   "it can be opened", why)
-        self._open_error = None
         refused = StoreError(f"call records unavailable ({why})")
         retry = time.monotonic() + REOPEN_S
         lost = 0
