@@ -327,6 +327,17 @@ def test_failures_the_store_cannot_write_are_counted_in_memory(caplog):
         full.record_failure("1", None, 2.0, 86400)
 
 
+def test_a_short_window_does_not_drop_failures_a_longer_one_still_counts():
+    # two services, a 30-day and a 1-hour lockout window: a failure on the short one must
+    # not prune from memory what the long one still counts while the store cannot write
+    from callgate.store.memory_counter import SafeCounter
+    c = SafeCounter(_BrokenStoreCounter())
+    month, hour = 30 * 86400.0, 3600.0
+    assert c.record_failure("12345678", None, 1000.0, month) == 1
+    assert c.record_failure("87654321", None, 1000.0 + 2 * hour, hour) == 1
+    assert c.recent_failures("12345678", None, month, 1000.0 + 3 * hour) == 1
+
+
 def test_a_written_failure_is_not_counted_twice(tmp_path):
     from callgate.store.memory_counter import SafeCounter
     with CallStore(tmp_path / "c.sqlite") as store:

@@ -47,6 +47,7 @@ class MemoryFailures:
         self._kept: list[_Failure] = []
         self._lock = threading.Lock()
         self.limit = limit
+        self._longest = 0.0                      # services' windows differ: keep the longest
 
     def _digest(self, kind: str, value: str | None) -> bytes | None:
         if not value:
@@ -59,7 +60,8 @@ class MemoryFailures:
         entry = _Failure(self._digest("customer", customer_id), self._digest("number", number),
                          at)
         with self._lock:
-            self._kept = [f for f in self._kept if f.at > at - window_s]
+            self._longest = max(self._longest, window_s)
+            self._kept = [f for f in self._kept if f.at > at - self._longest]
             if len(self._kept) >= self.limit:
                 return None
             self._kept.append(entry)
