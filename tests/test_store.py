@@ -397,6 +397,7 @@ def test_an_old_store_has_its_key_moved_out_and_keeps_its_counts(tmp_path):
     with CallStore(path) as store:
         counter = AttemptCounter(store)
         assert counter.recent_failures("12345678", None, 86400, 101.0) == 1
+        assert old_key not in _raw(path)     # a copy taken while it runs holds no key either
     assert key_path(path).read_bytes() == old_key
     assert old_key not in _raw(path)
 

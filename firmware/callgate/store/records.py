@@ -480,6 +480,9 @@ def digest_key(db: sqlite3.Connection, path: Path) -> bytes:
         try:
             with transaction(db):
                 db.execute("DELETE FROM store_meta WHERE key = 'digest_key'")
+            # the main file still holds the key's page until a checkpoint, and the WAL
+            # its old frames: zero it in the file now and empty the WAL
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except sqlite3.Error:
             pass                             # read-only or full: deleted on a later open
     return key
