@@ -7,6 +7,8 @@ calls from the same number key wrong PINs again and again, through the real
 healthy disk). Whether the disk fills before the appliance starts or while it
 runs: every call reaches an agent, no caller gets more tries than the policy
 allows (lockout_limit 5 across calls, 3 per call), and the log says "disk full".
+The same holds on a store the kernel remounted read-only (the engine starts on
+it, answers every call, and says "read-only").
 """
 
 from __future__ import annotations
