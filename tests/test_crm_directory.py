@@ -365,3 +365,95 @@ def test_lookups_say_which_secrets_are_on_file(directory):
     assert both == {"Tom Okafor": frozenset(), "Lena Okafor": frozenset({"pin"})}
     assert directory.lookup_identifier("customer_id", "45678901").customers[0].secrets == \
         frozenset()
+
+
+# -- issue 16: CSV edges, validate-then-hash, export onto an old file ------------------------
+
+def test_unbalanced_quote_is_refused_naming_its_row(tmp_path, capsys):
+    bad = tmp_path / "quote.csv"
+    bad.write_text('id,name,pin\n11111111,Ann,1111\n22222222,"Bob Roe,2222\n'
+                   '33333333,Cy,3333\n44444444,Di,4444\n')
+    db = tmp_path / "d.sqlite"
+    with Directory(db) as d:
+        with pytest.raises(DirectoryError, match=r"row 3: a quote opened on this row is "
+                                                 r"never closed"):
+            d.import_csv(bad)
+        assert count(d) == 0
+    code, out, err = run(capsys, "import", str(bad), "--db", str(db))
+    assert code == 1 and out == "" and "row 3" in err and err.count("\n") == 1
+
+
+def test_a_clash_with_the_directory_is_found_before_any_hash(tmp_path, directory,
+                                                             monkeypatch):
+    runs = []
+    real = directory_module.scrypt_digest
+    monkeypatch.setattr(directory_module, "scrypt_digest",
+                        lambda *a, **k: runs.append(1) or real(*a, **k))
+    rows = "".join(f"{90000000 + i},Name {i},,{1000 + i},\n" for i in range(50))
+    clash = tmp_path / "clash.csv"
+    clash.write_text("id,name,phones,pin,account\n" + rows + "12345678,Again,,1234,\n")
+    with pytest.raises(DirectoryError, match=r"row 52, column id: customer \*+78 already "
+                                             r"exists"):
+        directory.import_csv(clash)
+    assert runs == [] and count(directory) == 5
+
+
+def test_import_hashes_on_several_threads_and_tells_progress(tmp_path, monkeypatch):
+    threads = set()
+    real = directory_module.scrypt_digest
+
+    def spy(*a, **k):
+        import threading
+        threads.add(threading.current_thread().name)
+        return real(*a, **k)
+
+    monkeypatch.setattr(directory_module, "scrypt_digest", spy)
+    monkeypatch.setattr(directory_module.os, "cpu_count", lambda: 4)
+    many = tmp_path / "many.csv"
+    many.write_text("id,name,pin,secret:dob\n" +
+                    "".join(f"{70000000 + i},N{i},{2000 + i},1980010{i % 9 + 1}\n"
+                            for i in range(12)))
+    told = []
+    with Directory(tmp_path / "d.sqlite", scrypt_n=16) as d:
+        assert d.import_csv(many, progress=lambda done, total: told.append((done, total))) == 12
+        hashed_on = set(threads)
+        assert d.verify(Customer("70000005"), "pin", "2005").status == "verified"
+        assert d.verify(Customer("70000005"), "dob", "19800106").status == "verified"
+        assert d.verify(Customer("70000005"), "pin", "2006").status == "rejected"
+    assert told[0] == (0, 24) and told[-1] == (24, 24)
+    assert [done for done, _ in told] == list(range(25))
+    assert hashed_on and all(name.startswith("callgate-hash") for name in hashed_on)
+
+
+def test_progress_bar_only_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert cli._progress_bar(io.StringIO(), "hashing") is None
+    screen = Terminal()
+    bar = cli._progress_bar(screen, "hashing secrets")
+    for done in range(5):
+        bar(done, 4)
+    shown = screen.getvalue()
+    assert shown.count("\r") == 5 and shown.endswith("4/4\n")
+    assert "[" + "#" * 30 + "]" in shown
+
+
+def test_export_onto_an_existing_open_file_makes_it_private(tmp_path, capsys, directory):
+    target = tmp_path / "old.csv"
+    target.write_text("stale\n")
+    os.chmod(target, 0o644)
+    code, _, _ = run(capsys, "export", "--db", str(directory.path), "-o", str(target))
+    assert code == 0 and "12345678" in target.read_text()
+    assert os.stat(target).st_mode & 0o777 == 0o600
+
+
+def test_list_escapes_control_characters_in_a_name(tmp_path, capsys):
+    forged = tmp_path / "forged.csv"
+    forged.write_text('id,name\n11111111,"Ann\x1b]0;owned\x07\nroot"\n')
+    db = str(tmp_path / "d.sqlite")
+    assert run(capsys, "import", str(forged), "--db", db)[0] == 0
+    code, out, _ = run(capsys, "list", "--db", db)
+    assert code == 0 and out.count("\n") == 1 and "\x1b" not in out
+    assert "Ann\\x1b]0;owned\\x07\\nroot" in out

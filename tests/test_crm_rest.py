@@ -484,6 +484,11 @@ def test_no_secret_in_any_log_record_or_error(srv, tmp_path, backend_of, caplog)
 # --- make_crm -------------------------------------------------------------------
 
 def test_make_backend_kinds(tmp_path):
+    with pytest.raises(ConfigError, match=r"^crm.directory: .*: no such directory file"):
+        make_crm(Table({}, "crm"), tmp_path / "directory.sqlite")    # never made empty
+    assert not (tmp_path / "directory.sqlite").exists()
+    from callgate.crm.directory import Directory
+    Directory(tmp_path / "directory.sqlite").close()                 # `directory import`
     d = make_crm(Table({}, "crm"), tmp_path / "directory.sqlite")
     assert d.name == "directory" and d.lookup_phone("+15551234567").status == "miss"
     d.close()
@@ -497,3 +502,66 @@ def test_a_keyed_alternate_phone_number_is_looked_up_as_a_phone(srv, backend_of)
     srv.route({PHONE_PATH: customers(("1", "A"))})
     assert backend_of().lookup_identifier("phone", "5551234567").status == "hit"
     assert srv.sent()[0].path == "/v1/customers/by-phone/+15551234567"
+
+
+# --- issue 16: a dripping CRM never takes the connector's workers -------------------------
+
+def _wait_until(test, limit_s: float = 20.0) -> bool:
+    """Poll a condition the code under test makes true (bounded, not a timing assert)."""
+    end = time.monotonic() + limit_s
+    while not test():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.mark.parametrize("stall", [
+    {"drip": 0.05},          # the answer trickles: 20 kB at a byte per 50 ms is 17 minutes
+    {"delay": 600.0},        # nothing at all after the request, for ten minutes
+])
+def test_a_stuck_answer_is_cut_and_the_workers_stay_free(srv, backend_of, stall):
+    body = b'{"customers": [' + b" " * 20000 + b"]}"
+    srv.route({PHONE_PATH: Reply(200, body, {"Content-Type": "application/json"}, **stall)})
+    b = backend_of(budget=0.3, read_timeout=60.0, breaker_failures=1000)
+    for _ in range(6):                       # more stuck requests than the 4 workers
+        r = b.lookup_phone("+15551234567")
+        assert r.status == "error" and "0.3 s budget" in r.error
+    assert _wait_until(lambda: b.stuck == 0)  # every cut request let its worker go
+    srv.route({PHONE_PATH: customers(("5", "Eve"))})
+    r = b.lookup_phone("+15551234567")
+    assert r.status == "hit" and r.customers == (Customer("5", "Eve"),)
+    assert len(srv.sent()) == 7
+
+
+def test_a_worker_that_will_not_let_go_is_replaced(srv, backend_of, monkeypatch):
+    """Should a cut not free a worker, the connector starts fresh workers (counted)."""
+    from callgate.crm import https
+    monkeypatch.setattr(https._Watch, "cut", lambda self: None)     # the cut does nothing
+    body = b'{"customers": [' + b" " * 20000 + b"]}"
+    srv.route({PHONE_PATH: Reply(200, body, {"Content-Type": "application/json"}, drip=0.05)})
+    b = backend_of(budget=0.3, read_timeout=60.0, breaker_failures=1000)
+    for _ in range(4):
+        assert b.lookup_phone("+15551234567").status == "error"
+    assert b.abandoned == 4 and b.stuck == 4
+    srv.route({PHONE_PATH: customers(("5", "Eve"))})
+    assert b.lookup_phone("+15551234567").status == "hit"
+    monkeypatch.undo()
+    b.close()
+    srv.close()                              # the dripping server stops; stuck reads end
+
+
+@pytest.mark.parametrize("where", ["top", "step"])
+@pytest.mark.parametrize("name", ["Authorization", "x-api-key", "Cookie", "X-Auth-Token",
+                                  "Proxy-Authorization"])
+def test_credential_headers_in_the_config_are_refused(srv, tmp_path, where, name):
+    over = {"headers": {name: "Bearer abc123"}} if where == "top" else {
+        "lookup_phone": {"url": "/customers/by-phone/{e164}", "results": "customers",
+                         "headers": {name: "Bearer abc123"}}}
+    with pytest.raises(ConfigError) as err:
+        make_crm(reference(srv, tmp_path, **over), tmp_path / "dir.sqlite")
+    text = str(err.value)
+    assert f"headers.{name}" in text and "0600" in text and "abc123" not in text
+    ok = make_crm(reference(srv, tmp_path, headers={"X-Source": "callgate"}),
+                  tmp_path / "dir.sqlite")
+    ok.close()

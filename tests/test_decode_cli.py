@@ -141,3 +141,23 @@ def test_line_decoder_tones_are_frame_split_invariant_under_auto(frame):
     want = decode_samples(samples, auto_toneplan(), frame=4000)
     assert [(e.tone, e.plan) for e in want if isinstance(e, ToneEvent)] == [("busy", "us")]
     assert decode_samples(samples, auto_toneplan(), frame=frame) == want
+
+
+def test_text_output_escapes_a_forged_caller_id_name(tmp_path):
+    """Issue 16: a name holding ESC, CR and LF cannot rewrite the screen or forge lines."""
+    name = b"EVIL\x1b[2J\r\ncallgate: ok"
+    message = (b"\x80\x00" + b"\x01\x0801020304" + b"\x02\x0a2015550123"
+               + b"\x07" + bytes([len(name)]) + name)
+    path = tmp_path / "forged.wav"
+    gap = np.zeros(4000, np.int16)
+    write_wav(path, np.concatenate([gap, spandsp_adsi_tx("clip", message), gap]))
+    proc = subprocess.run([sys.executable, "-m", "callgate.cli", "decode", "--text", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1 and "callerid" in lines[0]
+    assert "\x1b" not in proc.stdout and "\r" not in proc.stdout
+    assert "name=EVIL\\x1b[2J\\r\\ncallgate: ok" in lines[0]
+    proc, events = decode(path)
+    (cid,) = [e for e in events if e["event"] == "callerid"]
+    assert cid["name"] == name.decode("ascii")          # JSON keeps it exact, escaped

@@ -90,3 +90,24 @@ def test_run_config_errors_name_the_key(tmp_path: Path, text: str, key: str, cap
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith(f"callgate run: {key}:") and len(err.splitlines()) == 1
+
+
+def test_a_forged_caller_id_name_is_escaped_in_the_call_line_and_the_log():
+    """Issue 16: ESC, CR and LF in a name never reach the terminal or the journal raw."""
+    import io
+    import logging
+
+    from callgate.app import logs_off_the_audio_thread
+    from callgate.cli import _call_text
+    forged = "EVIL\x1b[2J\r\ncall 2  t=0.0s\u2028x"
+    record = {"call": 1, "start": 0.0, "rings": 1, "answered": 1.0, "keys": 0,
+              "callerid": {"number": "********23", "number_absent": None, "name": forged},
+              "callerid_error": None, "transfer": None, "callwaiting": [],
+              "end_reason": "caller", "hangup": None, "handler_error": None}
+    line = _call_text(record)
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line
+    assert "EVIL\\x1b[2J\\r\\ncall 2  t=0.0s\\u2028x" in line
+    out = io.StringIO()
+    with logs_off_the_audio_thread(out, "callgate run: %(message)s"):
+        logging.getLogger("callgate.test").info("caller says %s", forged)
+    assert out.getvalue() == "callgate run: caller says EVIL\\x1b[2J\\r\\ncall 2  t=0.0s\\u2028x\n"

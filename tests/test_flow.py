@@ -532,18 +532,21 @@ def test_work_errors_and_garbage_are_backend_down_never_verified(directory, stor
     assert r["verify_result"] == "error" and r["backend_errors"] == 1
 
 
-def test_an_attempt_counter_that_fails_sends_the_caller_on_as_locked(directory, store,
+def test_an_attempt_counter_that_cannot_count_ends_security_as_failed(directory, store,
                                                                      caplog):
-    """The counter cannot be read (its store is gone): fail closed, never verified, and
-    the caller still reaches an agent."""
+    """Issue 16: neither the store nor memory can count (here a bare store counter whose
+    file is gone): no guess is asked for, the call goes to an agent as identified only,
+    and the trail says "store unavailable"."""
     flow = make(directory, store)
     sink = KeptSteps()
     store.close()
     run = Run(flow, cid(JANE_PHONE), keys=[JANE_PIN + "#"], sink=sink).go()
-    assert run.extension == EXT["locked"] and "enter_pin" not in run.prompts
-    assert "treating the customer as locked" in caplog.text
-    assert any(s.op == "update" and s.fields.get("reason") == "locked" for s in sink.steps
-               if hasattr(s, "op"))
+    assert run.extension == EXT["identified"] and "enter_pin" not in run.prompts
+    assert "security step ended as failed (store unavailable)" in caplog.text
+    steps = [s for s in sink.steps if hasattr(s, "op")]
+    assert any(s.op == "update" and s.fields.get("verify_result") == "failed" for s in steps)
+    assert any(s.op == "event" and s.fields["detail"].get("reason") == "store unavailable"
+               for s in steps)
 
 
 # ---------------------------------------------------------------- hanging up

@@ -1,11 +1,13 @@
 """Call records and attempt counters on a real SQLite file."""
 
+import errno
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -287,3 +289,124 @@ def test_line_status_keeps_since_while_the_state_holds(tmp_path):
         assert store.line_status()[0]["since"] == 109.0
         with pytest.raises(ValueError, match="line state 'busy'"):
             store.set_line_status("line", "busy")
+
+
+# -- issue 16: the counter when the store cannot count; the store's trouble in words ------
+
+class _BrokenStoreCounter:
+    """A store counter whose writes fail as on a full disk; reads as the store says."""
+
+    def __init__(self, on_disk=0, readable=True):
+        self.on_disk, self.readable = on_disk, readable
+
+    def recent_failures(self, *a):
+        if not self.readable:
+            raise StoreError("call records unavailable (disk full)")
+        return self.on_disk
+
+    def record_failure(self, *a):
+        raise StoreError("call records: not written (disk full)")
+
+
+def test_failures_the_store_cannot_write_are_counted_in_memory(caplog):
+    from callgate.store.memory_counter import CounterUnavailable, MemoryFailures, SafeCounter
+    c = SafeCounter(_BrokenStoreCounter(on_disk=3))
+    assert c.recent_failures("12345678", "+12015550123", 86400, 1000.0) == 3
+    assert c.record_failure("12345678", "+12015550123", 1001.0, 86400) == 4
+    assert c.record_failure("12345678", None, 1002.0, 86400) == 5    # same customer
+    assert c.recent_failures("99999999", "+12015550123", 86400, 1003.0) == 3 + 1  # same number
+    assert c.recent_failures("12345678", None, 86400, 1001.0 + 86400) == 3 + 1    # aged out
+    assert "store not written (disk full)" in caplog.text
+    assert caplog.text.count("counted in memory") == 1
+    unreadable = SafeCounter(_BrokenStoreCounter(readable=False))
+    for n in range(1, 4):
+        assert unreadable.record_failure("12345678", None, 10.0 + n, 86400) == n
+    full = SafeCounter(_BrokenStoreCounter(), MemoryFailures(limit=1))
+    assert full.record_failure("1", None, 1.0, 86400) == 1
+    with pytest.raises(CounterUnavailable, match="not counted .disk full; memory full"):
+        full.record_failure("1", None, 2.0, 86400)
+
+
+def test_a_short_window_does_not_drop_failures_a_longer_one_still_counts():
+    # two services, a 30-day and a 1-hour lockout window: a failure on the short one must
+    # not prune from memory what the long one still counts while the store cannot write
+    from callgate.store.memory_counter import SafeCounter
+    c = SafeCounter(_BrokenStoreCounter())
+    month, hour = 30 * 86400.0, 3600.0
+    assert c.record_failure("12345678", None, 1000.0, month) == 1
+    assert c.record_failure("87654321", None, 1000.0 + 2 * hour, hour) == 1
+    assert c.recent_failures("12345678", None, month, 1000.0 + 3 * hour) == 1
+
+
+def test_a_written_failure_is_not_counted_twice(tmp_path):
+    from callgate.store.memory_counter import SafeCounter
+    with CallStore(tmp_path / "c.sqlite") as store:
+        c = SafeCounter(AttemptCounter(store))
+        assert [c.record_failure("12345678", None, 10.0 + n, 86400) for n in range(3)] == \
+            [1, 2, 3]
+        assert c.recent_failures("12345678", None, 86400, 20.0) == 3
+
+
+@pytest.mark.parametrize("err, said", [
+    (OSError(errno.ENOSPC, "No space left on device"), "disk full"),
+    (OSError(errno.EROFS, "Read-only file system"), "read-only"),
+    (sqlite3.OperationalError("database or disk is full"), "disk full"),
+    (sqlite3.OperationalError("attempt to write a readonly database"), "read-only"),
+    (sqlite3.OperationalError("no such table: calls"), "no such table: calls"),
+])
+def test_store_trouble_says_disk_full(err, said):
+    from callgate.store.records import trouble
+    assert trouble(err) == said
+
+
+# -- issue 16: the digest key in its own 0600 file, outside the store ------------------------
+
+def _raw(path) -> bytes:
+    return b"".join(Path(f"{path}{s}").read_bytes() for s in ("", "-wal", "-shm")
+                    if Path(f"{path}{s}").exists())
+
+
+def test_the_digest_key_lives_in_its_own_private_file(tmp_path):
+    from callgate.store.records import key_path
+    path = tmp_path / "calls.sqlite"
+    with CallStore(path) as store:
+        counter = AttemptCounter(store)
+        counter.failure("12345678", "+12015550123", at=100.0)
+        key = key_path(path).read_bytes()
+    assert key_path(path) == tmp_path / "calls-digest.key"
+    assert len(key) == 32 and os.stat(key_path(path)).st_mode & 0o777 == 0o600
+    assert key not in _raw(path)
+    with CallStore(path) as store:           # the same key again: the count is kept
+        assert AttemptCounter(store).recent_failures("12345678", None, 86400, 101.0) == 1
+        assert store.db.execute("SELECT COUNT(*) FROM store_meta WHERE key = "
+                                "'digest_key'").fetchone()[0] == 0
+
+
+def test_an_old_store_has_its_key_moved_out_and_keeps_its_counts(tmp_path):
+    import hashlib
+    import hmac
+    from callgate.store.records import key_path
+    path = tmp_path / "calls.sqlite"
+    with CallStore(path) as store:           # as before issue 16: the key in the file
+        old_key = store.db.execute("SELECT value FROM store_meta WHERE key = "
+                                   "'digest_key'").fetchone()[0]
+        digest = hmac.new(old_key, b"customer:12345678", hashlib.sha256).digest()
+        store.db.execute("INSERT INTO verify_failures (customer_key, number_key, "
+                         "customer_masked, at) VALUES (?, NULL, '******78', 100.0)", (digest,))
+    assert old_key in _raw(path) and not key_path(path).exists()
+    with CallStore(path) as store:
+        counter = AttemptCounter(store)
+        assert counter.recent_failures("12345678", None, 86400, 101.0) == 1
+        assert old_key not in _raw(path)     # a copy taken while it runs holds no key either
+    assert key_path(path).read_bytes() == old_key
+    assert old_key not in _raw(path)
+
+
+def test_a_loose_digest_key_is_refused(tmp_path):
+    from callgate.store.records import key_path
+    path = tmp_path / "calls.sqlite"
+    with CallStore(path) as store:
+        AttemptCounter(store)
+    os.chmod(key_path(path), 0o644)
+    with CallStore(path) as store, pytest.raises(StoreError, match="0600 or tighter"):
+        AttemptCounter(store)

@@ -480,3 +480,9 @@ def test_the_write_back_refuses_an_api_host_from_the_token(tmp_path):
         "api_base_from": "instance_url"}}, "writeback")
     with pytest.raises(ConfigError, match="writeback.auth.api_base_from: not for the write-back"):
         load_writeback(table)
+
+
+def test_a_credential_header_in_the_writeback_config_is_refused(tmp_path, srv):
+    with pytest.raises(ConfigError, match=r"headers\.X-Api-Key: a credential header") as err:
+        settings(tmp_path, srv.url, srv.ca_path, headers={"X-Api-Key": "k-998877"})
+    assert "k-998877" not in str(err.value)

@@ -35,9 +35,12 @@ from .engine.prompts import default_prompt_root
 from .flow import IdvFlow, Policy, load_services, service_for_line
 from .line import Line, LineError, make_line
 from .localzone import device_zone
+from .printable import PrintableFormatter
 from .store.records import StoreError, store_path
 from .store.health import BackendProbe
 from .store.recorder import Recorder
+
+log = logging.getLogger("callgate")
 
 TABLES = ("engine", "line", "crm", "service", "store", "web", "writeback", "telemetry")
 LINE_NAME = "line"
@@ -273,13 +276,24 @@ class App:
         used."""
         try:
             if self.recorder is not None:
-                self.recorder.start()
+                # fail safe: a read-only or full store still answers calls (no records)
+                self.recorder.start(fail_safe=True)
             if self.writeback is not None:
                 from .crm.writeback import DeliveryWorker
 
-                self.worker = DeliveryWorker(self.recorder.path, self.writeback).start()
+                try:
+                    self.worker = DeliveryWorker(self.recorder.path, self.writeback).start()
+                except (StoreError, OSError) as err:
+                    if self.recorder.trouble is None:
+                        raise
+                    log.error("write-back: not started (%s); calls go on", err)
             if self.telemetry_settings is not None:
-                self.telemetry = self._telemetry().start()
+                try:
+                    self.telemetry = self._telemetry().start()
+                except (StoreError, OSError) as err:
+                    if self.recorder.trouble is None:
+                        raise
+                    log.error("telemetry: not started (%s); calls go on", err)
         except ConfigError:
             self.close()
             raise
@@ -384,7 +398,7 @@ def logs_off_the_audio_thread(stream, fmt: str):
     a terminal that stalls then costs log lines (dropped), never a frame."""
     lines: queue.Queue = queue.Queue(LOG_QUEUE)
     out = logging.StreamHandler(stream)
-    out.setFormatter(logging.Formatter(fmt))
+    out.setFormatter(PrintableFormatter(fmt))
     listener = _PatientListener(lines, out)
     handler = _DroppingQueueHandler(lines)
     root = logging.getLogger()

@@ -8,6 +8,7 @@ import sys
 
 from . import __version__
 from .dsp import RATE
+from .printable import printable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,8 +178,8 @@ def _call_text(r: dict) -> str:
     cid = r["callerid"]
     who = "no caller ID"
     if cid:
-        who = " ".join(x for x in (cid["number"] or f"withheld ({cid['number_absent']})",
-                                   cid["name"]) if x)
+        who = " ".join(printable(x) for x in (
+            cid["number"] or f"withheld ({cid['number_absent']})", cid["name"]) if x)
     elif r["callerid_error"]:
         who = f"caller ID unreadable ({r['callerid_error']})"
     parts = [f"call {r['call']}", f"t={r['start']:.1f}s", f"rings={r['rings']}", who]
@@ -200,9 +201,12 @@ def _call_text(r: dict) -> str:
     return "  ".join(parts)
 
 
+def _cell(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
+
+
 def _text(record: dict) -> str:
-    rest = " ".join(f"{k}={','.join(v) if isinstance(v, (tuple, list)) else v}"
-                    for k, v in record.items()
+    rest = " ".join(f"{k}={printable(_cell(v))}" for k, v in record.items()
                     if k not in ("file", "t", "event") and v is not None
                     and not (k == "plans" and len(v) < 2))
     return f"{record['file']}\t{record['t']:9.3f}\t{record['event']:<9}{rest}"
@@ -302,12 +306,16 @@ def cmd_directory(args: argparse.Namespace) -> int:
                 return 1
         with Directory(path, default_country=country) as directory:
             if args.action == "import":
-                n = directory.import_csv(args.csv, replace=args.replace)
+                bar = _progress_bar(sys.stderr, "hashing secrets")
+                n = directory.import_csv(args.csv, replace=args.replace, progress=bar)
                 print(f"imported {n} customer{'s' * (n != 1)} into {path}")
             elif args.action == "export":
                 if args.output:
                     import os
                     fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    # O_CREAT's mode is for a new file only: an existing one is made
+                    # private before a single id is written into it
+                    os.fchmod(fd, 0o600)
                     with open(fd, "w", newline="", encoding="utf-8") as f:
                         n = directory.export_csv(f)
                     print(f"exported {n} customer{'s' * (n != 1)} to {args.output}",
@@ -333,7 +341,8 @@ def cmd_directory(args: argparse.Namespace) -> int:
                 for c in directory.customers():
                     phones = ",".join(mask(p) for p in c["phones"]) or "-"
                     ids = ",".join(sorted(c["identifiers"])) or "-"
-                    print("\t".join((mask(c["id"]), c["name"] or "-", f"phones={phones}",
+                    name = printable(c["name"]) or "-"
+                    print("\t".join((mask(c["id"]), name, f"phones={phones}",
                                      f"identifiers={ids}",
                                      f"secrets={','.join(c['secrets']) or '-'}")))
             elif args.action == "set-secret":
@@ -345,6 +354,22 @@ def cmd_directory(args: argparse.Namespace) -> int:
         print(f"{me}: {text}", file=sys.stderr)
         return 1
     return 0
+
+
+def _progress_bar(stream, what: str):
+    """A one-line bar redrawn on `stream` when it is a terminal; None (quiet) otherwise."""
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        return None
+    width = 30
+
+    def show(done: int, total: int) -> None:
+        filled = width * done // total if total else width
+        stream.write(f"\r{what} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
 
 
 def cmd_hash_secret(args: argparse.Namespace) -> int:

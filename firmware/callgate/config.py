@@ -7,6 +7,7 @@ its dotted path, so a wrong value is reported as e.g.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,9 @@ class Table:
         return self._within(name, self.get(name, int, default), low, high)
 
     def _within(self, name: str, value, low, high):
+        if isinstance(value, float) and math.isnan(value):
+            # NaN compares false with everything: it would pass every range check
+            raise ConfigError(f"{self.key(name)}: nan is not a number")
         if value is not None and ((low is not None and value < low)
                                   or (high is not None and value > high)):
             raise ConfigError(f"{self.key(name)}: {value} is outside {low}..{high}")
@@ -115,6 +119,9 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"cannot read ({err.strerror or err})") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"not valid TOML ({err})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"not UTF-8 text (byte {err.start} cannot be read; TOML files are "
+                          "UTF-8)") from None
 
 
 def load(path: str | Path) -> Table:

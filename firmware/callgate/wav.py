@@ -19,6 +19,8 @@ from scipy.signal import resample_poly
 
 from .dsp import RATE
 
+MAX_RATE = 768000               # the highest rate any audio tool writes (and then some)
+
 
 class WavError(Exception):
     """A WAV file that cannot be used; the message is one line for a person."""
@@ -42,8 +44,8 @@ def read_source(path: str | Path) -> tuple[np.ndarray, int]:
         raise WavError(f"{path}: is a directory, not a WAV file") from None
     except PermissionError:
         raise WavError(f"{path}: permission denied") from None
-    if src_rate <= 0:
-        raise WavError(f"{path}: invalid sample rate {src_rate}")
+    if not 0 < src_rate <= MAX_RATE:
+        raise WavError(f"{path}: invalid sample rate {src_rate} (1 to {MAX_RATE} Hz)")
     return samples, src_rate
 
 
@@ -51,17 +53,22 @@ def _read_pcm(path: Path) -> tuple[np.ndarray, int]:
     """Float samples in [-1, 1) of the first channel, and the file's rate."""
     try:
         with wave.open(str(path), "rb") as w:
+            if w.getnchannels() < 1:
+                raise WavError(f"{path}: the format chunk says 0 channels")
             return _from_wave(w), w.getframerate()
-    except (wave.Error, EOFError, ValueError, struct.error, RuntimeError):
+    except (wave.Error, EOFError, ValueError, struct.error, RuntimeError, ZeroDivisionError):
         pass
     try:
         with warnings.catch_warnings():     # "chunk not understood": the error says it all
             warnings.simplefilter("ignore", wavfile.WavFileWarning)
             src_rate, data = wavfile.read(str(path), mmap=False)
     except (ValueError, EOFError, OSError, struct.error, MemoryError, RuntimeError,
-            UnboundLocalError) as err:       # SciPy's own error for a file with no fmt chunk
-        if isinstance(err, (FileNotFoundError, IsADirectoryError, PermissionError)):
-            raise
+            UnboundLocalError, ZeroDivisionError) as err:   # UnboundLocalError: SciPy's own
+        if isinstance(err, (FileNotFoundError, IsADirectoryError, PermissionError)):   # for
+            raise                                           # a file with no fmt chunk
+        if isinstance(err, ZeroDivisionError):      # a frame of 0 bytes: 0 channels or width
+            raise WavError(f"{path}: not a readable WAV file (0 channels or a sample width "
+                           "of 0 in the format chunk)") from None
         if isinstance(err, UnboundLocalError):
             raise WavError(f"{path}: not a readable WAV file (no format chunk)") from None
         raise WavError(f"{path}: not a readable WAV file ({_first_line(err)})") from None

@@ -28,9 +28,10 @@ def make_crm(table: Table, directory_path: str | Path | None = None) -> Crm:
         from .directory import DEFAULT_PATH, Directory, DirectoryError
         country = table.get("default_country", str, "US")
         try:
-            return Directory(directory_path or DEFAULT_PATH, default_country=country)
+            return Directory(directory_path or DEFAULT_PATH, default_country=country,
+                             create=False)
         except DirectoryError as err:
-            raise ConfigError(f"{table.key('kind')}: directory: {err}") from None
+            raise ConfigError(f"{table.key('directory')}: {err}") from None
     from .rest import RestConnector
     if kind == "rest":
         return RestConnector(table, name="rest")

@@ -22,7 +22,8 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import IO, Callable, Iterable, Iterator
 
 from ..privacy import mask
 from ..store.records import StoreError, open_db
@@ -34,6 +35,7 @@ SALT_BYTES, HASH_BYTES = 16, 32
 BUILTIN_KINDS = ("customer_id", "phone")
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _MAX_DIGITS = 32
+HASH_THREADS = 4      # scrypt runs at once on import (16 MiB each at the default cost)
 
 
 class DirectoryError(Exception):
@@ -130,10 +132,15 @@ class Directory:
 
     def __init__(self, path: str | Path = DEFAULT_PATH, default_country: str = "US",
                  scrypt_n: int = SCRYPT_N, scrypt_r: int = SCRYPT_R,
-                 scrypt_p: int = SCRYPT_P) -> None:
+                 scrypt_p: int = SCRYPT_P, create: bool = True) -> None:
         if scrypt_n < 2 or scrypt_n & (scrypt_n - 1):
             raise ValueError("scrypt_n must be a power of 2")
         self.path = Path(path)
+        if not create and not self.path.exists():
+            # the back end of `run`: an empty directory made here would leave every
+            # caller "not identified" without a word
+            raise DirectoryError(f"{self.path}: no such directory file (make it with "
+                                 "`callgate directory import`, or fix [crm] directory)")
         self.default_country = default_country
         self.cost = (scrypt_n, scrypt_r, scrypt_p)
         try:
@@ -299,13 +306,20 @@ class Directory:
 
     # -- CSV ------------------------------------------------------------------------
 
-    def import_csv(self, source: str | Path | IO[str], replace: bool = False) -> int:
+    def import_csv(self, source: str | Path | IO[str], replace: bool = False,
+                   progress: Callable[[int, int], None] | None = None) -> int:
         """Import customers from CSV in one transaction: all rows or none.
 
         Columns: id (required), name, phones (';'-separated), pin and secret:KIND
         (hashed, never stored as given), identifiers ('kind:value;...'), and any
         other column is an identifier kind whose cells hold values. A bad row raises
         DirectoryError naming the row (file line) and column, never the value.
+
+        The whole file is checked first (every row, and every id against the
+        directory) and only then hashed: scrypt is the slow part (an hour for
+        10,000 rows on a Pi), so a mistake on the last row is told at once.
+        Hashes are made on several threads (hashlib.scrypt releases the GIL);
+        `progress(done, total)` is told as they finish.
         """
         label = "CSV"
         if isinstance(source, (str, Path)):
@@ -319,8 +333,14 @@ class Directory:
                 raise DirectoryError(f"{label}: not UTF-8 text") from None
             source = io.StringIO(text, newline="")
         rows = self._parse(source, label)
-        # hash before taking the write lock: scrypt is the slow part
-        hashed = [{kind: self.hash_secret(s) for kind, s in row[4].items()} for row in rows]
+        existing = self._existing([row[1] for row in rows])
+        if not replace:
+            for line, cid, *_ in rows:
+                if cid in existing:
+                    raise DirectoryError(f"{label}: row {line}, column id: customer "
+                                         f"{mask(cid)} already exists (use --replace)")
+        # hash before taking the write lock
+        hashed = self._hash_rows([row[4] for row in rows], progress)
         with self._transaction():
             for (line, cid, name, e164s, _, ids), secrets in zip(rows, hashed):
                 old = self.db.execute("SELECT 1 FROM customers WHERE id = ?", (cid,)).fetchone()
@@ -337,9 +357,40 @@ class Directory:
                     self._insert(cid, name, e164s, ids, secrets)
         return len(rows)
 
+    def _existing(self, ids: list[str]) -> set[str]:
+        """Which of `ids` the directory holds already (checked before any hashing)."""
+        found: set[str] = set()
+        with self.lock:
+            for at in range(0, len(ids), 500):
+                chunk = ids[at:at + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(r[0] for r in self.db.execute(
+                    f"SELECT id FROM customers WHERE id IN ({marks})", chunk))
+        return found
+
+    def _hash_rows(self, secrets: list[dict], progress) -> list[dict]:
+        """Every row's secrets hashed, on up to HASH_THREADS threads, in row order."""
+        jobs = [(i, kind, s) for i, row in enumerate(secrets) for kind, s in row.items()]
+        out: list[dict] = [{} for _ in secrets]
+        if progress is not None:
+            progress(0, len(jobs))
+        if not jobs:
+            return out
+        threads = max(1, min(HASH_THREADS, os.cpu_count() or 1, len(jobs)))
+        with ThreadPoolExecutor(threads, thread_name_prefix="callgate-hash") as pool:
+            futures = {pool.submit(self.hash_secret, s): (i, kind) for i, kind, s in jobs}
+            for done, future in enumerate(as_completed(futures), 1):
+                i, kind = futures[future]
+                out[i][kind] = future.result()
+                if progress is not None:
+                    progress(done, len(jobs))
+        return out
+
     def _parse(self, source: IO[str], label: str) -> list[tuple]:
         try:
-            reader = csv.reader(source)
+            # strict: a quote opened and never closed is an error, not the rest of
+            # the file swallowed into one cell
+            reader = csv.reader(source, strict=True)
             header = next(reader, None)
             if header is None:
                 raise DirectoryError(f"{label}: empty file (expected a header row)")
@@ -357,7 +408,7 @@ class Directory:
                 kind = c[len("secret:"):] if c.startswith("secret:") else c
                 _kind(kind, f"{label}: row 1, column {c}")
             out, seen = [], set()
-            for row in reader:
+            for row in _rows(reader, label):
                 line = reader.line_num
                 if not any(cell.strip() for cell in row):
                     continue
@@ -456,6 +507,22 @@ class _Transaction:
             self.d.db.execute("COMMIT" if kind is None else "ROLLBACK")
         finally:
             self.d.lock.release()
+
+
+def _rows(reader, label: str) -> Iterator[list[str]]:
+    """The CSV's rows; a malformed one (an unbalanced quote) names the line it starts on."""
+    start = reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            why = ("a quote opened on this row is never closed" if "end of data" in str(err)
+                   else f"not valid CSV ({err})")
+            raise DirectoryError(f"{label}: row {start}: {why}") from None
+        yield row
+        start = reader.line_num + 1
 
 
 def _ms(t0: float) -> float:

@@ -49,7 +49,8 @@ from . import hashed
 from .auth import Auth, AuthFailed, make_auth
 from .base import Customer, Lookup, Verdict, ascii_digits, lookup_of, mask
 from .breaker import CircuitBreaker
-from .https import MAX_BODY, REFUSED, failure, retry_after, session
+from .https import MAX_BODY, REFUSED, check_headers, failure, retry_after, session
+from .https import deadline as cut_at
 from .jsonpath import Path
 from .phone import normalise_phone, phone_forms, same_number
 from .template import Template, body_names, compile_body, render_body
@@ -64,6 +65,8 @@ FIELD_TYPES = ("text", "number")
 HASHED = "hashed"                   # the assurance of a verify against a hash kept in the CRM
 IDENT_NAMES = frozenset({"kind", "value", "field"})
 VERIFY_NAMES = frozenset({"id", "kind", "secret", "field"})
+WORKERS = 4                         # requests in flight at once
+MAX_ABANDONED = 16                  # stuck workers kept at most; then requests fail at once
 
 
 class _Fail(Exception):
@@ -169,6 +172,7 @@ def _step(table: Table, name: str, allowed: frozenset[str], role: str) -> Step:
              for k, v in t.get("query", dict, {}).items()]
     headers = {k: Template(_str(v, f"{t.key('headers')}.{k}"), allowed, f"{t.key('headers')}.{k}")
                for k, v in t.get("headers", dict, {}).items()}
+    check_headers(headers, t.key("headers"))
     body = t.get("body", (dict, list), None)
     body = compile_body(body, allowed, t.key("body")) if body is not None else None
     if "secret" in url.names or any("secret" in q.names for _, q in query) \
@@ -339,6 +343,7 @@ class RestConnector:
         budget = table.number("budget", 3.0, 0.05, 30.0)
         headers = {k: _str(v, f"{table.key('headers')}.{k}")
                    for k, v in table.get("headers", dict, {}).items()}
+        check_headers(headers, table.key("headers"))
         dob_format = table.get("dob_format", str, "MMDDYYYY")
         letters = dob_format.replace("YYYY", "Y").replace("MM", "M").replace("DD", "D")
         if sorted(letters) != ["D", "M", "Y"]:
@@ -377,9 +382,11 @@ class RestConnector:
             raise ConfigError(f"{bad[0]}: unknown key")
         self._session = session()
         self._verify: str | bool = ca if ca is not None else True
-        self._pool = ThreadPoolExecutor(4, thread_name_prefix="callgate-crm")
+        self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="callgate-crm")
         self._closed = False
         self._lock = threading.Lock()
+        self.abandoned = 0                  # requests given up on while their worker ran
+        self._stuck: dict[ThreadPoolExecutor, int] = {}
         self.observer: Callable[[Exchange], None] | None = None
 
     # -- the Crm interface --
@@ -726,17 +733,62 @@ class RestConnector:
 
     def _attempt(self, method: str, url: str, headers: dict, data: bytes | None,
                  deadline: float) -> tuple[int, dict, bytes, str]:
-        """One request in a worker, waited for no longer than the budget allows."""
+        """One request in a worker, waited for no longer than the budget allows.
+
+        A worker that outlives the wait is abandoned and counted (`abandoned`); its
+        socket is cut at the deadline, which frees it. Should it still hold on, the
+        connector starts a fresh set of workers rather than queue behind it, up to
+        MAX_ABANDONED stuck at once; past that a request fails at once."""
         remaining = deadline - self.clock()
+        pool = self._workers()
         try:
-            future = self._pool.submit(self._send, method, url, headers, data, deadline)
+            future = pool.submit(self._send, method, url, headers, data, deadline)
         except RuntimeError:
             raise _Fail("back end closed") from None
         try:
             return future.result(timeout=max(0.0, remaining))
         except FutureTimeout:
-            future.cancel()
+            if not future.cancel():
+                self._abandon(future, pool)
             raise _Fail(f"no answer within the {self.settings.budget:g} s budget") from None
+
+    def _workers(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise _Fail("back end closed")
+            stuck = self._stuck.get(self._pool, 0)
+            if stuck >= WORKERS:
+                # every worker of this pool is held by an abandoned request
+                if sum(self._stuck.values()) >= MAX_ABANDONED:
+                    raise _Fail(f"back end stuck ({sum(self._stuck.values())} requests "
+                                "abandoned and still running)")
+                self._pool.shutdown(wait=False)
+                self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="callgate-crm")
+                log.warning("crm: every worker held by an abandoned request; fresh workers "
+                            "started")
+            return self._pool
+
+    def _abandon(self, future, pool: ThreadPoolExecutor) -> None:
+        with self._lock:
+            self.abandoned += 1
+            self._stuck[pool] = self._stuck.get(pool, 0) + 1
+            count = self.abandoned
+        log.warning("crm: a request outlived its budget; its worker is abandoned "
+                    "(%d so far)", count)
+
+        def freed(_f, pool=pool) -> None:
+            with self._lock:
+                self._stuck[pool] -= 1
+                if not self._stuck[pool]:
+                    del self._stuck[pool]
+
+        future.add_done_callback(freed)
+
+    @property
+    def stuck(self) -> int:
+        """Abandoned requests whose worker has not let go yet."""
+        with self._lock:
+            return sum(self._stuck.values())
 
     def _send(self, method: str, url: str, headers: dict, data: bytes | None,
               deadline: float) -> tuple[int, dict, bytes, str]:
@@ -782,6 +834,20 @@ class RestConnector:
         remaining = deadline - self.clock()
         if remaining <= 0:
             raise _Fail(f"no answer within the {s.budget:g} s budget")
+        # the whole exchange, headers and body, is cut at the deadline (https.deadline):
+        # a server that drips its answer cannot keep this worker
+        with cut_at(remaining) as watch:
+            try:
+                return self._exchange_once(method, url, headers, data, deadline, token)
+            except _Fail:
+                if watch.cuts:
+                    raise _Fail(f"no answer within the {s.budget:g} s budget") from None
+                raise
+
+    def _exchange_once(self, method: str, url: str, headers: dict, data: bytes | None,
+                       deadline: float, token: bool) -> tuple[int, dict, bytes, str]:
+        s = self.settings
+        remaining = deadline - self.clock()
         what = "oauth2 token endpoint: " if token else ""
         sent = self.clock()
         try:

@@ -28,6 +28,7 @@ import time
 from typing import Callable, TextIO
 from urllib.parse import unquote, urlsplit
 
+from ..printable import printable
 from ..privacy import mask
 from .base import ascii_digits
 
@@ -292,7 +293,8 @@ class SiteCheck:
         return text
 
     def _who(self, customer) -> str:
-        return f"id {mask(customer.id)}" + (f", {customer.name}" if customer.name else "")
+        return f"id {mask(customer.id)}" + (f", {printable(customer.name)}"
+                                           if customer.name else "")
 
     def _diagnosis(self, error: str | None) -> str:
         return diagnose(error or "", self.shown, self.auth_files)

@@ -47,12 +47,14 @@ from typing import Any, Callable
 from urllib.parse import urlencode
 
 import requests
+import urllib3
 
 from ..config import ConfigError, Table
 from ..store.outbox import PAYLOAD_FIELDS, Outbox, OutboxItem
 from ..store.records import CallStore
 from .auth import Auth, AuthFailed, make_auth
-from .https import MAX_BODY, failure, reason, retry_after, session
+from .https import MAX_BODY, check_headers, failure, reason, retry_after, session
+from .https import deadline as cut_at
 from .template import compile_body, render_body
 
 log = logging.getLogger("callgate.writeback")
@@ -115,6 +117,7 @@ def load_writeback(table: Table) -> WritebackSettings | None:
         if not isinstance(value, str) or any(ch in value for ch in "\r\n\0"):
             raise ConfigError(f"{key}: expected a string on one line")
         headers[name] = value
+    check_headers(headers, table.key("headers"))
     idem = table.get("idempotency_header", str, "Idempotency-Key")
     if not _TOKEN.match(idem):
         raise ConfigError(f"{table.key('idempotency_header')}: {idem!r} is not a header name")
@@ -196,6 +199,13 @@ class Sender:
         return self._request({**headers, **auth}, data)
 
     def _request(self, headers: dict, data: bytes) -> Attempt:
+        with cut_at(2 * self.s.timeout_s) as watch:    # a dripping answer is cut
+            got = self._request_once(headers, data)
+        if watch.cuts and got.result == "retry":
+            return Attempt("retry", None, f"no answer within {2 * self.s.timeout_s:g} s")
+        return got
+
+    def _request_once(self, headers: dict, data: bytes) -> Attempt:
         s = self.s
         try:
             resp = self.session.request(s.method, s.url, headers=headers, data=data,
@@ -217,6 +227,11 @@ class Sender:
                      ) -> tuple[int, bytes, str]:
         """OAuth2 token requests for crm/auth.py, with the same TLS rules."""
         left = max(0.1, min(self.s.timeout_s, deadline - time.monotonic()))
+        with cut_at(2 * left):
+            return self._token_once(url, form, headers, left)
+
+    def _token_once(self, url: str, form: dict, headers: dict, left: float
+                    ) -> tuple[int, bytes, str]:
         try:
             resp = self.session.post(url, data=urlencode(form).encode("ascii"),
                                      headers={**headers, "Content-Type":
@@ -231,7 +246,8 @@ class Sender:
             if len(body) > MAX_BODY:
                 raise AuthFailed("oauth2 token endpoint: answer too large")
             return resp.status_code, body, resp.headers.get("Content-Type", "")
-        except requests.exceptions.RequestException as err:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
+                OSError) as err:
             raise AuthFailed(f"oauth2 token endpoint: answer broken off "
                              f"({type(err).__name__})") from None
         finally:

@@ -29,8 +29,10 @@ Security rules kept here:
 - verification failures are counted across calls (per customer and per
   calling number); past the limit the caller is sent to an agent as locked.
   The count is read (and each failure counted) through the recorder, after
-  every step handed over before it, so it is never stale; a count that
-  cannot be read or written treats the customer as locked (fail closed);
+  every step handed over before it, so it is never stale; in `run` every
+  failure is counted in memory as well (store/memory_counter.py), and a count
+  neither could give ends the security step as failed, to an agent ("store
+  unavailable"): never one guess more;
 - keyed digits live only in the closure of one Work; they are never logged,
   recorded or put in an exception (identifiers are recorded masked).
 
@@ -464,10 +466,15 @@ class IdvFlow(Handler):
         not be read or written counts as locked: fail closed, never one guess more."""
         c, s = self.c, self.policy.security
         if error is not None or not isinstance(count, int) or isinstance(count, bool):
-            log.error("call %s: attempt counter %s (%s): treating the customer as locked",
-                      c.info.call_id, "unreadable" if what == "lockout" else "not written",
+            # neither the store nor memory could count: no guess more, to an agent
+            log.error("call %s: attempt counter %s (%s): security step ended as failed "
+                      "(store unavailable)", c.info.call_id,
+                      "unreadable" if what == "lockout" else "not written",
                       error or f"unexpected reply {type(count).__name__}")
-            count = s.lockout_limit
+            self._event("verify", attempt=c.sec_tries, result="failed",
+                        reason="store unavailable")
+            self._set(verify_result="failed")
+            return self._finish(outcome_for(True))
         if count >= s.lockout_limit:
             self._set(verify_result="locked")
             return self._finish(outcome_for(True, reason="locked"))

@@ -23,7 +23,12 @@ believing in a count the disk does not hold. The flow asks for them as Work,
 so on a paced line they wait in a worker thread, never on the audio thread.
 
 If the queue is full (the disk is stuck), a step is dropped, counted, and
-logged once per outage; the call goes on and reaches an agent. A step the
+logged once per outage; the call goes on and reaches an agent. A store that
+cannot be written (disk full, read-only) is logged once per outage, in those
+words, and its lost steps counted. Started `fail_safe` (as `run` does), a store
+that cannot even be opened does not stop the appliance: calls are answered
+without records (steps counted as lost, queries refused at once) and the
+store is tried again every REOPEN_S. A step the
 store refuses (a field that is not masked, a row that is gone) is counted and
 logged with the exception's type only; the rest of its group is kept.
 """
@@ -45,7 +50,8 @@ from ..call import LineHealth, LineState, Record
 from .health import (BackendProbe, call_open, count_finished_call, guarded,
                      write_backend_request, write_line_health)
 from .outbox import Outbox, payload_from_record
-from .records import AttemptCounter, CallStore, StoreError
+from .memory_counter import SafeCounter
+from .records import AttemptCounter, CallStore, StoreError, trouble
 from .switches import RecordedSwitches
 
 log = logging.getLogger("callgate.store")
@@ -54,6 +60,7 @@ GROUP_MS = 50                  # gather steps this long after the first, then co
 QUEUE_STEPS = 4096             # steps waiting at most (a few hundred calls' worth)
 QUERY_TIMEOUT_S = 5.0          # a read through the recorder gives up after this
 LATENCIES_KEPT = 10000         # step-to-disk latencies kept for the figures
+REOPEN_S = 30.0                # a store that could not be opened is tried again this often
 
 
 class RecorderStopped(StoreError):
@@ -136,7 +143,7 @@ class Recorder:
         self.group_s = max(0, group_ms) / 1000
         self.on_writeback = on_writeback     # told after a write-back row is committed
         self.stats = RecorderStats()
-        self.counter = RecordedCounter(self)
+        self.counter = SafeCounter(RecordedCounter(self))   # counts in memory as well
         self.switches = RecordedSwitches(self)
         self._queue: queue.Queue = queue.Queue(maxsize=queue_steps)
         self._thread: threading.Thread | None = None
@@ -144,15 +151,20 @@ class Recorder:
         self._open_error: BaseException | None = None
         self._full = False                   # an outage is being counted (logged once)
         self._dropped_logged = 0
+        self.fail_safe = False
+        self.trouble: str | None = None      # why the store cannot be written, if so
+        self._trouble_lost = 0               # steps lost since that was logged
         self.store: CallStore | None = None  # the recorder thread's own; others: hands off
         self._tapped = False
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> "Recorder":
-        """Open the store (on the recorder's thread) and start; StoreError if it cannot."""
+    def start(self, fail_safe: bool = False) -> "Recorder":
+        """Open the store (on the recorder's thread) and start; StoreError if it cannot,
+        unless `fail_safe`: then it runs without a store (no records) and keeps trying."""
         if self._thread is not None:
             return self
+        self.fail_safe = fail_safe
         self._thread = threading.Thread(target=self._run, name="callgate-recorder", daemon=True)
         self._thread.start()
         self._opened.wait()
@@ -248,17 +260,22 @@ class Recorder:
     # ------------------------------------------------------------------ the recorder's thread
 
     def _run(self) -> None:
-        try:
-            self.store = CallStore(self.path, synchronous=self.synchronous)
-            counter = AttemptCounter(self.store)
-            outbox = Outbox(self.store)
-        except BaseException as err:        # noqa: BLE001 - told to start()
-            self._open_error = err if isinstance(err, StoreError) else StoreError(
-                f"{self.path}: cannot open the call records ({type(err).__name__})")
+        opened = self._open()
+        if opened is None and not (self.fail_safe and _survivable(self._open_error)):
             self._opened.set()
             return
+        why = None
+        if opened is None:
+            # told before start() is woken: it must not see the error and wait for us
+            why, self._open_error = str(self._open_error), None
+            self.trouble = why
         self._opened.set()
         try:
+            if opened is None:
+                opened = self._without_store(why)
+                if opened is None:
+                    return                   # stopped before the store could be opened
+            counter, outbox = opened
             while True:
                 batch, stop = self._gather()
                 if batch:
@@ -269,7 +286,53 @@ class Recorder:
                 if stop:
                     return
         finally:
-            self.store.close()
+            if self.store is not None:
+                self.store.close()
+
+    def _open(self):
+        """(counter, outbox) on a freshly opened store, or None (the error kept)."""
+        try:
+            self.store = CallStore(self.path, synchronous=self.synchronous)
+            return AttemptCounter(self.store), Outbox(self.store)
+        except BaseException as err:        # noqa: BLE001 - told to start()
+            if self.store is not None:
+                self.store.close()
+                self.store = None
+            self._open_error = err if isinstance(err, StoreError) else StoreError(
+                f"{self.path}: cannot open the call records ({trouble(err)})")
+            return None
+
+    def _without_store(self, why: str):
+        """Calls go on while the store cannot be opened: every step is counted as lost,
+        every query refused at once; the store is tried again every REOPEN_S."""
+        log.error("call records: %s; answering calls without records (fail safe) until "
+                  "it can be opened", why)
+        refused = StoreError(f"call records unavailable ({why})")
+        retry = time.monotonic() + REOPEN_S
+        lost = 0
+        while True:
+            try:
+                item = self._queue.get(timeout=max(0.0, retry - time.monotonic()))
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                return None
+            if isinstance(item, _Step):
+                self.stats.lost += 1
+                lost += 1
+            elif isinstance(item, _Query):
+                _answer([(item.future, None, refused)])
+            elif isinstance(item, _Flush):
+                item.done.set()
+            if time.monotonic() >= retry:
+                retry = time.monotonic() + REOPEN_S
+                opened = self._open()
+                if opened is not None:
+                    self.trouble = None
+                    log.warning("call records: %s opened; writing again (%d steps were not "
+                                "written)", self.path, lost)
+                    return opened
+                self._open_error = None
 
     def _failed(self, batch: list, err: Exception) -> None:
         """A group that failed in a way the commit did not foresee: counted, logged, its
@@ -277,12 +340,26 @@ class Recorder:
         _rollback(self.store.db)
         lost = sum(isinstance(i, _Step) for i in batch)
         self.stats.lost += lost
-        log.error("call records: %d steps not written (%s)", lost, type(err).__name__)
-        failed = StoreError(f"call records: not written ({type(err).__name__})")
+        self._lost(lost, trouble(err))
+        failed = StoreError(f"call records: not written ({trouble(err)})")
         _answer([(i.future, None, failed) for i in batch if isinstance(i, _Query)])
         for item in batch:
             if isinstance(item, _Flush):
                 item.done.set()
+
+    def _lost(self, steps: int, why: str) -> None:
+        """Steps not written: logged once per outage (and kind of trouble), counted."""
+        self._trouble_lost += steps
+        if why != self.trouble:
+            self.trouble = why
+            log.error("call records: %d steps not written (%s); calls go on, lost steps are "
+                      "counted", steps, why)
+
+    def _written_again(self) -> None:
+        if self.trouble is not None:
+            log.warning("call records: writing again; %d steps were not written (%s)",
+                        self._trouble_lost, self.trouble)
+            self.trouble, self._trouble_lost = None, 0
 
     def _gather(self) -> tuple[list, bool]:
         """The next group: what arrives within group_ms of its first item. A query or a
@@ -336,11 +413,14 @@ class Recorder:
             _rollback(db)
             lost = sum(isinstance(i, _Step) for i in batch)
             self.stats.lost += lost
-            log.error("call records: %d steps not written (%s)", lost, _reason(err))
-            failed = StoreError(f"call records: not written ({_reason(err)})")
+            self._lost(lost, trouble(err))
+            failed = StoreError(f"call records: not written ({trouble(err)})")
             answers = [(item.future, None, failed) for item in batch
                        if isinstance(item, _Query) and not item.future.done()]
             steps = 0
+        else:
+            if steps:
+                self._written_again()
         done = time.monotonic()
         self.stats.commits += 1
         self.stats.commit_ms_max = max(self.stats.commit_ms_max, (done - began) * 1000)
@@ -383,8 +463,15 @@ class Recorder:
             self.stats.refused += 1
             what = step.op if isinstance(step, Record) else (
                 "line health" if isinstance(step, LineHealth) else "line status")
-            log.error("call record %s: %s not written (%s)", getattr(step, "call_id", None),
-                      what, type(err).__name__)
+            why = trouble(err) if isinstance(err, (sqlite3.Error, OSError)) \
+                else type(err).__name__
+            if why in ("disk full", "read-only") or self.trouble is not None:
+                # the outage's one line, not one per step (an update of a call whose
+                # start was lost in it is refused too: counted, not logged again)
+                self._lost(1, self.trouble if why not in ("disk full", "read-only") else why)
+            else:
+                log.error("call record %s: %s not written (%s)",
+                          getattr(step, "call_id", None), what, why)
             return False
         db.execute(f"RELEASE step{n}")
         if self.tap is not None:
@@ -493,6 +580,11 @@ def _rollback(db: sqlite3.Connection) -> None:
         pass
 
 
-def _reason(err: BaseException) -> str:
-    text = str(err).splitlines()[0] if str(err) else ""
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+SURVIVABLE = ("disk full", "read-only", "disk I/O error")
+
+
+def _survivable(err: BaseException | None) -> bool:
+    """A store trouble calls can be answered through (the disk, not the configuration):
+    full, read-only or failing. A wrong path or a newer schema still stops `run`."""
+    return err is not None and any(f"({why}" in str(err) for why in SURVIVABLE)

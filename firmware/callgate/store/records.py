@@ -16,8 +16,9 @@ kill -9 or a power cut loses at most the steps of that window.
 Privacy: no keyed digit is ever stored. Identifiers and the caller's number go
 into records only masked (`mask`, last 2 digits). The attempt counter has to
 match the same customer and number across calls, so it keeps a keyed digest
-(HMAC-SHA256 with a random key made when the file is created) instead of the
-identifier: the counter table alone, a report or a copy of it, never shows one.
+(HMAC-SHA256 with a random key) instead of the identifier: the counter table
+alone, a report or a copy of it, never shows one. The key lives in its own
+0600 file beside the store (calls-digest.key, `key_path`), never in it.
 The one exception is the write-back outbox (store/outbox.py, only when
 [writeback] is configured): the CRM needs the customer's full identifier, so
 an undelivered outcome holds it until it is delivered, then it is cleared.
@@ -25,6 +26,7 @@ an undelivered outcome holds it until it is delivered, then it is cleared.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
@@ -280,7 +282,7 @@ def open_db(path: str | Path, migrations: list, what: str,
                 pass
         db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
     except (OSError, sqlite3.Error) as err:
-        raise StoreError(f"{path}: cannot open {what} ({_why(err)})") from None
+        raise StoreError(f"{path}: cannot open {what} ({_why(err, path)})") from None
     try:
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
@@ -290,7 +292,7 @@ def open_db(path: str | Path, migrations: list, what: str,
         _migrate(db, migrations, path, what)
     except sqlite3.Error as err:
         db.close()
-        raise StoreError(f"{path}: cannot use {what} ({_why(err)})") from None
+        raise StoreError(f"{path}: cannot use {what} ({_why(err, path)})") from None
     except StoreError:
         db.close()
         raise
@@ -338,10 +340,42 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
-def _why(err: BaseException) -> str:
+_SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_FULL = 8, 10, 13
+
+
+def trouble(err: BaseException) -> str:
+    """What went wrong with the store, in the words an operator acts on: "disk full"
+    (SQLITE_FULL, ENOSPC), "read-only" (SQLITE_READONLY, EROFS), else one line."""
+    code = getattr(err, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    number = getattr(err, "errno", None)
+    text = str(err).splitlines()[0] if str(err) else ""
+    if primary == _SQLITE_FULL or number == errno.ENOSPC or "disk is full" in text \
+            or "disk full" in text:
+        return "disk full"
+    if primary == _SQLITE_READONLY or number == errno.EROFS or "readonly" in text \
+            or "read-only" in text:
+        return "read-only"
     if isinstance(err, OSError):
-        return err.strerror or str(err)
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
+        return err.strerror or text or type(err).__name__
+    if primary == _SQLITE_IOERR:
+        return f"disk I/O error ({text})" if text and "disk I/O" not in text else text
+    return text or type(err).__name__
+
+
+def _why(err: BaseException, path: Path | None = None) -> str:
+    """`trouble`, told by the file system itself when SQLite only says it cannot open."""
+    why = trouble(err)
+    if path is not None and why not in ("disk full", "read-only"):
+        try:
+            fs = os.statvfs(path.parent if not path.is_dir() else path)
+        except OSError:
+            return why
+        if fs.f_flag & os.ST_RDONLY:
+            return "read-only"
+        if fs.f_bavail == 0 or fs.f_favail == 0:
+            return "disk full"
+    return why
 
 
 def time_to_authenticate(started: float, at: float) -> int:
@@ -491,6 +525,80 @@ class CallStore:
         self.close()
 
 
+def key_path(store: Path) -> Path:
+    """The digest key's own file, beside the store: calls.sqlite -> calls-digest.key (a
+    name `cp calls.sqlite*` does not take along)."""
+    return store.with_name(f"{store.stem}-digest.key")
+
+
+def digest_key(db: sqlite3.Connection, path: Path) -> bytes:
+    """The counter's HMAC key, kept in its own 0600 file so a copy of the store alone
+    gives up no identifier or number (the digests cannot be tried without it).
+
+    A store made before issue 16 holds its key in store_meta: it is moved out on
+    first open (same key, so every digest stays valid), then deleted from the file
+    (secure_delete zeroes its page). A store that cannot be written keeps using the
+    key it holds until it can be."""
+    row = db.execute("SELECT value FROM store_meta WHERE key = 'digest_key'").fetchone()
+    key = _read_key(path)
+    if key is None:
+        key = row[0] if row else secrets.token_bytes(32)
+        try:
+            _write_key(path, key)
+        except FileExistsError:
+            key = _read_key(path) or key     # another process wrote it first: theirs
+        except OSError as err:
+            if row is None:
+                raise StoreError(f"{path}: cannot write the digest key ({trouble(err)})") \
+                    from None
+            return key                       # moved out once the disk allows
+    if row is not None:
+        try:
+            with transaction(db):
+                db.execute("DELETE FROM store_meta WHERE key = 'digest_key'")
+            # the main file still holds the key's page until a checkpoint, and the WAL
+            # its old frames: zero it in the file now and empty the WAL
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:
+            pass                             # read-only or full: deleted on a later open
+    return key
+
+
+def _read_key(path: Path) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise StoreError(f"{path}: cannot read the digest key ({trouble(err)})") from None
+    with os.fdopen(fd, "rb") as f:
+        if os.fstat(f.fileno()).st_mode & 0o077:
+            raise StoreError(f"{path}: the digest key must be 0600 or tighter "
+                             "(chmod 600 it)")
+        key = f.read(65)
+    if len(key) != 32:
+        raise StoreError(f"{path}: not a digest key (expected 32 bytes)")
+    return key
+
+
+def _write_key(path: Path, key: bytes) -> None:
+    """Written whole or not at all: a temporary 0600 file, synced, then linked in place
+    (never over an existing key)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
 class AttemptCounter:
     """Verification failures across calls, per customer and per calling number.
 
@@ -507,12 +615,13 @@ class AttemptCounter:
         self.store = store if isinstance(store, CallStore) else None
         if isinstance(store, CallStore):
             self.db, self.lock, self._own = store.db, store.lock, False
+            path = store.path
         else:
-            self.db = open_db(Path(store), MIGRATIONS, "the call records")
+            path = Path(store)
+            self.db = open_db(path, MIGRATIONS, "the call records")
             self.lock, self._own = threading.RLock(), True
         with self.lock:
-            self._key = self.db.execute(
-                "SELECT value FROM store_meta WHERE key = 'digest_key'").fetchone()[0]
+            self._key = digest_key(self.db, key_path(path))
 
     def _digest(self, kind: str, value: str | None) -> bytes | None:
         if value is None or value == "":
