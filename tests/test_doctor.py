@@ -1,0 +1,369 @@
+"""`callgate doctor` on sim and replay lines and on the fake modem over a pty, each with
+a healthy and a broken setup; its back end, clock, zone and space checks; --json."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fake_modem
+from callgate import cli
+from callgate.doctor import system
+from callgate.doctor.cli import run_checks
+from callgate.dsp.tones import plan_tone_tx
+from callgate.line.modem import audio as modem_audio
+from callgate.toneplans import load_toneplan
+from callgate.wav import write_wav
+from crm_fakes import VENDORS
+from fake_modem import FakeModem
+from https_server import secret_file
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LINE_CHECKS = ("device", "caller ID", "audio in", "loop current", "dial tone",
+               "dial tone level", "audio out")
+
+
+@pytest.fixture(autouse=True)
+def local_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Europe/London")
+
+
+def config(tmp_path, text: str, name: str = "callgate.toml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def by_name(checks, line: str | None = "line") -> dict:
+    return {c.name: c for c in checks if c.line == line}
+
+
+def statuses(checks, line: str | None = "line") -> dict:
+    return {name: c.status for name, c in by_name(checks, line).items()}
+
+
+def doctor(capsys, path: str, *args) -> tuple[int, str]:
+    code = cli.main(["doctor", "--config", path, *args])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+# ------------------------------------------------------------------ sim
+
+
+def test_a_healthy_sim_line_passes_every_check(tmp_path, capsys):
+    path = config(tmp_path, '[line]\nbackend = "sim"\n')
+    checks = run_checks(path)
+    assert statuses(checks) == {name: "ok" for name in LINE_CHECKS}
+    line = by_name(checks)
+    assert line["dial tone"].detail == "heard (plan us)"
+    assert -16 < float(line["dial tone level"].detail.split()[0]) < -10
+    assert "comes back at -20.0 dBm0" in line["audio out"].detail     # the sim's echo_db -10
+    code, out = doctor(capsys, path)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0].startswith("ok    config: ") and "1 line (line)" in lines[0]
+    assert "ok    line: dial tone: heard (plan us)" in lines
+    assert lines[-1].startswith("doctor: ") and " 0 failed" in lines[-1]
+
+
+def test_a_sim_line_that_does_not_return_our_audio_fails_audio_out(tmp_path, capsys):
+    path = config(tmp_path, '[line]\nbackend = "sim"\n[line.sim]\necho_db = false\n')
+    checks = by_name(run_checks(path))
+    assert checks["audio out"].status == "fail"
+    assert "test tone did not come back" in checks["audio out"].detail
+    assert checks["dial tone"].status == "ok"
+    code, out = doctor(capsys, path)
+    assert code == 1
+    failed = [ln for ln in out.splitlines() if ln.startswith("FAIL")]
+    assert len(failed) == 1 and "audio out" in failed[0] and " -- fix: " in failed[0]
+
+
+def test_another_countrys_dial_tone_names_the_plan_to_set(tmp_path):
+    path = config(tmp_path, '[engine]\ntoneplan = "us"\n[line]\nbackend = "sim"\n'
+                            '[line.sim]\ncountry = "de"\n')
+    tone = by_name(run_checks(path))["dial tone"]
+    assert tone.status == "fail" and tone.detail.endswith(", not us's"), tone
+    plan = tone.detail.split("plan ")[1].split("'")[0]
+    assert 425.0 in load_toneplan(plan).tone("dial").frequencies       # de's 425 Hz tone
+    assert f'set engine.toneplan = "{plan}"' in tone.fix
+
+
+# ------------------------------------------------------------------ replay
+
+
+def replay_config(tmp_path, samples: np.ndarray) -> str:
+    wav = tmp_path / "line.wav"
+    write_wav(wav, samples)
+    return config(tmp_path, f'[line]\nbackend = "replay"\n[line.replay]\npath = "{wav}"\n')
+
+
+def test_a_replayed_line_with_dial_tone_passes(tmp_path):
+    dial = plan_tone_tx(load_toneplan("us"), "dial", 4.0, level_dbm0=-16.0)
+    checks = run_checks(replay_config(tmp_path, dial))
+    assert statuses(checks) == {"device": "ok", "caller ID": "skip", "audio in": "ok",
+                                "loop current": "skip", "dial tone": "ok",
+                                "dial tone level": "ok", "audio out": "skip"}
+    # -16 dBm0 in each of its two frequencies: -13 dBm0 in all
+    assert by_name(checks)["dial tone level"].detail.startswith("-13.")
+
+
+def test_a_silent_replayed_line_fails_audio_in_and_dial_tone(tmp_path):
+    checks = by_name(run_checks(replay_config(tmp_path, np.zeros(4 * 8000, np.int16))))
+    assert checks["audio in"].status == "fail" and "silence off hook" in checks["audio in"].detail
+    assert checks["dial tone"].status == "fail"
+    assert "plug a phone into the same socket" in checks["dial tone"].fix
+
+
+def test_a_weak_dial_tone_fails_its_level(tmp_path):
+    dial = plan_tone_tx(load_toneplan("us"), "dial", 4.0, level_dbm0=-39.0)
+    checks = by_name(run_checks(replay_config(tmp_path, dial)))
+    assert checks["dial tone"].status == "ok"
+    level = checks["dial tone level"]
+    assert level.status == "fail" and "too weak" in level.detail
+
+
+# ------------------------------------------------------------------ modem on a pty
+
+
+class FakeFarEnd:
+    """The exchange and the 2-wire hybrid behind the fake modem (a fake line): dial tone
+    off hook, and what the host sends heard back `echo_db` down, `lead` frames later.
+    It keeps `lead` frames queued ahead of the host's writes, so the modem never runs
+    dry between two of them. `loop_drop_at`: the exchange drops the loop after that
+    many frames from the host (the modem reports <DLE>l). Without an echo (`echo_db`
+    None: a half-duplex modem sends nothing while it listens) the dial tone is queued
+    whole at once."""
+
+    def __init__(self, modem: FakeModem, echo_db: float | None = -12.0, lead: int = 15,
+                 loop_drop_at: int | None = None) -> None:
+        self.modem = modem
+        self.dial = plan_tone_tx(load_toneplan("us"), "dial", 20.0, level_dbm0=-15.0)
+        self.gain = None if echo_db is None else 10 ** (echo_db / 20)
+        self.lead = lead
+        self.loop_drop_at = loop_drop_at
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        played, dropped = 0, False
+        if self.gain is None:
+            self.modem.play(self.dial)
+            return
+        while not self._stop.is_set() and played < len(self.dial) // 160:
+            heard = len(self.modem.received) // 160
+            if self.loop_drop_at is not None and heard >= self.loop_drop_at and not dropped:
+                self.modem.event("l")
+                dropped = True
+            while played < heard + self.lead and played < len(self.dial) // 160:
+                frame = self.dial[played * 160:(played + 1) * 160].astype(np.float64)
+                k = played - self.lead
+                if self.gain is not None and 0 <= k < heard:
+                    sent = bytes(self.modem.received[k * 160:(k + 1) * 160])
+                    frame += self.gain * modem_audio.decode(sent, self.modem.fmt)
+                self.modem.play(np.clip(frame, -32768, 32767).astype(np.int16))
+                played += 1
+            self._stop.wait(0.002)
+
+
+@pytest.fixture()
+def modem(tmp_path):
+    fake = FakeModem(tmp_path / "callgate-modem0", model="cx93010", speed=1.0)
+    yield fake
+    fake.close()
+
+
+def modem_config(tmp_path, port) -> str:
+    return config(tmp_path, f'[line]\nbackend = "modem"\n[line.modem]\nport = "{port}"\n')
+
+
+def test_a_healthy_modem_line_passes_every_check(tmp_path, modem, capsys):
+    path = modem_config(tmp_path, modem.link)
+    with FakeFarEnd(modem):
+        checks = run_checks(path)
+    assert statuses(checks) == {"device": "ok", "modem": "ok", "caller ID": "ok",
+                                "audio in": "ok", "loop current": "ok", "dial tone": "ok",
+                                "dial tone level": "ok", "audio out": "ok"}, checks
+    line = by_name(checks)
+    assert line["modem"].detail.startswith("Conexant CX93010-based USB modem answers on ")
+    assert "identified by ATI0/ATI3" in line["modem"].detail
+    assert "AT+VCID=1" in modem.commands and "AT+VCID=1 accepted" in line["caller ID"].detail
+    assert "ATI0" in modem.commands and "ATI3" in modem.commands
+    assert modem.hook_log == ["off", "on"]               # back on hook when done
+    back = float(line["audio out"].detail.split("comes back at ")[1].split()[0])
+    assert -26 < back < -18                               # -10 dBm0 sent, echo 12 dB down
+
+
+def test_a_half_duplex_modem_skips_the_echo_test(tmp_path):
+    fake = FakeModem(tmp_path / "modem", model="usr5637", speed=1.0)
+    try:
+        with FakeFarEnd(fake, echo_db=None):
+            checks = by_name(run_checks(modem_config(tmp_path, fake.link)))
+    finally:
+        fake.close()
+    assert checks["modem"].detail.startswith("USRobotics USR5637")
+    assert checks["dial tone"].status == "ok"
+    assert checks["audio out"].status == "skip" and "half duplex" in checks["audio out"].detail
+
+
+def test_a_modem_without_a_line_behind_it_fails_audio_and_dial_tone(tmp_path, modem, capsys):
+    code, out = doctor(capsys, modem_config(tmp_path, modem.link))
+    assert code == 1
+    failed = {ln.split(":")[1].strip() for ln in out.splitlines() if ln.startswith("FAIL")}
+    assert failed == {"audio in", "dial tone", "audio out"}, out
+    assert "modem's LINE socket" in out
+
+
+def test_a_loop_that_drops_off_hook_fails_loop_current(tmp_path, modem):
+    with FakeFarEnd(modem, loop_drop_at=10):
+        checks = by_name(run_checks(modem_config(tmp_path, modem.link)))
+    assert checks["loop current"].status == "fail"
+    assert "the line is dead or not connected" in checks["loop current"].detail
+
+
+def test_a_missing_modem_names_the_ports_that_are_there(tmp_path, modem):
+    checks = by_name(run_checks(modem_config(tmp_path, tmp_path / "callgate-modem1")))
+    device = checks["device"]
+    assert device.status == "fail" and list(checks) == ["device"]
+    assert f"serial ports here: {modem.link}" in device.detail
+    assert "set line.modem.port" in device.fix
+
+
+def test_a_modem_that_does_not_answer_fails_open(tmp_path, modem):
+    modem.hang()
+    checks = by_name(run_checks(modem_config(tmp_path, modem.link)))
+    assert checks["device"].status == "ok" and checks["open"].status == "fail"
+    assert "systemctl stop callgate@line" in checks["open"].fix
+    assert "audio in" not in checks
+
+
+def test_a_modem_that_is_not_a_voice_modem_is_named_by_its_ati(tmp_path, monkeypatch):
+    monkeypatch.setitem(fake_modem.MODELS, "data-only", dict(
+        fake_modem.MODELS["cx93010"], ati0="28800", ati3="Generic data modem V1.0"))
+    fake = FakeModem(tmp_path / "modem", model="data-only")
+    try:
+        checks = by_name(run_checks(modem_config(tmp_path, fake.link)))
+    finally:
+        fake.close()
+    assert checks["open"].status == "fail"
+    assert "not a supported voice modem" in checks["open"].detail
+    assert "Generic data modem" in checks["open"].detail
+
+
+# ------------------------------------------------------------------ config and back end
+
+
+def test_a_bad_config_fails_and_still_checks_the_device(tmp_path, capsys):
+    path = config(tmp_path, '[line]\nbackend = "sim"\n[line.sim]\nsede = 1\n')
+    code, out = doctor(capsys, path)
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].startswith("FAIL  config: line.sim.sede: unknown key -- fix: correct it "
+                               f"in {path}, then run `callgate check-config {path}`")
+    assert [ln.split(":")[0] for ln in lines[1:4]] == ["ok    clock", "ok    time zone",
+                                                        "ok    free space"]
+
+
+def test_every_line_of_a_device_is_checked_or_the_one_asked_for(tmp_path, capsys):
+    path = config(tmp_path, '[[line]]\nname = "front"\n[[line]]\nname = "back"\n'
+                            '[line.sim]\necho_db = false\n')
+    checks = run_checks(path)
+    assert statuses(checks, "front")["audio out"] == "ok"
+    assert statuses(checks, "back")["audio out"] == "fail"
+    only = run_checks(path, "front")
+    assert {c.line for c in only} == {None, "front"}
+    code, out = doctor(capsys, path, "--line", "side")
+    assert code == 2 and out.strip() == ("callgate doctor: --line side: no such line "
+                                         "(configured: front, back)")
+
+
+def directory_config(tmp_path, db) -> str:
+    return config(tmp_path, f'[line]\nbackend = "sim"\n[crm]\ndirectory = "{db}"\n'
+                            f'[store]\npath = "{tmp_path / "calls.sqlite"}"\n')
+
+
+def test_the_back_end_check_is_crm_tests(tmp_path, capsys):
+    db = tmp_path / "directory.sqlite"
+    path = directory_config(tmp_path, db)
+    missing = by_name(run_checks(path), None)["back end"]
+    assert missing.status == "fail" and f"the directory {db} does not exist" in missing.detail
+    assert cli.main(["directory", "import", str(FIXTURES / "customers.csv"), "--db",
+                     str(db)]) == 0
+    capsys.readouterr()
+    found = by_name(run_checks(path), None)["back end"]
+    assert found.status == "ok" and found.detail == "directory answered: no customer found"
+    code, out = doctor(capsys, path, "--phone", "(201) 555-0123")      # Jane Smith's
+    assert code == 0, out
+    assert "back end: directory answered: customer found: id ******78, Jane Smith" in out
+    assert "5550123" not in out and "555-0123" not in out and "12345678" not in out
+
+
+def test_a_refused_credential_is_a_failure_with_a_fix_and_never_shown(tmp_path, capsys):
+    with VENDORS["hubspot"](tmp_path) as fake:
+        crm = fake.crm(tmp_path)
+        good = [line for line in crm["auth"].items() if line[0].endswith("_file")][0]
+        ok_path = config(tmp_path, _crm_toml(crm))
+        healthy = by_name(run_checks(ok_path), None)["back end"]
+        crm["auth"][good[0]] = secret_file(tmp_path, "wrong", "not-the-token-1234")
+        code, out = doctor(capsys, config(tmp_path, _crm_toml(crm), "bad.toml"), "--json")
+    assert healthy.status == "ok" and "(DNS, TLS ok)" in healthy.detail, healthy
+    report = json.loads(out)
+    assert code == 1 and report["ok"] is False
+    backend = next(c for c in report["checks"] if c["name"] == "back end")
+    assert backend["status"] == "fail" and "401" in backend["fix"]
+    assert "not-the-token-1234" not in out
+    assert Path(crm["auth"][good[0]]).read_text().strip() not in out
+
+
+def _crm_toml(crm: dict) -> str:
+    from test_crm_sitecheck import toml_value
+
+    return ('[line]\nbackend = "sim"\n[crm]\n'
+            + "".join(f"{json.dumps(k)} = {toml_value(v)}\n" for k, v in crm.items()))
+
+
+# ------------------------------------------------------------------ the device
+
+
+def test_a_clock_that_was_never_set_fails_and_an_unsynchronised_one_warns():
+    never = system.check_clock(now=lambda: 86400.0, synchronised=lambda: True)
+    assert never.status == "fail" and "1970-01-0" in never.detail and "NTP" in never.fix
+    loose = system.check_clock(now=time.time, synchronised=lambda: False)
+    assert loose.status == "warn" and "timedatectl set-ntp true" in loose.fix
+    good = system.check_clock(now=time.time, synchronised=lambda: True)
+    assert good.status == "ok" and "synchronised (NTP)" in good.detail
+
+
+def test_time_zone(tmp_path):
+    link = tmp_path / "localtime"
+    link.symlink_to("/usr/share/zoneinfo/America/Chicago")
+    assert system.check_zone({}, link).detail == "America/Chicago"
+    assert system.check_zone({"TZ": "Mars/Olympus"}, link).status == "fail"
+    utc = system.check_zone({"TZ": "Etc/UTC"}, link)
+    assert utc.status == "warn" and "timedatectl set-timezone" in utc.fix
+
+
+def test_free_space_on_the_data_partition(tmp_path):
+    store = tmp_path / "data" / "calls.sqlite"           # not made yet: its parent is used
+    GiB = 2 ** 30
+    full = system.check_space(store, usage=lambda p: (8 * GiB, 8 * GiB - 50 * 2 ** 20,
+                                                      50 * 2 ** 20))
+    assert full.status == "fail" and full.detail.startswith("50.0 MiB free of 8.0 GiB")
+    assert str(tmp_path) in full.fix
+    fine = system.check_space(store, usage=lambda p: (8 * GiB, 2 * GiB, 6 * GiB))
+    assert fine.status == "ok"
+    real = system.check_space(store)
+    assert real.status in ("ok", "fail") and " free of " in real.detail
