@@ -3,6 +3,7 @@ a healthy and a broken setup; its back end, clock, zone and space checks; --json
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -11,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fake_alsaaudio
+import fake_gpiod
 import fake_modem
 from callgate import cli
+from callgate.doctor import line as doctor_line
 from callgate.doctor import system
 from callgate.doctor.cli import run_checks
 from callgate.dsp.tones import plan_tone_tx
@@ -367,3 +371,87 @@ def test_free_space_on_the_data_partition(tmp_path):
     assert fine.status == "ok"
     real = system.check_space(store)
     assert real.status in ("ok", "fail") and " free of " in real.detail
+
+
+# ------------------------------------------------------------------ a HAT (fake GPIO, codec)
+
+
+class FakeHybridCard(fake_alsaaudio.FakeSoundCard):
+    """The fake USB codec on a DAA with a line behind it: the capture is the exchange's
+    `line` signal plus what was played `delay` samples earlier, `echo_db` down (the
+    DAA's 2-wire hybrid returns part of what it sends)."""
+
+    def __init__(self, clock, echo_db: float | None, delay: int = 1600) -> None:
+        super().__init__(clock, rates=(8000,))
+        self.gain = None if echo_db is None else 10 ** (echo_db / 20)
+        self.delay = delay
+
+    def capture(self, rate: int, start: int, n: int) -> np.ndarray:
+        out = super().capture(rate, start, n).astype(np.float64)
+        played = self.playback_signal()
+        lo = start - self.delay
+        if self.gain is not None and lo + n > 0 and lo < len(played):
+            back = np.zeros(n)
+            a, b = max(lo, 0), min(lo + n, len(played))
+            back[a - lo:b - lo] = played[a:b]
+            out += self.gain * back
+        return np.clip(out, -32768, 32767).astype(np.int16)
+
+
+def hat_line(echo_db: float | None):
+    from test_line_hat import BOARD, DEVICE
+
+    from callgate.line.hat import HatLine, load_board
+
+    clock = fake_alsaaudio.FakeClock()
+    chip = fake_gpiod.pi_chip(clock)
+    card = FakeHybridCard(clock, echo_db)
+    card.line = plan_tone_tx(load_toneplan("us"), "dial", 6.0, level_dbm0=-18.0)
+    board = load_board(BOARD)
+    board = dataclasses.replace(board, audio=dataclasses.replace(board.audio, rate=8000))
+    line = HatLine(board, gpiod=fake_gpiod.make_module([chip]),
+                   alsaaudio=fake_alsaaudio.make_module({DEVICE: card}),
+                   chips=["/dev/gpiochip0"], now_ns=clock.now_ns, sleep=clock.sleep)
+    return line, card
+
+
+@pytest.fixture()
+def pi(tmp_path, monkeypatch):
+    """What a Pi with the HAT shows in /dev and /proc (the fakes stand behind them)."""
+    (tmp_path / "gpiochip0").touch()
+    cards = tmp_path / "cards"
+    cards.write_text(" 0 [Device         ]: USB-Audio - USB Audio Device\n"
+                     "                      C-Media USB Audio Device at usb-1, full speed\n")
+    monkeypatch.setattr(doctor_line, "GPIO_CHIPS", str(tmp_path / "gpiochip*"))
+    monkeypatch.setattr(doctor_line, "SOUND_CARDS", str(cards))
+    return tmp_path
+
+
+def test_a_healthy_hat_line(pi):
+    line, card = hat_line(echo_db=-15.0)
+    checks = by_name(doctor_line.check_line("line", line))
+    assert {k: c.status for k, c in checks.items()} == {
+        "device": "ok", "hat": "ok", "caller ID": "ok", "audio in": "ok",
+        "loop current": "skip", "dial tone": "ok", "dial tone level": "ok", "audio out": "ok"}
+    assert "sound cards: USB-Audio - USB Audio Device" in checks["device"].detail
+    assert "ring GPIO17" in checks["hat"].detail and "hook GPIO27" in checks["hat"].detail
+    assert checks["dial tone level"].detail.startswith("-15.")       # two tones at -18 each
+
+
+def test_a_hat_whose_codec_does_not_reach_the_line_fails_audio_out(pi):
+    line, card = hat_line(echo_db=None)
+    checks = by_name(doctor_line.check_line("line", line))
+    assert checks["dial tone"].status == "ok"
+    out = checks["audio out"]
+    assert out.status == "fail" and "line.hat.tx_gain_db" in out.fix
+    sent = card.playback_signal()                    # the tone did go to the codec
+    assert doctor_line.tone_dbm0(sent[-4000:], 1004.0, 8000) > -12
+
+
+def test_a_pi_without_the_hat_fails_device(tmp_path, monkeypatch):
+    monkeypatch.setattr(doctor_line, "GPIO_CHIPS", str(tmp_path / "gpiochip*"))
+    monkeypatch.setattr(doctor_line, "SOUND_CARDS", str(tmp_path / "cards"))
+    line, _ = hat_line(echo_db=-15.0)
+    checks = doctor_line.check_line("line", line)
+    assert [c.name for c in checks] == ["device"] and checks[0].status == "fail"
+    assert "GPIO chips: none; sound cards: none" in checks[0].detail

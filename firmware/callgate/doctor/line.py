@@ -39,6 +39,8 @@ MIN_AUDIO_DBM0 = -60.0          # quieter than this off hook: no audio from the 
 WEAK_DIAL_DBM0 = -35.0          # a dial tone weaker than this: long loop or low gain
 LOUD_DIAL_DBM0 = -3.0           # louder: the codec's input gain clips
 ECHO_MARGIN_DB = 10.0           # the echo must stand this far above the quiet line
+GPIO_CHIPS = "/dev/gpiochip*"
+SOUND_CARDS = "/proc/asound/cards"
 
 
 def backend_of(line) -> str:
@@ -94,8 +96,8 @@ def _found(name: str, line, backend: str) -> Check:
                     "plug the modem in (a supported one: hw/README.md) and check `dmesg`, "
                     "or set line.modem.port to the port it is on", name)
     if backend == "hat":
-        chips = sorted(glob.glob("/dev/gpiochip*"))
-        cards = _sound_cards()
+        chips = sorted(glob.glob(GPIO_CHIPS))
+        cards = _sound_cards(SOUND_CARDS)
         detail = (f"board {line.board.name}; GPIO chips: {', '.join(chips) or 'none'}; "
                   f"sound cards: {', '.join(cards) or 'none'}")
         if not chips or not cards:
@@ -107,7 +109,7 @@ def _found(name: str, line, backend: str) -> Check:
     return ok("device", f"{backend} line (no hardware)", name)
 
 
-def _sound_cards(path: str = "/proc/asound/cards") -> list[str]:
+def _sound_cards(path: str) -> list[str]:
     try:
         lines = Path(path).read_text().splitlines()
     except OSError:
