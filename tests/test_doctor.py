@@ -98,6 +98,17 @@ def test_another_countrys_dial_tone_names_the_plan_to_set(tmp_path):
     assert f'set engine.toneplan = "{plan}"' in tone.fix
 
 
+def test_a_tone_plan_file_is_listened_for_alone(tmp_path):
+    from importlib import resources
+
+    own = tmp_path / "pbx.toml"
+    own.write_text(resources.files("callgate.toneplans").joinpath("de.toml").read_text())
+    for country, status in (("de", "ok"), ("us", "fail")):
+        path = config(tmp_path, f'[engine]\ntoneplan = "{own}"\n[line]\nbackend = "sim"\n'
+                                f'[line.sim]\ncountry = "{country}"\n')
+        assert by_name(run_checks(path))["dial tone"].status == status, country
+
+
 # ------------------------------------------------------------------ replay
 
 

@@ -12,7 +12,7 @@ import argparse
 import io
 
 from ..crm.sitecheck import BACKEND_FAILED, CONFIG, FOUND, NOT_FOUND, cmd_crm_test
-from .checks import Check, fail, ok, skip
+from .checks import Check, fail, ok, skip, warn
 
 UNHELD_NUMBER = "+12025550100"
 """A number in the 555-0100..0199 block set aside for fiction: no customer has it."""
@@ -31,7 +31,11 @@ def check_backend(config: str | None, settings, phone: str | None = None) -> Che
     if status in (FOUND, NOT_FOUND):
         steps = [ln.split(":")[0] for ln in lines if ln.startswith(("DNS", "TLS", "token"))]
         where = f" ({', '.join(dict.fromkeys(s.split()[0] for s in steps))} ok)" if steps else ""
-        return ok("back end", f"{_kind(lines)} answered{where}: {said.get('result', '')}")
+        detail = f"{_kind(lines)} answered{where}: {said.get('result', '')}"
+        if "warning" in said:            # its TLS certificate runs out soon
+            return warn("back end", f"{detail}; {said['warning']}",
+                        "ask the back end's owner to renew its TLS certificate", None)
+        return ok("back end", detail)
     if status == CONFIG:
         refusal = lines[-1].removeprefix("callgate crm test: ") if lines else "refused"
         return fail("back end", refusal, "correct [crm] in the configuration; "

@@ -49,7 +49,7 @@ def check_clock(now: Callable[[], float] = time.time,
                     "timedatectl set-ntp true, and check that the network lets NTP (UDP "
                     "123) out")
     return ok("clock", shown + (", synchronised (NTP)" if synced else
-                                " (synchronisation unknown: no timedatectl)"))
+                                " (synchronisation unknown: timedatectl cannot tell)"))
 
 
 def zone_name(environ=os.environ, localtime: Path = Path("/etc/localtime")) -> str | None:
