@@ -222,6 +222,27 @@ def test_a_healthy_modem_line_passes_every_check(tmp_path, modem, capsys):
     assert -26 < back < -18                               # -10 dBm0 sent, echo 12 dB down
 
 
+def test_two_usb_modems_are_two_lines_each_checked_on_its_own_port(tmp_path):
+    fakes = [FakeModem(tmp_path / f"callgate-modem{i}", model=m, speed=1.0)
+             for i, m in enumerate(("cx93010", "usr5637"))]
+    path = config(tmp_path, "".join(
+        f'[[line]]\nname = "{name}"\nbackend = "modem"\nmodem.port = "{fake.link}"\n'
+        for name, fake in zip(("front", "back"), fakes)))
+    try:
+        with FakeFarEnd(fakes[0]), FakeFarEnd(fakes[1], echo_db=None):
+            checks = run_checks(path)
+    finally:
+        for fake in fakes:
+            fake.close()
+    front, back = by_name(checks, "front"), by_name(checks, "back")
+    assert front["modem"].detail.startswith("Conexant") and str(fakes[0].link) in \
+        front["modem"].detail
+    assert back["modem"].detail.startswith("USRobotics") and str(fakes[1].link) in \
+        back["modem"].detail
+    assert front["dial tone"].status == back["dial tone"].status == "ok"
+    assert all(fake.hook_log == ["off", "on"] for fake in fakes)
+
+
 def test_a_half_duplex_modem_skips_the_echo_test(tmp_path):
     fake = FakeModem(tmp_path / "modem", model="usr5637", speed=1.0)
     try:
