@@ -148,6 +148,12 @@ def test_check_config_lists_the_lines_and_warns_of_a_service_on_no_line(tmp_path
     write(tmp_path / "lines" / "a.toml", "[line]\n")
     assert cli.main(["check-config", str(config)]) == 2
     assert "line 'a': defined twice" in capsys.readouterr().err
+    # a device's one unnamed line: service lines' `lines` are not held against it
+    single = write(tmp_path / "single" / "c.toml",
+                   '[line]\nbackend = "sim"\n[crm]' + config.read_text().split("[crm]")[1])
+    assert cli.main(["check-config", str(single)]) == 0
+    out = capsys.readouterr()
+    assert "no line" not in out.err and " lines: " not in out.out
 
 
 def test_run_names_an_unknown_line_in_one_line(tmp_path, capsys):

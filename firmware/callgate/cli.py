@@ -369,17 +369,20 @@ def check_config(path: str, warnings: list[str] | None = None,
     """Validate the file at `path` as `run` reads it (app.Settings), with every line
     it and lines/ beside it configure; ConfigError (one line naming the key) if
     anything is wrong. Returns the names of the service lines; `warnings` gets one
-    line per destination no call can reach and per service line naming a line that
-    is not configured; `lines` the names of the lines. Opens no line and no back end."""
+    line per destination no call can reach and, where the lines are named ([[line]],
+    lines/), per service line naming a line that is not; `lines` the lines' names. Opens no line and no back end."""
     from .app import Settings
+
+    from .lines import DEFAULT_LINE
 
     settings = Settings.load(path, pick=False)
     services = settings.services
+    named = list(settings.lines) != [DEFAULT_LINE]     # [[line]] or lines/ name the lines
     if warnings is not None:
         for policy in services:
             warnings.extend(policy.unreachable())
             warnings.extend(f"service.{policy.name}.lines: no line {name!r} is configured"
-                            for name in policy.lines if name not in settings.lines)
+                            for name in policy.lines if named and name not in settings.lines)
     if lines is not None:
         lines.extend(settings.lines)
     return [p.name for p in services]
