@@ -4,6 +4,12 @@ It is a fake (no phone line behind it) that answers as the USR5637 and the
 Conexant CX93010 parts do, per V.250/V.253 and their AT command references:
 echo until ATE0, verbose result codes, ATI0/ATI3 identification, ERROR for a
 voice command outside +FCLASS=8 and for a +VSM/+VSD value the part lacks,
+the +VSM=? list of its compression methods (USRobotics 56K command reference,
+Voice Commands, +VSM; Conexant host-processed modem reference 100498E,
+5.2.2.13 +VSM: 1, 128-133 with ULAW at 131; a real CX93001 also lists 0 and
+answers ERROR to 4, issue 17's bench note), +VCID? with the caller ID mode,
+DTMF keys as <DLE> reports (the USR part shields them as <DLE>/ <DLE>digit
+<DLE>~ in any data state, USRobotics reference Table 6-2),
 VCON (Conexant) or OK (USR) to +VLS off hook, CONNECT then a DLE-shielded
 audio stream for +VRX/+VTX/+VTR (+VTR only on the Conexant part), <DLE><ETX>
 then OK when the host ends a receive (<DLE>! or <DLE>^), OK when the host
@@ -12,7 +18,9 @@ ends a transmit with <DLE><ETX>, formatted caller ID between rings when
 
 It is reached through a symlink (like /dev/serial/by-id/...) so that it can be
 "unplugged" (pty closed, link gone) and "plugged in" again as a new pty under
-the same name, as a USB modem re-enumerates. `hang()` makes it stop answering.
+the same name, as a USB modem re-enumerates, or under another name (`plug(link=...)`,
+ttyACM1 after ttyACM0) with its /dev/serial/by-id-style name (`by_id`) moved to it, as
+udev does. `hang()` makes it stop answering.
 
 The host side is driven through real pyserial on the pty slave.
 """
@@ -34,24 +42,35 @@ from callgate.line.modem import audio as modem_audio
 DLE = 0x10
 ETX = 0x03
 
+# +VSM=? lines: <cml>, name, bits a sample (then timing marks, rates, sds, sel)
+_REFERENCE_VSM = [(1, "UNSIGNED PCM", 8), (128, "8-BIT LINEAR", 8), (129, "ADPCM", 4),
+                  (130, "UNSIGNED PCM", 8), (131, "ULAW", 8), (132, "ALAW", 8),
+                  (133, "LINEAR", 16)]
+# what the fake streams for a method: the formats the host can decode, bytes of silence else
+VSM_FORMATS = {1: "linear8", 128: "linear8", 130: "linear8", 131: "ulaw"}
+
 MODELS = {
     "usr5637": {
         "ati0": "5601",
         "ati3": "U.S. Robotics 56K FAX USB V1.2.23",
-        "vsm": {"128,8000": "linear8", "131,8000": "ulaw"},
+        "vsm_list": _REFERENCE_VSM,                  # USRobotics reference, +VSM=? example
+        "vsm_args": ("8000",),                       # +VSM=<cml>,<vsr>
         "vsd": {"128,0", "128,50"},
         "vtr": False,
         "vls_reply": "OK",
         "cid_sep": "=",
+        "dtmf_shielded": True,                       # <DLE>/ <DLE>d <DLE>~ (Table 6-2)
     },
     "cx93010": {
         "ati0": "56000",
         "ati3": "CX93001-EIS_V0.2002-V92",
-        "vsm": {"1,8000,0,0": "linear8", "4,8000,0,0": "ulaw", "1,8000": "linear8"},
+        "vsm_list": [(0, "SIGNED PCM", 8), *_REFERENCE_VSM],   # 100498E 5.2.2.13 + bench note
+        "vsm_args": ("8000,0,0", "8000"),            # +VSM=<cml>,<vsr>,<sds>,<sel>
         "vsd": {"0,0", "0,50"},
         "vtr": True,
         "vls_reply": "VCON",
         "cid_sep": " = ",
+        "dtmf_shielded": False,
     },
 }
 
@@ -59,8 +78,13 @@ MODELS = {
 class FakeModem:
     """A fake voice modem (see the module docstring). `link` is the port name to open."""
 
-    def __init__(self, link: Path, model: str = "cx93010", speed: float = 4.0) -> None:
+    def __init__(self, link: Path, model: str = "cx93010", speed: float = 4.0,
+                 by_id: Path | None = None, accepts: set[str] = frozenset()) -> None:
         self.link = Path(link)
+        self.by_id = Path(by_id) if by_id else None
+        self.end_reply = "OK"               # after <DLE><ETX>: some parts say VCON
+        self.accepts = set(accepts)         # vendor commands it takes (e.g. "!4886=00")
+        self.vsm_listed = True              # False: ERROR to +VSM=? (a part that lists none)
         self.model = model
         self.spec = MODELS[model]
         self.period = 0.02 / speed          # one 20 ms frame of audio every `period` seconds
@@ -79,17 +103,24 @@ class FakeModem:
         self.plug()
 
     # ------------------------------------------------------------ the device
-    def plug(self) -> None:
-        """Power on: a new pty under the same name, factory state (echo on, data mode)."""
+    def plug(self, link: Path | None = None) -> None:
+        """Power on: a new pty under the same name (or `link`), factory state (echo on,
+        data mode); the by-id name, if any, follows it."""
+        self.link = Path(link) if link else self.link
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
-        if self.link.is_symlink() or self.link.exists():
-            self.link.unlink()
-        self.link.symlink_to(os.ttyname(self._slave))
+        for name in (self.link, self.by_id):
+            if name is None:
+                continue
+            if name.is_symlink() or name.exists():
+                name.unlink()
+            name.parent.mkdir(parents=True, exist_ok=True)
+            name.symlink_to(os.ttyname(self._slave))
         self.echo = True
         self.fclass = 0
         self.vcid = 0
-        self.fmt: str | None = None
+        self.fmt: int | None = None         # the +VSM <cml> chosen
+        self.country: str | None = None
         self.off_hook = False
         self.s29 = 70
         self.data: str | None = None
@@ -114,8 +145,9 @@ class FakeModem:
                 os.close(fd)
             except OSError:
                 pass
-        if self.link.is_symlink():
-            self.link.unlink()
+        for name in (self.link, self.by_id):
+            if name is not None and name.is_symlink():
+                name.unlink()
 
     def close(self) -> None:
         if self.plugged:
@@ -133,6 +165,20 @@ class FakeModem:
             sep = self.spec["cid_sep"]
             text += "\r\n" + "".join(f"{k}{sep}{v}\r\n" for k, v in callerid.items())
         self._write(text.encode("latin-1"))
+
+    def key(self, digit: str) -> None:
+        """The far end pressed a key: the modem's <DLE> report, in whatever state it is in."""
+        report = bytes([DLE]) + digit.encode("ascii")
+        if self.spec["dtmf_shielded"]:
+            report = b"\x10/" + report + b"\x10~"
+        if self.data in ("rx", "duplex"):
+            self._dle_out.append(report)
+        else:
+            self._write(report)
+
+    def lines(self, *text: str) -> None:
+        """Result-code lines as the modem prints them (CR LF around each)."""
+        self._write(b"".join(b"\r\n" + t.encode("utf-8") + b"\r\n" for t in text))
 
     def play(self, samples: np.ndarray) -> None:
         """Audio from the far end, sent to the host in the next data state frames."""
@@ -192,7 +238,9 @@ class FakeModem:
         while self._dle_out:
             out += self._dle_out.popleft()
         pcm = self._play.popleft() if self._play else np.zeros(160, np.int16)
-        out += modem_audio.encode(pcm, self.fmt).replace(b"\x10", b"\x10\x10")
+        fmt = VSM_FORMATS.get(self.fmt)
+        coded = modem_audio.encode(pcm, fmt) if fmt else bytes(len(pcm))
+        out += coded.replace(b"\x10", b"\x10\x10")
         self._write(bytes(out))
 
     def _input(self, chunk: bytes) -> None:
@@ -223,11 +271,11 @@ class FakeModem:
                         self.received.append(DLE)
                 elif byte == ETX and self.data == "tx":
                     self.data = None
-                    self._reply("OK")
+                    self._reply(self.end_reply)
                 elif (byte, self.data) in ((ord("!"), "rx"), (ord("^"), "duplex")):
                     self.data = None
                     self._play.clear()
-                    self._write(bytes([DLE, ETX]) + b"\r\nOK\r\n")
+                    self._write(bytes([DLE, ETX]) + f"\r\n{self.end_reply}\r\n".encode())
                 continue
             if byte == DLE:
                 self._dle = True
@@ -268,10 +316,27 @@ class FakeModem:
         elif cmd in ("+VCID=0", "+VCID=1", "+VCID=2"):
             self.vcid = int(cmd[-1])
             self._reply("OK")
+        elif cmd == "+VCID?":
+            self._reply(str(self.vcid), "OK")
+        elif cmd == "+VSM=?":
+            if not self.vsm_listed:
+                self._reply("ERROR")
+                return
+            self._reply(*[f'{c},"{name}",{bits},0,(7200,8000),(0),(0)'
+                          for c, name, bits in spec["vsm_list"]], "OK")
         elif cmd.startswith("+VSM="):
-            fmt = spec["vsm"].get(cmd[5:])
-            self.fmt = fmt or self.fmt
-            self._reply("OK" if fmt else "ERROR")
+            cml, _, args = cmd[5:].partition(",")
+            known = {c for c, _, _ in spec["vsm_list"]}
+            if cml.isdigit() and int(cml) in known and args in spec["vsm_args"]:
+                self.fmt = int(cml)
+                self._reply("OK")
+            else:
+                self._reply("ERROR")
+        elif cmd.startswith("+GCI="):
+            self.country = cmd[5:]
+            self._reply("OK")
+        elif cmd in self.accepts:
+            self._reply("OK")
         elif cmd.startswith("+VSD="):
             self._reply("OK" if cmd[5:] in spec["vsd"] else "ERROR")
         elif cmd in ("+VLS=0", "+VLS=1"):

@@ -66,12 +66,14 @@ def test_callerid_kinds_and_countries(prompts, kind, country):
     assert line.outcomes[0].transferred_to == "201"
 
 
-def test_no_callerid_answers_on_ring_two_and_bad_callerid_is_not_trusted(prompts):
+def test_no_callerid_answers_on_ring_three_and_bad_callerid_is_not_trusted(prompts):
+    """rings = "auto": with nothing heard by ring 2 it waits one ring more (issue 17 item 3);
+    a message heard, good or bad, is answered on the ring after it."""
     calls = [SimCall(callerid=None, script=[Press("1#")]),
              SimCall(callerid=CallerIdSpec(corrupt=True), script=[Press("1#")]),
              SimCall(callerid=CallerIdSpec(absent="P", name=None), script=[Press("1#")])]
     line, _, infos = run(calls, prompts=prompts)
-    assert [c.rings for c in infos] == [2, 2, 2]
+    assert [c.rings for c in infos] == [3, 2, 2]
     assert infos[0].callerid is None and infos[0].callerid_error is None
     assert infos[1].callerid is None and infos[1].callerid_error
     assert infos[2].callerid.number is None and infos[2].callerid.number_absent == "P"

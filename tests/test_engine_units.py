@@ -355,8 +355,9 @@ def test_answers_on_the_ring_after_caller_id_and_attaches_it(prompts):
     assert line.hook_log[-1][1] == "on" and not line.is_off_hook
 
 
-def test_answers_after_two_rings_without_caller_id_or_as_configured(prompts):
-    for cfg, expect in ((EngineConfig(), 2), (EngineConfig(rings=3), 3)):
+def test_answers_after_three_rings_without_caller_id_or_as_configured(prompts):
+    for cfg, expect in ((EngineConfig(), 3), (EngineConfig(rings=2), 2),
+                        (EngineConfig(rings=4), 4)):
         line = FakeScriptedLine(22)
         line.ring(2000, 4000, 4)
         calls = []
@@ -374,7 +375,7 @@ def test_barge_in_stops_the_prompt_within_a_frame_and_keeps_the_key(prompts):
     handler = RecordingHandler([Play("enter_digits"), Play("welcome"), Collect()],
                                {"Digits": [HangUp()]})
     calls = []
-    Engine(line, handler, prompts=prompts, on_call=calls.append).run()
+    Engine(line, handler, EngineConfig(rings=2), prompts=prompts, on_call=calls.append).run()
     done = [e for e in handler.events if isinstance(e, PromptDone)]
     assert [(d.prompt, d.interrupted) for d in done] == [("enter_digits", True), ("welcome", True)]
     digits = [e for e in handler.events if isinstance(e, Digits)]

@@ -148,7 +148,7 @@ def test_a_fault_during_a_call_keeps_the_line_down_after_the_call_ends(directory
                          {"t": 20.0, "event": "line_restored"}]}
     line = ReplayLine(audio, events)
     infos = []
-    Engine(line, flow(directory, store), EngineConfig(), name="hat",
+    Engine(line, flow(directory, store), EngineConfig(rings=2), name="hat",
            on_call=infos.append, recorder=StepsToStore(store)).run()
     assert infos[0].end_reason == "fault"
     seen = compact(store.states)

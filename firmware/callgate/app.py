@@ -178,7 +178,7 @@ class App:
                  on_call: Callable[[CallInfo], None] | None = None,
                  watchdog: Callable[[], None] | None = None,
                  wrap: Callable[[Handler, Recorder | None], Handler] | None = None,
-                 player=None, name: str = LINE_NAME,
+                 player=None, name: str = LINE_NAME, services: list[Policy] | None = None,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.line = line
         self.crm = crm
@@ -191,10 +191,16 @@ class App:
                 raise ConfigError("store.path: the ID&V flow needs a call-record file")
             self.recorder = Recorder(store, synchronous=synchronous,
                                      on_writeback=self._wake_writeback)
+            # several service lines: each call's own, by its line and distinctive ring
+            choose = None
+            if services and len(services) > 1:
+                def choose(call: CallInfo, _services=tuple(services)) -> Policy:
+                    return service_for_line(list(_services), call.line, call.ring_pattern)
             handler: Handler = IdvFlow(
                 policy, crm, counter=self.recorder.counter, switches=self.recorder.switches,
                 rate=line.rate,
-                writeback_max_age_s=writeback.max_age_s if writeback else None)
+                writeback_max_age_s=writeback.max_age_s if writeback else None,
+                choose=choose, services=tuple(services or ()))
         else:
             handler = ScriptedHandler.from_config(script or Table({}, "engine.script"))
         self.flow = handler
@@ -222,7 +228,8 @@ class App:
         try:
             app = cls(line, settings.engine, policy=policy, crm=crm,
                       script=settings.table.sub("engine").sub("script"),
-                      store=settings.store_path, writeback=settings.writeback, **kw)
+                      store=settings.store_path, writeback=settings.writeback,
+                      services=settings.services, **kw)
         except BaseException:
             if crm is not None:
                 crm.close()              # a prompt missing: nothing is left open

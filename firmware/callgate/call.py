@@ -343,6 +343,7 @@ class CallInfo:
     answered_at: int | None = None
     ended_at: int | None = None
     rings: int = 0
+    ring_pattern: str | None = None   # the distinctive ring the line reported (a second number)
     callerid: CallerIdEvent | None = None
     callerid_error: str | None = None
     callwaiting: list[CallerIdEvent] = field(default_factory=list)
@@ -383,6 +384,8 @@ class CallInfo:
         }
         if self.pacing is not None:
             out["pacing"] = dict(self.pacing)
+        if self.ring_pattern is not None:
+            out["ring_pattern"] = self.ring_pattern
         return out
 
 

@@ -43,6 +43,7 @@ from ..toneplans import load_toneplan
 from .callerid import CallerIdCapture
 from .config import EngineConfig
 from .hangup import HangupDetector
+from .keys import KeyMerge
 from .player import Player
 from .prompts import PromptSet
 from .ring import Abandoned, Ring, RingCounter, ring_cadence
@@ -50,6 +51,7 @@ from .runner import ActionRunner
 from .work import WorkRunner
 
 log = logging.getLogger("callgate.engine")
+AUTO_LAST_RING = 3       # rings = "auto" with no caller ID: answer on this ring
 
 IDLE, RINGING, CALL = "idle", "ringing", "call"
 
@@ -96,6 +98,8 @@ class Engine:
         self.bank = DetectorBank(dtmf=True, fsk=(BELL202, V23), callwaiting=True,
                                  tones=self.plan, voice=True,
                                  dtmf_min_level_dbm0=cfg.dtmf_min_level_dbm0)
+        self.keys = KeyMerge(self.rate)              # a modem's key reports + the detector's
+        self._ring_pattern: str | None = None        # of the ringing in progress
         self._quiet = dbm0_to_rms(-45.0) ** 2        # mean square: below it a frame is quiet
         self.state = IDLE
         self.call: CallInfo | None = None
@@ -182,6 +186,7 @@ class Engine:
         self.runner.reset()
         self.state = IDLE
         self.rings.reset()
+        self._ring_pattern = None
         self.cid.close()
 
     # ------------------------------------------------------------------ what the runner uses
@@ -212,6 +217,7 @@ class Engine:
                 self.rings.event(ev)
                 if isinstance(ev, RingStart):
                     self.cid.open(ev.sample)
+                    self._ring_pattern = ev.pattern or self._ring_pattern
             elif isinstance(ev, PolarityReversal):
                 self.cid.open(ev.sample)
             elif isinstance(ev, CallerIdEvent):
@@ -225,6 +231,7 @@ class Engine:
                 if self.call is None:
                     self._new_call(got.sample)
                 self.call.rings = got.number
+                self.call.ring_pattern = self.call.ring_pattern or self._ring_pattern
                 if self._answer_now(got):
                     self._answer(now)
                     return self._silence
@@ -246,7 +253,9 @@ class Engine:
         heard = self.cid.heard
         if heard and heard[0].sample < ring.sample:
             return True                  # caller ID came before this ring began
-        return ring.number >= 2          # no caller ID on this line (or not yet): 2 rings
+        # none yet: it can come "anytime between 0 and 2 rings" (a modem prints it only
+        # once whole, after ring 2 on some lines), so wait for the ring after that window
+        return ring.number >= AUTO_LAST_RING
 
     def _answer(self, now: int) -> None:
         call = self.call
@@ -257,6 +266,7 @@ class Engine:
         call.callerid, call.callerid_error = self.cid.best()
         self.cid.close()
         self.rings.reset()
+        self._ring_pattern = None
         self.state = CALL
         self.restart_detectors(now)
         self.hangup.reset(now)
@@ -267,6 +277,7 @@ class Engine:
         """Off-hook detectors from a clean state at line sample `now` (after answer, and
         when a failed transfer brings the caller back)."""
         self.bank.reset(now)
+        self.keys.reset()
 
     # ------------------------------------------------------------------ in a call
 
@@ -276,8 +287,11 @@ class Engine:
         run = self.runner
         job = run.transfer
         hang: str | None = None
+        reported: list[DtmfEvent] = []     # keys the line heard itself (a modem's <DLE> digit)
         for ev in frame.events:
-            if isinstance(ev, FlashDone):
+            if isinstance(ev, DtmfEvent):
+                reported.append(ev)
+            elif isinstance(ev, FlashDone):
                 if job is not None:
                     job.flash_done(ev.sample)
             elif isinstance(ev, CallerIdEvent):
@@ -291,6 +305,7 @@ class Engine:
                     self._line_health(ev)
                 hang = hang or self.hangup.line_event(ev)
         digits, tones = self._detect(frame, job is not None and job.listening)
+        digits = self._merge_keys(reported, digits)
         if job is not None:
             for t in tones:
                 job.tone(t.tone, now)
@@ -318,6 +333,14 @@ class Engine:
         if self.call is None:
             return self._silence
         return self.player.next_frame(len(frame.samples), now)
+
+    def _merge_keys(self, reported: list[DtmfEvent], heard: list[DtmfEvent]) -> list[DtmfEvent]:
+        """The line's key reports and the detector's keys, each press once, in time order."""
+        if not reported:
+            return [d for d in heard if self.keys.take(d.digit, d.sample, "audio")]
+        both = [(d, "line") for d in reported] + [(d, "audio") for d in heard]
+        both.sort(key=lambda pair: pair[0].sample)
+        return [d for d, source in both if self.keys.take(d.digit, d.sample, source)]
 
     def _detect(self, frame, answer_wanted: bool):
         """The off-hook detector bank on one frame: (keys, tones); call-waiting caller ID
@@ -396,6 +419,7 @@ class Engine:
         self.runner.reset()
         self.state = IDLE
         self.rings.reset()
+        self._ring_pattern = None
         self.cid.close()
         self.hangup.pause(False)
         self.line.listen_callerid(True)

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from ..call import (CallerHungUp, CallInfo, Collect, Digits, Handler, HangUp, Pause, Play,
                     PromptDone, SayDigits, Transfer, TransferResult, Work, WorkDone)
@@ -165,8 +165,12 @@ class IdvFlow(Handler):
 
     def __init__(self, policy: Policy, crm, *, counter: AttemptCounter | None = None,
                  switches: Switches | None = None, rate: int = 8000,
-                 writeback_max_age_s: float | None = None) -> None:
+                 writeback_max_age_s: float | None = None,
+                 choose: Callable[[CallInfo], Policy] | None = None,
+                 services: tuple[Policy, ...] = ()) -> None:
         self.policy = policy
+        self.choose = choose              # the service line of each call (its distinctive ring)
+        self.services = services or (policy,)
         self.crm = crm
         self.counter = counter
         self.switches = switches
@@ -179,7 +183,8 @@ class IdvFlow(Handler):
 
     @property
     def prompts_needed(self) -> tuple[str, ...]:
-        return tuple(self.policy.prompt_names())
+        names = [n for p in self.services for n in p.prompt_names()]
+        return tuple(dict.fromkeys(names))
 
     # ------------------------------------------------------------------ engine hooks
 
@@ -230,6 +235,8 @@ class IdvFlow(Handler):
         s0 = call.answered_at if call.answered_at is not None else call.started_at
         t0 = call.answered_wall if call.answered_wall is not None else call.started_wall
         c = self.c = _Call(call, t0, s0)
+        if self.choose is not None:
+            self.policy = self.choose(call)
         p = self.policy
         c.ani, c.ani_why = self._caller_number(call)
         number = c.ani

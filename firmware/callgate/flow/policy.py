@@ -132,6 +132,7 @@ class Policy:
 
     name: str
     lines: tuple[str, ...] = ()
+    ring_patterns: tuple[str, ...] = ()   # distinctive rings it answers (a second number)
     number_lookup: bool = True
     default_country: str = "US"
     identifier: Entry = field(default_factory=lambda: Entry("customer_id", 4, 16))
@@ -345,6 +346,10 @@ def policy_from_table(table: Table, name: str, default_country: str = "US",
     lines = table.get("lines", list, [])
     if not all(isinstance(x, str) and x for x in lines):
         raise ConfigError(f"{table.key('lines')}: expected a list of line names")
+    patterns = table.get("ring_patterns", list, [])
+    if not all(isinstance(x, str) and x.strip() for x in patterns):
+        raise ConfigError(f"{table.key('ring_patterns')}: expected a list of ring patterns "
+                          "as the line reports them (\"A\", \"1\", \"DRON=8\")")
     opt_out = _one_key(table, "opt_out_key", "*")
     country = table.get("default_country", str, default_country)
     if len(country) != 2 or not country.isalpha():
@@ -392,7 +397,8 @@ def policy_from_table(table: Table, name: str, default_country: str = "US",
     menu = menu_from_table(table.sub("menu"), OUTCOMES)
 
     policy = Policy(
-        name=name, lines=tuple(lines), number_lookup=number_lookup, default_country=country,
+        name=name, lines=tuple(lines), ring_patterns=tuple(p.strip() for p in patterns),
+        number_lookup=number_lookup, default_country=country,
         identifier=ident, security=security, opt_out_key=opt_out, transfer_mode=mode,
         agent=agent, extensions={k: v for k, v in extensions.items() if v},
         greet_by_name=greet, prompts=prompts,
@@ -457,12 +463,20 @@ def load_services(table: Table, default_country: str = "US",
     return out
 
 
-def service_for_line(services: list[Policy], line: str) -> Policy:
-    """The service line that lists `line`, else the first one without `lines`, else the first."""
-    for p in services:
+def service_for_line(services: list[Policy], line: str,
+                     ring_pattern: str | None = None) -> Policy:
+    """The service line for a call on `line`: one that names the call's distinctive ring
+    (and the line, or no line); else one that lists `line`, else the first one without
+    `lines`; services kept for a ring pattern come last; else the first."""
+    if ring_pattern is not None:
+        for p in services:
+            if ring_pattern in p.ring_patterns and (not p.lines or line in p.lines):
+                return p
+    plain = [p for p in services if not p.ring_patterns] or services
+    for p in plain:
         if line in p.lines:
             return p
-    for p in services:
+    for p in plain:
         if not p.lines:
             return p
-    return services[0]
+    return plain[0]

@@ -39,8 +39,14 @@ class LineError(Exception):
 
 @dataclass(frozen=True)
 class RingStart(Event):
-    """Ringing voltage began (a ring burst). Modems report only this, once per burst."""
+    """Ringing voltage began (a ring burst). Modems report only this, once per burst.
 
+    `pattern`: the distinctive-ring pattern the line reported for the burst ("A",
+    "1", "DRON=8" from a modem), None where it reports none; a second number on
+    the same line rings its own pattern and can be its own service line.
+    """
+
+    pattern: str | None = field(default=None, repr=False)
     kind = "ring_start"
 
 

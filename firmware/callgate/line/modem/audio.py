@@ -32,14 +32,17 @@ def _ulaw_decode_table() -> np.ndarray:
 
 
 def _ulaw_encode_table() -> np.ndarray:
-    # G.711 works on 14-bit magnitudes: shift first (arithmetic, so negative
-    # values round away from zero, as the reference coder does), bias by 33.
+    # As the ITU-T G.191 reference coder does it: the 14-bit magnitude of a
+    # negative sample is its one's complement shifted (~x >> 2), not |x| >> 2,
+    # so -1..-4 code as negative zero; bias by 33, clip to 13 bits (0x1FFF).
     value = np.arange(65536, dtype=np.int32)
-    value = np.where(value >= 32768, value - 65536, value) >> 2  # the int16 bit patterns
-    sign = np.where(value < 0, 0x80, 0)
-    magnitude = np.minimum(np.abs(value), 8158) + 33  # top of segment 7
+    value = np.where(value >= 32768, value - 65536, value)       # the int16 bit patterns
+    negative = value < 0
+    magnitude = np.where(negative, ~value, value) >> 2
+    magnitude = np.minimum(magnitude + 33, 0x1FFF)
     exponent = np.floor(np.log2(magnitude)).astype(np.int32) - 5  # 0..7
     mantissa = (magnitude >> (exponent + 1)) & 0x0F
+    sign = np.where(negative, 0x80, 0)
     return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
 
 

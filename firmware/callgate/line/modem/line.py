@@ -3,12 +3,17 @@
 How a call looks to the modem (profiles in profiles.py, protocol in v253.py, sample
 formats in audio.py):
 
+- the port: "auto" is the image's udev name, else the one /dev/serial/by-id
+  name, else /dev/ttyACM0; whatever opened, its by-id name is remembered and
+  tried at every re-open, so a modem back as ttyACM1 is found again.
 - init (at open and after a recovery): end any voice data state the modem was
-  left in, ATZ, ATE0, ATV1, ATI0/ATI3 to pick the profile ("auto"), then the
-  voice set-up: +FCLASS=8, +VCID=1 (formatted caller ID), the profile's
-  set-up, +VSM (u-law or 8-bit linear at 8 kHz), +VLS on hook. The voice
-  set-up, +VCID=1 included, is sent again after every call.
-- on hook: RING lines become RingStart (a modem gives no ring stop), the
+  left in, ATZ, ATE0, ATV1, +GCI (line.modem.country), ATI0/ATI3 to pick the
+  profile ("auto"), then the voice set-up: +FCLASS=8, +VCID=1 (formatted
+  caller ID), the profile's set-up, +VSM=? and the +VSM it offers for u-law
+  or 8-bit linear at 8 kHz, +VLS on hook, then line.modem.init. The voice
+  set-up, +VCID=1 and line.modem.init included, is sent again after every call.
+- on hook: RING lines (and the distinctive-ring RING A / RING 1 / DRON=)
+  become RingStart with the pattern (a modem gives no ring stop), the
   DATE/TIME/NMBR/NAME lines between rings a CallerIdEvent (format "MODEM").
   There is no audio path on hook, so read() returns silent frames at the
   wall-clock rate.
@@ -19,13 +24,17 @@ formats in audio.py):
 - flash(ms): leave the data state, S29 (10 ms units), ATD!; (or +VLS on hook,
   wait, off hook), back to the data state, then FlashDone.
 - <DLE> events off hook: busy, dial tone, ringback, silence/quiet, fax and data
-  tones -> LineTone; 'l' (loop current interruption) -> LoopCurrent(False),
-  whose return no modem reports, so LoopCurrent(True) comes at the next off
-  hook; 'L' -> PolarityReversal where a part reports it; local/extension phone
-  -> ParallelHandset. DTMF reports are counted and dropped: the engine decodes
-  keys from the audio itself, and a keyed digit is never logged.
-- faults: no answer to a command (on hook, an "AT" every 30 s of quiet checks
-  that it still answers), no audio for a second, or the USB device gone
+  tones -> LineTone (busy and dial tone on their second report: modems repeat
+  them, and send false ones); 'l' (loop current interruption) ->
+  LoopCurrent(False), whose return no modem reports, so LoopCurrent(True)
+  comes at the next off hook; 'L' -> PolarityReversal where a part reports it;
+  local/extension phone -> ParallelHandset. A DTMF report, in any data state
+  (the only way a key is heard while a half-duplex modem transmits), is a
+  DtmfEvent; the engine merges it with its own detector's keys. A keyed digit
+  is never logged. A data state ends on OK or VCON.
+- faults: no answer to a command (on hook, an "AT+VCID?" every 30 s of quiet
+  checks that it still answers, and re-arms caller ID if it dropped it), no
+  audio for a second, or the USB device gone
   (SerialException/OSError) -> LineFault; frames go on as silence; the port
   is re-opened with back-off (0.5 s doubling to 30 s) and re-initialised;
   LineRestored once it answers again (on hook: the call in progress is lost).
@@ -38,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -47,12 +57,13 @@ import numpy as np
 import serial
 
 from ...config import ConfigError, Table
+from ...dsp.dtmf import DtmfEvent
 from ...dsp.events import CallerIdEvent
 from ..base import (Capabilities, FlashDone, Frame, Line, LineError, LineFault, LineRestored,
                     LineTone, LoopCurrent, ParallelHandset, PolarityReversal, RingStart)
 from . import audio as modem_audio
 from . import v253
-from .profiles import PROFILES, ModemProfile, identify
+from .profiles import PROFILES, ModemProfile, identify, parse_vsm_list
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +72,23 @@ CALLERID_QUIET_MS = 300        # caller ID block complete after this long withou
 TX_HOLD_MS = 300               # half duplex: written silence this long ends a transmit
 SILENT_LEVEL = 64              # |sample| at or below this counts as silence when writing
 BAUD_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800)
+CONFIRM_MS = 10000             # a second busy/dial tone report within this long confirms it
+CONFIRMED_TONES = ("busy", "dial")
+RING_MERGE_MS = 1000           # a RING just before a DRON= is the same burst
+AUTO_PORTS = ("/dev/callgate-modem0",)      # the image's udev name (tools/image/)
+BY_ID_DIR = "/dev/serial/by-id"             # udev's stable names of USB serial ports
+# an AT command a user may add: printable ASCII, no line end, within V.250's 40-character
+# minimum command line; none that resets, dials, answers or undoes our echo/result set-up
+_USER_COMMAND = re.compile(r"AT[ -~]{1,38}", re.IGNORECASE)
+# V.250 basic commands (a letter, &letter, \\letter or %letter with a number or ?; S
+# registers) run on one after another; extended and vendor ones (+, !, -, #...) to a ';'
+_BASIC = re.compile(r"S\d+(?:=\d*|\?)?|[&\\%]?[A-Z](?:=\?|=?\d*|\?)", re.IGNORECASE)
+# basic commands that reset, dial, answer, go on line or undo our echo/result set-up;
+# S0 > 0 makes the modem answer a call by itself
+_BASIC_UNDOES = re.compile(r"Z\d*|&F\d*|D.*|A|O\d*|E0*[1-9]\d*|V0*|Q0*[1-9]\d*|H0*[1-9]\d*"
+                           r"|S0*=0*[1-9]\d*", re.IGNORECASE)
+# extended commands callgate itself sets: voice mode, line select, format, data states
+_OURS = ("+FCLASS", "+VLS", "+VSM", "+VRX", "+VTX", "+VTR")
 try:
     import termios                     # pyserial lets termios.error through from tcsetattr
     _SERIAL_ERRORS: tuple = (serial.SerialException, OSError, termios.error)
@@ -82,6 +110,7 @@ class _Step:
     wait: float | None = None                   # a pause, no command (flash timed by us)
     listen: bool = False                        # send nothing, wait for the modem's answer
     timeout_ok: bool = False                    # no answer is an answer (best-effort steps)
+    what_key: str | None = None                 # the line.modem key the command came from
     then: Callable[[str, list[str]], None] | None = None
     lines: list[str] = field(default_factory=list)
     started: float = 0.0
@@ -92,8 +121,10 @@ class ModemLine(Line):
 
     capabilities = Capabilities(loop_current=True, full_duplex=True, paced=True)
 
-    def __init__(self, port: str = "/dev/ttyACM0", baud: int = 115200, profile: str = "auto",
+    def __init__(self, port: str = "auto", baud: int = 115200, profile: str = "auto",
                  fmt: str = "ulaw", flash_ms: float = 600.0, duplex: str = "auto", *,
+                 init: tuple[str, ...] = (), country: str | None = None,
+                 auto_ports: tuple[str, ...] = AUTO_PORTS, by_id_dir: str = BY_ID_DIR,
                  pace: bool = True, command_timeout: float = 3.0, audio_timeout: float = 1.0,
                  backoff: tuple[float, float] = (0.5, 30.0), keepalive: float = 30.0,
                  clock: Callable[[], float] = time.monotonic,
@@ -101,8 +132,14 @@ class ModemLine(Line):
         super().__init__()
         if fmt not in modem_audio.FORMATS:
             raise ValueError(f"format {fmt!r}")
-        self.port = port
+        self.configured_port = port
+        self.auto_ports = auto_ports
+        self.by_id_dir = by_id_dir
+        self.port = port if port != "auto" else (auto_ports[0] if auto_ports else port)
+        self._stable: str | None = None     # a by-id/udev name of the port, found at open
         self.baud = baud
+        self.init = tuple(init)
+        self.country = country
         self.profile_name = profile
         self.fmt = fmt
         self.flash_ms = flash_ms
@@ -134,7 +171,10 @@ class ModemLine(Line):
         self._retry_at = 0.0
         self._backoff_s = backoff[0]
         self.reopen_attempts: list[float] = []   # clock() of each re-open attempt (for status)
-        self.dtmf_reports = 0           # modem DTMF reports seen (ignored: we decode the audio)
+        self.dtmf_reports = 0           # modem DTMF reports seen (each a key event)
+        self._tone_seen: dict[str, int] = {}     # busy/dial: sample of the unconfirmed report
+        self._vsm_offered: dict[int, tuple[str, int]] = {}
+        self._ring_at: tuple[int, str] | None = None   # (sample, RING/DRON) of the last ring
         self.underruns = 0
         self.overruns = 0
         self._ati: dict[str, str] = {}
@@ -143,8 +183,9 @@ class ModemLine(Line):
     # ------------------------------------------------------------ configuration
     @classmethod
     def from_config(cls, table: Table) -> "ModemLine":
-        """Build from [line.modem]: port, baud, profile, format, flash_ms, duplex."""
-        port = table.get("port", str, "/dev/ttyACM0")
+        """Build from [line.modem]: port, baud, profile, format, flash_ms, duplex, init,
+        country."""
+        port = table.get("port", str, "auto")
         baud = table.get("baud", int, 115200)
         if baud not in BAUD_RATES:
             raise ConfigError(f"{table.key('baud')}: {baud} is not one of "
@@ -153,8 +194,19 @@ class ModemLine(Line):
         fmt = table.choice("format", modem_audio.FORMATS, "ulaw")
         flash_ms = table.number("flash_ms", 600.0, low=50, high=2550)
         duplex = table.choice("duplex", ("auto", "full", "half"), "auto")
-        table.reject_unknown(("port", "baud", "profile", "format", "flash_ms", "duplex"))
-        return cls(port, baud, profile, fmt, flash_ms, duplex)
+        init = table.get("init", list, [])
+        for i, cmd in enumerate(init):
+            problem = user_command_problem(cmd)
+            if problem:
+                raise ConfigError(f"{table.key('init')}[{i}]: {problem}")
+        country = table.get("country", str, "") or None
+        if country is not None and not re.fullmatch(r"[0-9A-Fa-f]{2}", country):
+            raise ConfigError(f"{table.key('country')}: {country!r} is not a T.35 country "
+                              "code (two hex digits, as AT+GCI takes them: B5 USA, B4 UK)")
+        table.reject_unknown(("port", "baud", "profile", "format", "flash_ms", "duplex",
+                              "init", "country"))
+        return cls(port, baud, profile, fmt, flash_ms, duplex, init=tuple(init),
+                   country=country.upper() if country else None)
 
     @property
     def full_duplex(self) -> bool:
@@ -173,7 +225,7 @@ class ModemLine(Line):
         if self._state != "closed":
             return
         try:
-            self._port = self._factory(self.port, self.baud)
+            self._open_port()
         except _SERIAL_ERRORS as err:
             raise LineError(self._open_error(err)) from None
         self._stream = v253.ModemStream()
@@ -214,7 +266,57 @@ class ModemLine(Line):
         self._script.clear()
         self._step = None
 
+    # ------------------------------------------------------------ the port's name
+    def _candidates(self) -> list[str]:
+        """Names to open, in order: the configured one ("auto": the image's udev name, the
+        one USB serial port udev names by id, /dev/ttyACM0), then the stable name found
+        at the last open, so a modem back under another ttyACM number is found again."""
+        if self.configured_port == "auto":
+            names = [*self.auto_ports, *self._by_id_names()[:1], "/dev/ttyACM0"]
+        else:
+            names = [self.configured_port]
+        if self._stable and self._stable not in names:
+            names.append(self._stable)
+        return names
+
+    def _by_id_names(self) -> list[str]:
+        try:
+            return sorted(os.path.join(self.by_id_dir, n) for n in os.listdir(self.by_id_dir))
+        except OSError:
+            return []
+
+    def _open_port(self) -> None:
+        """Open the first candidate that exists; the SerialException/OSError of the last try."""
+        error: Exception | None = None
+        for name in self._candidates():
+            if "://" not in name and not os.path.exists(name):
+                continue
+            try:
+                self._port = self._factory(name, self.baud)
+            except _SERIAL_ERRORS as err:
+                error = err
+                continue
+            self.port = name
+            self._stable = self._stable_name(name)
+            return
+        raise error or serial.SerialException(f"could not open port {self.port}")
+
+    def _stable_name(self, name: str) -> str | None:
+        """The udev by-id (or image) name of the device `name` is, if there is one."""
+        if name.startswith(self.by_id_dir) or name in self.auto_ports:
+            return name
+        real = os.path.realpath(name)
+        for link in self._by_id_names():
+            if os.path.realpath(link) == real:
+                return link
+        return self._stable
+
     def _open_error(self, err: Exception) -> str:
+        if self.configured_port == "auto" and not any(
+                os.path.exists(n) for n in self._candidates()):
+            return (f"no modem port found (looked for {', '.join(self.auto_ports)}, "
+                    f"{self.by_id_dir}/*, /dev/ttyACM0; is the modem plugged in? "
+                    "set line.modem.port)")
         if "://" not in self.port and not os.path.exists(self.port):
             return (f"modem port {self.port} does not exist (is the modem plugged in? "
                     "set line.modem.port)")
@@ -281,6 +383,8 @@ class ModemLine(Line):
             self._off_hook = False
             return
         self._finish_callerid()
+        self._tone_seen.clear()
+        self._ring_at = None
         if self._loop_broken:
             self._loop_broken = False
             self._events.append(LoopCurrent(self._sample, present=True))
@@ -331,14 +435,55 @@ class ModemLine(Line):
                             timeout_ok=True),
                       _Step("ATZ", v253.command("ATZ")), _Step("ATE0", v253.command("ATE0")),
                       _Step("ATV1", v253.command("ATV1"))]
+            if self.country:
+                # some parts forget their country at power-down and then show no caller ID
+                gci = f"AT+GCI={self.country}"
+                steps.append(_Step(gci, v253.command(gci), what_key="country"))
         if identify_modem:
             steps += [_Step("ATI0", v253.command("ATI0"), then=self._got_ati("0")),
                       _Step("ATI3", v253.command("ATI3"), then=self._got_ati("3")),
                       _Step("identify", then=lambda r, l: self._identify())]
-        steps.append(_Step("init", then=lambda r, l: self._queue_front(
-            *[_Step(c, v253.command(c), optional=c.startswith(("AT+VSD", "AT+VIT")))
-              for c in self.profile.init_commands(self.fmt)])))
+        steps.append(_Step("init", then=lambda r, l: self._queue_front(*self._voice_steps())))
         return steps
+
+    def _voice_steps(self) -> list[_Step]:
+        """Voice mode, caller ID, the sample format the modem offers, on hook; then the
+        user's own commands (line.modem.init).
+
+        +VCID=1 is here, not in the identification, because some parts forget it on
+        ATZ and after a call: it is re-sent at every init.
+        """
+        p = self.profile
+        steps = [_Step(c, v253.command(c), optional=c.startswith(("AT+VSD", "AT+VIT")))
+                 for c in ("AT+FCLASS=8", "AT+VCID=1", *p.setup)]
+        steps.append(_Step("AT+VSM=?", v253.command("AT+VSM=?"), optional=True,
+                           then=self._got_vsm_list))
+        vsm = _Step("AT+VSM")
+
+        def vsm_command() -> bytes | None:
+            try:
+                vsm.what = p.vsm_command(self.fmt, self._vsm_offered)
+            except ValueError as err:
+                self._fault(f"{err}; set line.modem.format to one it offers")
+                return None
+            return v253.command(vsm.what)
+
+        vsm.send = vsm_command
+        vls = f"AT+VLS={p.vls_on_hook}"
+        steps += [vsm, _Step(vls, v253.command(vls))]
+        steps += [_Step(c, v253.command(c), what_key="init") for c in self.init]
+        return steps
+
+    def _got_vsm_list(self, result: str, lines: list[str]) -> None:
+        self._vsm_offered = parse_vsm_list(lines) if result == "OK" else {}
+
+    def _got_vcid(self, result: str, lines: list[str]) -> None:
+        """Keep-alive: a modem that dropped caller ID mode while idle is re-armed now,
+        not after the call it would cost."""
+        values = [l.split(":")[-1].strip() for l in lines]
+        if result == "OK" and values and values[-1] != "1" and not self._off_hook:
+            log.warning("modem on %s had stopped reporting caller ID; re-armed", self.port)
+            self._queue(_Step("AT+VCID=1", v253.command("AT+VCID=1")))
 
     def _got_ati(self, which: str) -> Callable[[str, list[str]], None]:
         def store(result: str, lines: list[str]) -> None:
@@ -372,7 +517,8 @@ class ModemLine(Line):
                 self._send_audio(pcm)
 
     def _end_data_step(self) -> _Step:
-        step = _Step("end of voice data")
+        # V.253 parts answer OK; others VCON (the voice command state's own result code)
+        step = _Step("end of voice data", ok=frozenset({"OK", "VCON"}))
 
         def code() -> bytes | None:
             if self._data is None:
@@ -467,8 +613,9 @@ class ModemLine(Line):
         if step is None:
             if (self._state == "ready" and self._data is None and not self._off_hook
                     and self.clock() - self._last_heard > self.keepalive):
-                self._last_heard = self.clock()     # on hook and quiet: is it still there?
-                self._queue(_Step("AT", v253.command("AT")))
+                self._last_heard = self.clock()     # on hook and quiet: is it still there,
+                self._queue(_Step("AT+VCID?", v253.command("AT+VCID?"), optional=True,
+                                  then=self._got_vcid))   # still reporting caller ID?
             return
         elapsed = self.clock() - step.started
         if step.wait is not None:
@@ -504,7 +651,8 @@ class ModemLine(Line):
             if step.then is not None:
                 step.then(result, step.lines)
             return
-        self._fault(f"the modem answered {result} to {step.what}")
+        where = f" (line.modem.{step.what_key})" if step.what_key else ""
+        self._fault(f"the modem answered {result} to {step.what}{where}")
 
     def _handle(self, item: v253.Item) -> None:
         if item.kind == "audio":
@@ -532,7 +680,7 @@ class ModemLine(Line):
                     self._service()
         elif item.kind == "packet":
             for raw in item.data.replace(b"\r", b"\n").split(b"\n"):
-                field_ = v253.callerid_field(raw.decode("latin-1").strip())
+                field_ = v253.callerid_field(v253.decode_text(raw).strip())
                 if field_:
                     self._callerid.add(*field_, self._sample)
 
@@ -543,8 +691,12 @@ class ModemLine(Line):
             return
         if text.upper().startswith("AT"):
             return                                      # our command echoed (before ATE0)
-        if text == "RING":
-            self._ring()
+        ring = v253.ring_report(text)
+        if ring is not None:
+            if ring.burst:
+                self._ring(ring.pattern, "DRON" if text.startswith("DRON") else "RING")
+            else:
+                self._ring_at = None        # DROF=: a new burst began; its RING is its own
             return
         field_ = v253.callerid_field(text)
         if field_ is not None:
@@ -557,16 +709,21 @@ class ModemLine(Line):
             log.debug("modem on %s said %r", self.port, text[:40])
 
     def _dle(self, code: str) -> None:
+        # where in the line's audio the report came: the frame being read, plus what is
+        # buffered of it (the modem interleaves reports with the audio it belongs to)
+        now = self._sample + (len(self._rx) if self._data in ("rx", "duplex") else 0)
         if code in v253.DTMF_CODES:
-            # the engine decodes keys from the audio itself; never log the digit
+            # a key, in any data state: in transmit it is the only way a key is heard
+            # (the engine merges it with what its own detector hears); never log the digit
             self.dtmf_reports += 1
+            if self._off_hook:
+                self._events.append(DtmfEvent(now, digit=code))
             return
         kind = v253.DLE_EVENTS.get(code)
-        now = self._sample
         if kind == "ring":
             self._ring()
         elif kind in v253.LINE_TONES:
-            if self._off_hook:
+            if self._off_hook and self._confirmed(kind, now):
                 self._events.append(LineTone(now, tone=kind))
         elif kind == "loop_break":
             if self._off_hook and not self._loop_broken:
@@ -584,11 +741,34 @@ class ModemLine(Line):
         else:
             log.debug("modem on %s: event <DLE>%r", self.port, code)
 
-    def _ring(self) -> None:
+    def _confirmed(self, tone: str, now: int) -> bool:
+        """Busy and dial tone reports repeat every few seconds while the tone lasts, and
+        a part can send a false one: only a second report within CONFIRM_MS counts
+        (the engine's own tone detector hears the tone on its own)."""
+        if tone not in CONFIRMED_TONES:
+            return True
+        first = self._tone_seen.get(tone)
+        if first is not None and now - first <= CONFIRM_MS * self.rate // 1000:
+            return True
+        self._tone_seen[tone] = now
+        return False
+
+    def _ring(self, pattern: str | None = None, how: str = "RING") -> None:
+        """One ring burst. A distinctive-ring part can report a burst twice: with
+        +VDR=1,<report> it prints DRON= at the burst's falling edge and RING <report>/10 s
+        later (up to 6 s in Conexant's 100498E, +VDR), before the next burst's DROF=; so a
+        RING after a DRON= with no DROF= between, or a DRON= just after a RING, is the
+        same burst."""
         if self._off_hook:
             return
+        now = self._sample
+        last = self._ring_at
+        self._ring_at = (now, how)
+        if last is not None and last[1] != how and (
+                last[1] == "DRON" or now - last[0] < RING_MERGE_MS * self.rate // 1000):
+            return
         self._finish_callerid()
-        self._events.append(RingStart(self._sample))
+        self._events.append(RingStart(now, pattern=pattern))
 
     def _check_callerid(self) -> None:
         cid = self._callerid
@@ -633,7 +813,7 @@ class ModemLine(Line):
     def _reopen(self) -> None:
         self.reopen_attempts.append(self.clock())
         try:
-            self._port = self._factory(self.port, self.baud)
+            self._open_port()
         except _SERIAL_ERRORS:
             self._retry_at = self.clock() + self._backoff_s
             self._backoff_s = min(self._backoff_s * 2, self.backoff[1])
@@ -659,3 +839,46 @@ def _open_serial(port: str, baud: int) -> serial.SerialBase:
 def _one_line(err: Exception) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def user_command_problem(cmd: object) -> str | None:
+    """Why `cmd` cannot be one of line.modem.init's commands (None: it can)."""
+    if not isinstance(cmd, str):
+        return "expected an AT command (a string)"
+    if not _USER_COMMAND.fullmatch(cmd):
+        return (f"{cmd[:40]!r} is not an AT command (AT, then up to 38 printable "
+                "characters, no line end)")
+    parts = _at_parts(cmd[2:])
+    if parts is None:
+        return f"{cmd!r} cannot be read as AT commands (V.250)"
+    for part in parts:
+        if (_BASIC_UNDOES.fullmatch(part) or part.upper().startswith(_OURS)
+                or (part.upper().startswith("+VCID") and part not in ("+VCID=1", "+VCID?"))):
+            return (f"{cmd!r} would reset, dial, answer or undo callgate's own modem set-up "
+                    f"({part[:12]})")
+    return None
+
+
+def _at_parts(body: str) -> list[str] | None:
+    """The commands on one AT line ("E0V1S7=60+VDR=1,0;!4886=00" -> E0, V1, S7=60,
+    +VDR=1,0, !4886=00); None where a basic command cannot be read."""
+    parts: list[str] = []
+    i = 0
+    while i < len(body):
+        if body[i] in " ;":
+            i += 1
+        elif body[i].isalpha() or body[i] in "&\\%":
+            if body[i].upper() == "D":              # a dial string runs to the end
+                parts.append(body[i:])
+                break
+            match = _BASIC.match(body, i)
+            if not match:
+                return None
+            parts.append(match.group())
+            i = match.end()
+        else:
+            end = body.find(";", i)
+            end = len(body) if end < 0 else end
+            parts.append(body[i:end].strip())
+            i = end
+    return parts

@@ -133,7 +133,7 @@ class ModemStream:
                 self._dle = True
             elif byte in (0x0D, 0x0A):
                 if self._line:
-                    text = self._line.decode("latin-1").strip()
+                    text = decode_text(bytes(self._line)).strip()
                     self._line.clear()
                     if text:
                         out.append(Item("line", text=text))
@@ -213,12 +213,59 @@ class ModemStream:
             out.append(Item("dle", text=char))
 
 
+# ------------------------------------------------------------------ ring reports
+
+# "RING", and the distinctive-ring forms: "RING A".."RING D" / "RING 1".. (a pattern
+# letter or number after RING), "DRON=<n>" (a ring burst ended, n x 100 ms on) and
+# "DROF=<n>" (the silence before it, n x 100 ms), per the Conexant and Rockwell
+# references' +VDR (distinctive ring report) and the peer call screener's logs.
+_RING = re.compile(r"^RING(?:\s*([A-Z0-9]))?$")
+_DISTINCTIVE = re.compile(r"^(DRON|DROF)\s*=\s*(\d{1,3})$")
+
+
+@dataclass(frozen=True)
+class RingReport:
+    burst: bool                 # a ring burst; False: DROF= (the silence before one)
+    pattern: str | None = None
+
+
+def ring_report(line: str) -> RingReport | None:
+    """What a ring line says, or None if `line` is not one."""
+    match = _RING.match(line)
+    if match:
+        return RingReport(True, match.group(1))
+    match = _DISTINCTIVE.match(line)
+    if match:
+        on = match.group(1) == "DRON"
+        return RingReport(on, f"DRON={int(match.group(2))}" if on else None)
+    return None
+
+
 # ------------------------------------------------------------------ caller ID text
 
 _FIELD = re.compile(r"^([A-Z_]+)\s*=\s*(.*?)\s*$")
 CALLERID_KEYS = frozenset({"DATE", "TIME", "NMBR", "NAME", "MESG", "DDN_NMBR"})
-_ABSENT_WORDS = {"O": "O", "P": "P", "PRIVATE": "P", "OUT OF AREA": "O", "UNAVAILABLE": "O",
-                 "UNKNOWN": "O"}
+# withheld spellings (NCID's modem test data and the peer screener's logs show these
+# besides the standard P and O), matched on whole words so that a caller named
+# Privett or Unknowles keeps the name: the first word, a phrase, or a run-together form
+_PRIVATE = frozenset({"PRIV", "PRIVATE", "RESTRICTED", "ANONYMOUS", "WITHHELD",
+                      "BLOCKED"})
+_OUT_OF_AREA = frozenset({"UNAVAILABLE", "UNAVAIL", "UNKNOWN", "OUTOFAREA",
+                          "NOTAVAILABLE"})
+_OUT_OF_AREA_PHRASES = (("OUT", "OF", "AREA"), ("NOT", "AVAILABLE"))
+_RUN_TOGETHER = {"PRIVDIROFF": "P", "PRIVATENUMBER": "P", "PRIVATENAME": "P",
+                 "PRIVATECALLER": "P", "UNKNOWNNAME": "O", "UNKNOWNNUMBER": "O",
+                 "UNKNOWNCALLER": "O"}
+_WORD = re.compile(r"[A-Z][a-z]+|[A-Z]+(?![a-z])|[a-z]+")
+_NUMBER = re.compile(r"[0-9*#+\-() ]{1,32}")
+
+
+def decode_text(raw: bytes) -> str:
+    """A line from the modem: UTF-8 where it is valid (a VoIP adapter's CNAM), else Latin-1."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def callerid_field(line: str) -> tuple[str, str] | None:
@@ -229,20 +276,43 @@ def callerid_field(line: str) -> tuple[str, str] | None:
     return match.group(1), match.group(2)
 
 
+def withheld(value: str) -> str | None:
+    """"P" (private) or "O" (out of area) for a value that says the field is withheld."""
+    if any(c.isdigit() for c in value):
+        return None
+    words = [w.upper() for w in _WORD.findall(value)]
+    if not words:
+        return None
+    if words in (["P"], ["O"]):
+        return words[0]                  # the standard codes, alone (O'Brien is a name)
+    run_together = _RUN_TOGETHER.get("".join(words))
+    if run_together:
+        return run_together
+    if words[0] in _PRIVATE:
+        return "P"
+    if words[0] in _OUT_OF_AREA or any(tuple(words[:len(p)]) == p
+                                       for p in _OUT_OF_AREA_PHRASES):
+        return "O"
+    return None
+
+
 class ModemCallerId:
     """Collects the DATE/TIME/NMBR/NAME lines a modem prints between rings.
 
     The modem has already checked the FSK message's checksum and prints nothing
-    for a message that failed it, so a set of lines that arrived whole (a
-    number or a reason it is withheld, every line readable) is reported with
-    checksum_ok True. "MESG = <hex>" (a message the modem passed through
-    undecoded) is parsed with the signal core's own message parser instead.
+    for a message that failed it, so each field that reads well is kept on its
+    own: an empty or odd DATE/TIME drops the time, not the number; a second
+    NMBR that only says "withheld" does not undo a number; DDN_NMBR (the
+    dialable number) stands in for a missing NMBR. Only two different numbers,
+    an unreadable one or none at all leave the block untrusted. "MESG = <hex>"
+    (a message the modem passed through undecoded) is parsed with the signal
+    core's own message parser instead.
     """
 
     def __init__(self) -> None:
         self.start: int | None = None
         self.last: int | None = None
-        self.fields: dict[str, str] = {}
+        self.fields: dict[str, list[str]] = {}
         self.problems: list[str] = []
 
     @property
@@ -253,9 +323,7 @@ class ModemCallerId:
         if self.start is None:
             self.start = sample
         self.last = sample
-        if key in self.fields and key != "MESG":
-            self.problems.append(f"{key} given twice")
-        self.fields[key] = value
+        self.fields.setdefault(key, []).append(value)
 
     def garbled(self, line: str, sample: int) -> None:
         """A line inside the caller ID block that is not a field: the block is damaged."""
@@ -272,31 +340,55 @@ class ModemCallerId:
         self.__init__()
         if "MESG" in fields and "NMBR" not in fields:
             try:
-                raw = bytes.fromhex(fields["MESG"].replace(" ", ""))
+                raw = bytes.fromhex(fields["MESG"][-1].replace(" ", ""))
             except ValueError:
                 return CallerIdEvent(start, "MODEM", checksum_ok=False,
                                      error="unreadable MESG from the modem")
             return CallerIdEvent.from_message(start, parse_message(raw), modem=None)
-        number, number_absent = _split_absent(fields.get("NMBR"))
-        name, name_absent = _split_absent(fields.get("NAME"))
-        date, time = fields.get("DATE"), fields.get("TIME")
-        datetime = None
-        if date is not None and time is not None:
-            datetime = date + time
-            if not re.fullmatch(r"\d{8}", datetime):
-                problems.append("bad DATE/TIME")
-        if number is not None and not re.fullmatch(r"[0-9*#+\-() ]{1,32}", number):
-            problems.append("bad NMBR")
-        if number is None and number_absent is None:
-            problems.append("no NMBR")
+        number, number_absent = _number(fields.get("NMBR") or fields.get("DDN_NMBR") or [],
+                                        problems)
+        name, name_absent = _name(fields.get("NAME", []))
+        date, time = _first(fields.get("DATE")), _first(fields.get("TIME"))
+        datetime = date + time if date and time and re.fullmatch(r"\d{8}", date + time) else None
         error = "; ".join(problems) or None
+        if error:
+            number = None
         return CallerIdEvent(start, "MODEM", number, name, datetime, number_absent, name_absent,
                              checksum_ok=error is None, error=error)
 
 
-def _split_absent(value: str | None) -> tuple[str | None, str | None]:
-    """("5551234", None) or (None, "P") for a field that says it is withheld."""
-    if value is None or value == "":
-        return None, None
-    reason = _ABSENT_WORDS.get(value.upper())
-    return (None, reason) if reason else (value, None)
+def _first(values: list[str] | None) -> str | None:
+    return values[0] if values else None
+
+
+def _number(values: list[str], problems: list[str]) -> tuple[str | None, str | None]:
+    """(number, None) or (None, "P"/"O") from the NMBR lines; a problem noted if neither."""
+    good, absent = [], []
+    for value in values:
+        reason = withheld(value)
+        if reason:
+            absent.append(reason)
+        elif value and _NUMBER.fullmatch(value):
+            if set(re.sub(r"\D", "", value)) <= {"0"}:
+                absent.append("O")          # 0000000000: a switch's "no number", not a caller
+            elif value not in good:
+                good.append(value)
+        elif value:
+            problems.append("bad NMBR")
+    if len(good) > 1:
+        problems.append("two different NMBR")
+    elif good:
+        return good[0], None
+    elif absent:
+        return None, absent[0]
+    elif not any("NMBR" in p for p in problems):
+        problems.append("no NMBR")
+    return None, None
+
+
+def _name(values: list[str]) -> tuple[str | None, str | None]:
+    for value in values:
+        if value:
+            reason = withheld(value)
+            return (None, reason) if reason else (value, None)
+    return None, None
