@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -146,52 +145,36 @@ def test_a_weak_dial_tone_fails_its_level(tmp_path):
 # ------------------------------------------------------------------ modem on a pty
 
 
-class FakeFarEnd:
-    """The exchange and the 2-wire hybrid behind the fake modem (a fake line): dial tone
-    off hook, and what the host sends heard back `echo_db` down, `lead` frames later.
-    It keeps `lead` frames queued ahead of the host's writes, so the modem never runs
-    dry between two of them. `loop_drop_at`: the exchange drops the loop after that
-    many frames from the host (the modem reports <DLE>l). Without an echo (`echo_db`
-    None: a half-duplex modem sends nothing while it listens) the dial tone is queued
-    whole at once."""
+class FakeLineModem(FakeModem):
+    """The fake modem with a fake line behind it: the exchange's dial tone off hook, and
+    what the host sent heard back `echo_db` down, `lead` frames later (the 2-wire
+    hybrid; None: no echo, a half-duplex modem sends nothing while it listens).
+    `loop_drop_at`: the exchange drops the loop at that frame (the modem reports
+    <DLE>l). Each frame is made as the modem sends it, in the fake's own thread, so
+    the dial tone has no gap however the test's threads are scheduled; the echo only
+    needs the host to be less than `lead` frames (300 ms) behind the modem."""
 
-    def __init__(self, modem: FakeModem, echo_db: float | None = -12.0, lead: int = 15,
-                 loop_drop_at: int | None = None) -> None:
-        self.modem = modem
+    def __init__(self, link, model: str = "cx93010", echo_db: float | None = -12.0,
+                 lead: int = 15, loop_drop_at: int | None = None, **kw) -> None:
         self.dial = plan_tone_tx(load_toneplan("us"), "dial", 20.0, level_dbm0=-15.0)
         self.gain = None if echo_db is None else 10 ** (echo_db / 20)
         self.lead = lead
         self.loop_drop_at = loop_drop_at
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.line_frames = 0                 # frames of the line sent to the host
+        super().__init__(link, model, speed=1.0, **kw)
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        played, dropped = 0, False
-        if self.gain is None:
-            self.modem.play(self.dial)
-            return
-        while not self._stop.is_set() and played < len(self.dial) // 160:
-            heard = len(self.modem.received) // 160
-            if self.loop_drop_at is not None and heard >= self.loop_drop_at and not dropped:
-                self.modem.event("l")
-                dropped = True
-            while played < heard + self.lead and played < len(self.dial) // 160:
-                frame = self.dial[played * 160:(played + 1) * 160].astype(np.float64)
-                k = played - self.lead
-                if self.gain is not None and 0 <= k < heard:
-                    sent = bytes(self.modem.received[k * 160:(k + 1) * 160])
-                    frame += self.gain * modem_audio.decode(sent, self.modem.fmt)
-                self.modem.play(np.clip(frame, -32768, 32767).astype(np.int16))
-                played += 1
-            self._stop.wait(0.002)
+    def _send_frame(self) -> None:
+        i, self.line_frames = self.line_frames, self.line_frames + 1
+        if i == self.loop_drop_at:
+            self.event("l")
+        if i < len(self.dial) // 160:
+            frame = self.dial[i * 160:(i + 1) * 160].astype(np.float64)
+            k = i - self.lead
+            if self.gain is not None and k >= 0 and len(self.received) >= (k + 1) * 160:
+                sent = bytes(self.received[k * 160:(k + 1) * 160])
+                frame += self.gain * modem_audio.decode(sent, fake_modem.VSM_FORMATS[self.fmt])
+            self.play(np.clip(frame, -32768, 32767).astype(np.int16))
+        super()._send_frame()
 
 
 @pytest.fixture()
@@ -205,17 +188,19 @@ def modem_config(tmp_path, port) -> str:
     return config(tmp_path, f'[line]\nbackend = "modem"\n[line.modem]\nport = "{port}"\n')
 
 
-def test_a_healthy_modem_line_passes_every_check(tmp_path, modem, capsys):
-    path = modem_config(tmp_path, modem.link)
-    with FakeFarEnd(modem):
-        checks = run_checks(path)
+def test_a_healthy_modem_line_passes_every_check(tmp_path, capsys):
+    modem = FakeLineModem(tmp_path / "callgate-modem0")
+    try:
+        checks = run_checks(modem_config(tmp_path, modem.link))
+    finally:
+        modem.close()
     assert statuses(checks) == {"device": "ok", "modem": "ok", "caller ID": "ok",
                                 "audio in": "ok", "loop current": "ok", "dial tone": "ok",
                                 "dial tone level": "ok", "audio out": "ok"}, checks
     line = by_name(checks)
     assert line["modem"].detail.startswith("Conexant CX93010-based USB modem answers on ")
     assert "identified by ATI0/ATI3" in line["modem"].detail
-    assert "AT+VCID=1" in modem.commands and "AT+VCID=1 accepted" in line["caller ID"].detail
+    assert "AT+VCID=1" in modem.commands and "answered OK to AT+VCID=1" in line["caller ID"].detail
     assert "ATI0" in modem.commands and "ATI3" in modem.commands
     assert modem.hook_log == ["off", "on"]               # back on hook when done
     back = float(line["audio out"].detail.split("comes back at ")[1].split()[0])
@@ -223,14 +208,13 @@ def test_a_healthy_modem_line_passes_every_check(tmp_path, modem, capsys):
 
 
 def test_two_usb_modems_are_two_lines_each_checked_on_its_own_port(tmp_path):
-    fakes = [FakeModem(tmp_path / f"callgate-modem{i}", model=m, speed=1.0)
-             for i, m in enumerate(("cx93010", "usr5637"))]
+    fakes = [FakeLineModem(tmp_path / "callgate-modem0", "cx93010"),
+             FakeLineModem(tmp_path / "callgate-modem1", "usr5637", echo_db=None)]
     path = config(tmp_path, "".join(
         f'[[line]]\nname = "{name}"\nbackend = "modem"\nmodem.port = "{fake.link}"\n'
         for name, fake in zip(("front", "back"), fakes)))
     try:
-        with FakeFarEnd(fakes[0]), FakeFarEnd(fakes[1], echo_db=None):
-            checks = run_checks(path)
+        checks = run_checks(path)
     finally:
         for fake in fakes:
             fake.close()
@@ -244,10 +228,9 @@ def test_two_usb_modems_are_two_lines_each_checked_on_its_own_port(tmp_path):
 
 
 def test_a_half_duplex_modem_skips_the_echo_test(tmp_path):
-    fake = FakeModem(tmp_path / "modem", model="usr5637", speed=1.0)
+    fake = FakeLineModem(tmp_path / "modem", "usr5637", echo_db=None)
     try:
-        with FakeFarEnd(fake, echo_db=None):
-            checks = by_name(run_checks(modem_config(tmp_path, fake.link)))
+        checks = by_name(run_checks(modem_config(tmp_path, fake.link)))
     finally:
         fake.close()
     assert checks["modem"].detail.startswith("USRobotics USR5637")
@@ -263,9 +246,12 @@ def test_a_modem_without_a_line_behind_it_fails_audio_and_dial_tone(tmp_path, mo
     assert "modem's LINE socket" in out
 
 
-def test_a_loop_that_drops_off_hook_fails_loop_current(tmp_path, modem):
-    with FakeFarEnd(modem, loop_drop_at=10):
+def test_a_loop_that_drops_off_hook_fails_loop_current(tmp_path):
+    modem = FakeLineModem(tmp_path / "callgate-modem0", loop_drop_at=10)
+    try:
         checks = by_name(run_checks(modem_config(tmp_path, modem.link)))
+    finally:
+        modem.close()
     assert checks["loop current"].status == "fail"
     assert "the line is dead or not connected" in checks["loop current"].detail
 
@@ -276,6 +262,78 @@ def test_a_missing_modem_names_the_ports_that_are_there(tmp_path, modem):
     assert device.status == "fail" and list(checks) == ["device"]
     assert f"serial ports here: {modem.link}" in device.detail
     assert "set line.modem.port" in device.fix
+
+
+def auto_line(tmp_path):
+    """A modem line on port "auto", looking where the image and udev put modems (here
+    in tmp_path: the image's callgate-modem0, udev's serial/by-id)."""
+    from callgate.line.modem.line import ModemLine
+
+    return ModemLine("auto", auto_ports=(str(tmp_path / "callgate-modem0"),),
+                     by_id_dir=str(tmp_path / "serial" / "by-id"))
+
+
+def test_port_auto_finds_the_modem_by_its_by_id_name(tmp_path):
+    by_id = tmp_path / "serial" / "by-id" / "usb-Conexant_USB_Modem_24680246-if00"
+    modem = FakeLineModem(tmp_path / "ttyACM3", by_id=by_id)      # no callgate-modem0
+    try:
+        real = str(by_id.resolve())                                  # the pty, /dev/pts/N
+        checks = by_name(doctor_line.check_line("line", auto_line(tmp_path)))
+    finally:
+        modem.close()
+    assert checks["device"].status == "ok"
+    assert checks["device"].detail == f"port auto: serial port {by_id} = {real}"
+    assert checks["modem"].detail.startswith(f"Conexant CX93010-based USB modem answers on "
+                                             f"{by_id} ")
+    assert checks["dial tone"].status == "ok"
+
+
+def test_port_auto_takes_the_images_name_first_and_shows_its_by_id_name(tmp_path):
+    by_id = tmp_path / "serial" / "by-id" / "usb-U.S._Robotics_USB_Modem-if00"
+    other = FakeModem(tmp_path / "ttyACM1", "cx93010",
+                      by_id=by_id.parent / "usb-Conexant_USB_Modem-if00")
+    modem = FakeModem(tmp_path / "callgate-modem0", "usr5637", by_id=by_id)
+    try:
+        device = by_name(doctor_line.check_line("line", auto_line(tmp_path)))["device"]
+    finally:
+        modem.close()
+        other.close()
+    assert device.status == "ok", device
+    assert device.detail.startswith(f"port auto: serial port {tmp_path / 'callgate-modem0'}"
+                                    f" = {by_id} = /dev/")
+
+
+def test_port_auto_without_a_modem_says_where_it_looked(tmp_path):
+    checks = doctor_line.check_line("line", auto_line(tmp_path))
+    assert [c.name for c in checks] == ["device"] and checks[0].status == "fail"
+    assert checks[0].detail.startswith(
+        f"port auto: no modem port (looked for {tmp_path / 'callgate-modem0'}, "
+        f"{tmp_path / 'serial' / 'by-id'}/*, /dev/ttyACM0); serial ports here: ")
+    assert "set line.modem.port" in checks[0].fix
+
+
+class FakeModemWithoutCallerId(FakeModem):
+    """A voice modem whose firmware has no caller ID: ERROR to +VCID=1 (V.253 9.2.3:
+    ERROR for a value the modem does not support)."""
+
+    def _command(self, line: str) -> None:
+        if line.upper().replace(" ", "").endswith("AT+VCID=1") and self.fclass == 8:
+            self.commands.append("AT+VCID=1")
+            self._reply("ERROR")
+            return
+        super()._command(line)
+
+
+def test_a_modem_that_refuses_caller_id_reporting_fails_caller_id(tmp_path):
+    fake = FakeModemWithoutCallerId(tmp_path / "callgate-modem0")
+    try:
+        checks = by_name(run_checks(modem_config(tmp_path, fake.link)))
+    finally:
+        fake.close()
+    assert "AT+VCID=1" in fake.commands
+    assert checks["open"].status == "fail" and "AT+VCID=1" in checks["open"].detail
+    cid = checks["caller ID"]
+    assert cid.status == "fail" and "no caller ID" in cid.detail and "hw/README.md" in cid.fix
 
 
 def test_a_modem_that_does_not_answer_fails_open(tmp_path, modem):

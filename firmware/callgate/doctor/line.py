@@ -3,8 +3,9 @@
 Only the line interface (line/base.py) and each backend's public settings are used,
 so the checks run on every backend, sim and replay included:
 
-- found: the configured device is there (a modem's port, with the serial ports that
-  are there when it is not; a HAT's GPIO chips and sound cards);
+- found: the configured device is there (a modem's port, port "auto" looked for as
+  the backend looks, with its /dev/serial/by-id name, or the serial ports that are
+  there when it is not; a HAT's GPIO chips and sound cards);
 - open: the backend opens it (a modem answers AT and is identified by ATI0/ATI3, its
   init accepted; a HAT's pins are granted and its ALSA device opens);
 - caller ID: the modem took AT+VCID=1 (formatted caller ID reports), or the line
@@ -41,6 +42,7 @@ LOUD_DIAL_DBM0 = -3.0           # louder: the codec's input gain clips
 ECHO_MARGIN_DB = 10.0           # the echo must stand this far above the quiet line
 GPIO_CHIPS = "/dev/gpiochip*"
 SOUND_CARDS = "/proc/asound/cards"
+AUTO_FALLBACK = "/dev/ttyACM0"    # port "auto"'s last try (line/modem/line.py)
 
 
 def backend_of(line) -> str:
@@ -59,7 +61,12 @@ def check_line(name: str, line, toneplan: str | None = None) -> list[Check]:
     try:
         line.open()
     except LineError as err:
-        return [found, fail("open", str(err), _open_fix(name, backend), name)]
+        checks = [found, fail("open", str(err), _open_fix(name, backend), name)]
+        if backend == "modem" and "AT+VCID" in str(err):
+            checks.append(fail("caller ID", "the modem refused AT+VCID=1: it would report "
+                               "no caller ID", "use a voice modem that reports caller ID "
+                               "(hw/README.md lists them)", name))
+        return checks
     checks = [found]
     try:
         checks += _identity(name, line, backend)
@@ -85,16 +92,7 @@ def serial_ports(dev: str = "/dev") -> list[str]:
 
 def _found(name: str, line, backend: str) -> Check:
     if backend == "modem":
-        port = line.port
-        if "://" in port or os.path.exists(port):
-            real = os.path.realpath(port) if "://" not in port else port
-            return ok("device", f"serial port {port}" + (f" ({real})" if real != port else ""),
-                      name)
-        there = serial_ports("/dev" if port.startswith("/dev/") else str(Path(port).parent))
-        return fail("device", f"{port} does not exist; serial ports here: "
-                              f"{', '.join(there) or 'none'}",
-                    "plug the modem in (a supported one: hw/README.md) and check `dmesg`, "
-                    "or set line.modem.port to the port it is on", name)
+        return _modem_port(name, line)
     if backend == "hat":
         chips = sorted(glob.glob(GPIO_CHIPS))
         cards = _sound_cards(SOUND_CARDS)
@@ -107,6 +105,41 @@ def _found(name: str, line, backend: str) -> Check:
     if backend == "replay":
         return ok("device", f"recording {line.path}" if line.path else "recording", name)
     return ok("device", f"{backend} line (no hardware)", name)
+
+
+def _modem_port(name: str, line) -> Check:
+    """The port the modem backend will open: the configured one, or for "auto" the
+    first of the image's udev name, the one /dev/serial/by-id name, /dev/ttyACM0 (as
+    line/modem/line.py looks); with the by-id name of the port when udev gave it one."""
+    configured = line.configured_port
+    if configured == "auto":
+        candidates = [*line.auto_ports, *_by_id(line.by_id_dir)[:1], AUTO_FALLBACK]
+    else:
+        candidates = [configured]
+    port = next((p for p in candidates if "://" in p or os.path.exists(p)), None)
+    if port is None:
+        there = serial_ports("/dev" if candidates[0].startswith("/dev/")
+                             else str(Path(candidates[0]).parent))
+        looked = (f"port auto: no modem port (looked for {', '.join(line.auto_ports)}, "
+                  f"{line.by_id_dir}/*, {AUTO_FALLBACK})" if configured == "auto"
+                  else f"{configured} does not exist")
+        return fail("device", f"{looked}; serial ports here: {', '.join(there) or 'none'}",
+                    "plug the modem in (a supported one: hw/README.md) and check `dmesg`, "
+                    "or set line.modem.port to the port it is on", name)
+    if "://" in port:
+        return ok("device", f"serial port {port}", name)
+    real = os.path.realpath(port)
+    names = [port] + [n for n in _by_id(line.by_id_dir)
+                      if n != port and os.path.realpath(n) == real]
+    if real not in names:
+        names.append(real)
+    how = "port auto: " if configured == "auto" else ""
+    return ok("device", f"{how}serial port {' = '.join(names)}", name)
+
+
+def _by_id(folder: str) -> list[str]:
+    """udev's stable names of the USB serial ports (/dev/serial/by-id/...)."""
+    return sorted(glob.glob(os.path.join(glob.escape(folder), "*")))
 
 
 def _sound_cards(path: str) -> list[str]:
@@ -135,11 +168,9 @@ def _identity(name: str, line, backend: str) -> list[Check]:
                else f"line.modem.profile = {line.profile_name}")
         modem = ok("modem", f"{line.profile.title} answers on {line.port} ({how}), "
                             f"{'full' if line.full_duplex else 'half'} duplex", name)
-        if any(c.startswith("AT+VCID=1") for c in line.profile.init_commands(line.fmt)):
-            cid = ok("caller ID", "formatted caller ID reports on (AT+VCID=1 accepted)", name)
-        else:
-            cid = fail("caller ID", "the modem's init does not switch caller ID reports on",
-                       "use a supported modem profile (hw/README.md)", name)
+        # the backend's init sends AT+VCID=1 and fails to open on any answer but OK
+        cid = ok("caller ID", "formatted caller ID reports on (the modem answered OK to "
+                              "AT+VCID=1)", name)
         return [modem, cid]
     checks = []
     if backend == "hat":
