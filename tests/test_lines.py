@@ -195,9 +195,18 @@ def test_two_lines_share_one_store_and_both_show_in_records_and_status(tmp_path)
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         assert out.strip(), err
-    rows = sqlite3.connect(calls).execute(
+    store = sqlite3.connect(calls)
+    rows = store.execute(
         "select line, count(*), min(status) from calls group by line order by line").fetchall()
     assert rows == [("back", 1, "verified"), ("front", 1, "verified")]
+    assert store.execute("pragma integrity_check").fetchall() == [("ok",)]
+    assert store.execute("pragma foreign_key_check").fetchall() == []
+    # each line's trail is its own call's: the events of a call name its line's record
+    trails = store.execute("select c.line, count(*) from events e join calls c "
+                           "using (call_id) group by c.line order by c.line").fetchall()
+    assert [line for line, n in trails if n > 0] == ["back", "front"]
+    assert all(cid.startswith(f"{line}-") for cid, line in
+               store.execute("select call_id, line from calls"))
     app = make_app(tmp_path, clock=time.time)
     client = app.test_client()
     client_sign_in(client, "sam")
