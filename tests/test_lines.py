@@ -117,6 +117,16 @@ def test_two_lines_never_on_one_serial_port_even_by_another_name(tmp_path):
         Settings.load(config, pick=False)
 
 
+def test_two_modem_lines_on_port_auto_are_one_port_and_refused(tmp_path):
+    """port "auto" (the default) opens the device's one modem: two lines cannot share it."""
+    config = write(tmp_path / "c.toml", '[[line]]\nname = "a"\nbackend = "modem"\n'
+                   '[[line]]\nname = "b"\nbackend = "modem"\n')
+    with pytest.raises(ConfigError, match=r"^line 'b': serial port \S+ \(port auto\) is "
+                                          r"already line 'a''s \(one device, one line; give "
+                                          r"each modem its /dev/serial/by-id name\)$"):
+        Settings.load(config, pick=False)
+
+
 def test_two_hat_lines_on_the_same_board_pins_are_refused(tmp_path):
     config = write(tmp_path / "c.toml", '[[line]]\nname = "a"\nbackend = "hat"\n'
                    '[[line]]\nname = "b"\nbackend = "hat"\n[line.hat]\ndevice = "hw:CARD=B"\n')

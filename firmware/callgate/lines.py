@@ -78,8 +78,9 @@ def check_devices(built: dict[str, object]) -> None:
     for name, line in built.items():
         for device in devices_of(line):
             if device in owner:
-                raise ConfigError(f"line {name!r}: {device} is already line "
-                                  f"{owner[device]!r}'s (one device, one line)")
+                raise ConfigError(f"line {name!r}: {device}{_as_configured(line)} is already "
+                                  f"line {owner[device]!r}'s (one device, one line"
+                                  f"{_SERIAL_HINT if device.startswith('serial') else ''})")
             owner[device] = name
 
 
@@ -95,6 +96,14 @@ def devices_of(line) -> list[str]:
     pins = [f"GPIO {pin.name}" if pin.name else f"GPIO {_real(pin.chip)} line {pin.offset}"
             for pin in board.pins.values()]
     return [f"ALSA device {board.audio.device}", *pins]
+
+
+_SERIAL_HINT = "; give each modem its /dev/serial/by-id name"
+
+
+def _as_configured(line) -> str:
+    """How the line named its port when that was not the port itself ("auto")."""
+    return " (port auto)" if getattr(line, "configured_port", None) == "auto" else ""
 
 
 def _real(path: str | None) -> str:
