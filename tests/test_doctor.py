@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -32,8 +33,13 @@ LINE_CHECKS = ("device", "caller ID", "audio in", "loop current", "dial tone",
 
 
 @pytest.fixture(autouse=True)
-def local_zone(monkeypatch):
+def device(monkeypatch):
+    """The device the checks run on, whatever machine runs the tests: a local zone, a
+    clock systemd calls synchronised, a roomy data partition."""
     monkeypatch.setenv("TZ", "Europe/London")
+    monkeypatch.setattr(system, "ntp_synchronised", lambda: True)
+    monkeypatch.setattr(system, "disk_usage", lambda folder: (8 * 2 ** 30, 2 ** 30,
+                                                              7 * 2 ** 30))
 
 
 def config(tmp_path, text: str, name: str = "callgate.toml") -> str:
@@ -441,6 +447,16 @@ def test_a_clock_that_was_never_set_fails_and_an_unsynchronised_one_warns():
     assert good.status == "ok" and "synchronised (NTP)" in good.detail
 
 
+def test_doctor_asks_the_device_for_its_clock_and_space(tmp_path, monkeypatch):
+    monkeypatch.setattr(system, "ntp_synchronised", lambda: False)
+    monkeypatch.setattr(system, "disk_usage", lambda folder: (8 * 2 ** 30, 8 * 2 ** 30, 0))
+    checks = by_name(run_checks(config(tmp_path, "[bogus]\n")), None)
+    assert checks["config"].status == "fail"
+    assert checks["clock"].status == "warn" and "not synchronised" in checks["clock"].detail
+    assert checks["free space"].status == "fail"
+    assert checks["free space"].detail.startswith("0 B free of 8.0 GiB")
+
+
 def test_time_zone(tmp_path):
     link = tmp_path / "localtime"
     link.symlink_to("/usr/share/zoneinfo/America/Chicago")
@@ -459,7 +475,7 @@ def test_free_space_on_the_data_partition(tmp_path):
     assert str(tmp_path) in full.fix
     fine = system.check_space(store, usage=lambda p: (8 * GiB, 2 * GiB, 6 * GiB))
     assert fine.status == "ok"
-    real = system.check_space(store)
+    real = system.check_space(store, usage=shutil.disk_usage)       # this machine's
     assert real.status in ("ok", "fail") and " free of " in real.detail
 
 

@@ -36,14 +36,14 @@ def ntp_synchronised() -> bool | None:
 
 
 def check_clock(now: Callable[[], float] = time.time,
-                synchronised: Callable[[], bool | None] = ntp_synchronised) -> Check:
+                synchronised: Callable[[], bool | None] | None = None) -> Check:
     t = now()
     shown = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t))
     if t < EARLIEST:
         return fail("clock", f"the clock says {shown}: it was never set",
                     "connect the device to a network that reaches an NTP server (or set it: "
                     "timedatectl set-time 'YYYY-MM-DD HH:MM:SS')")
-    synced = synchronised()
+    synced = (synchronised or ntp_synchronised)()
     if synced is False:
         return warn("clock", f"{shown}, not synchronised with a time server",
                     "timedatectl set-ntp true, and check that the network lets NTP (UDP "
@@ -82,7 +82,12 @@ def check_zone(environ=os.environ, localtime: Path = Path("/etc/localtime")) -> 
     return ok("time zone", name)
 
 
-def check_space(store: Path, usage=shutil.disk_usage) -> Check:
+def disk_usage(folder: Path):
+    """(total, used, free) bytes of the filesystem holding `folder`."""
+    return shutil.disk_usage(folder)
+
+
+def check_space(store: Path, usage=None) -> Check:
     """Free space where the call store lives (the nearest folder that exists)."""
     folder = Path(store).parent
     while not folder.exists() and folder != folder.parent:
@@ -91,7 +96,7 @@ def check_space(store: Path, usage=shutil.disk_usage) -> Check:
     while not os.path.ismount(mount) and mount != mount.parent:
         mount = mount.parent
     try:
-        total, _, free = usage(folder)
+        total, _, free = (usage or disk_usage)(folder)
     except OSError as err:
         return skip("free space", f"{folder}: cannot tell ({err.strerror or err})")
     detail = (f"{_size(free)} free of {_size(total)} on {mount} (the call store's "
