@@ -294,19 +294,23 @@ def test_port_auto_finds_the_modem_by_its_by_id_name(tmp_path):
     assert checks["dial tone"].status == "ok"
 
 
-def test_port_auto_takes_the_images_name_first_and_shows_its_by_id_name(tmp_path):
+def test_port_auto_shows_each_modem_port_and_the_backend_opens_the_images_name(tmp_path):
     by_id = tmp_path / "serial" / "by-id" / "usb-U.S._Robotics_USB_Modem-if00"
     other = FakeModem(tmp_path / "ttyACM1", "cx93010",
                       by_id=by_id.parent / "usb-Conexant_USB_Modem-if00")
     modem = FakeModem(tmp_path / "callgate-modem0", "usr5637", by_id=by_id)
     try:
-        device = by_name(doctor_line.check_line("line", auto_line(tmp_path)))["device"]
+        reals = [str(by_id.resolve()), str(other.by_id.resolve())]
+        checks = by_name(doctor_line.check_line("line", auto_line(tmp_path)))
     finally:
         modem.close()
         other.close()
+    device = checks["device"]
     assert device.status == "ok", device
-    assert device.detail.startswith(f"port auto: serial port {tmp_path / 'callgate-modem0'}"
-                                    f" = {by_id} = /dev/")
+    assert device.detail == (f"port auto: serial ports {tmp_path / 'callgate-modem0'} = "
+                             f"{by_id} = {reals[0]}; {other.by_id} = {reals[1]}")
+    assert checks["modem"].detail.startswith(f"USRobotics USR5637 56K USB answers on "
+                                             f"{tmp_path / 'callgate-modem0'} ")
 
 
 def test_port_auto_without_a_modem_says_where_it_looked(tmp_path):

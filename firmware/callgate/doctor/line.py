@@ -108,16 +108,17 @@ def _found(name: str, line, backend: str) -> Check:
 
 
 def _modem_port(name: str, line) -> Check:
-    """The port the modem backend will open: the configured one, or for "auto" the
-    first of the image's udev name, the one /dev/serial/by-id name, /dev/ttyACM0 (as
-    line/modem/line.py looks); with the by-id name of the port when udev gave it one."""
+    """The configured port is there; for "auto", any of the names the backend looks at
+    (the image's udev name, /dev/serial/by-id, /dev/ttyACM0) is: which one it takes,
+    or why none, opening it says (the "modem" and "open" checks). Each port is shown
+    with its by-id name and the device it is."""
     configured = line.configured_port
     if configured == "auto":
-        candidates = [*line.auto_ports, *_by_id(line.by_id_dir)[:1], AUTO_FALLBACK]
+        candidates = [*line.auto_ports, *_by_id(line.by_id_dir), AUTO_FALLBACK]
     else:
         candidates = [configured]
-    port = next((p for p in candidates if "://" in p or os.path.exists(p)), None)
-    if port is None:
+    present = [p for p in candidates if "://" in p or os.path.exists(p)]
+    if not present:
         there = serial_ports("/dev" if candidates[0].startswith("/dev/")
                              else str(Path(candidates[0]).parent))
         looked = (f"port auto: no modem port (looked for {', '.join(line.auto_ports)}, "
@@ -126,15 +127,26 @@ def _modem_port(name: str, line) -> Check:
         return fail("device", f"{looked}; serial ports here: {', '.join(there) or 'none'}",
                     "plug the modem in (a supported one: hw/README.md) and check `dmesg`, "
                     "or set line.modem.port to the port it is on", name)
-    if "://" in port:
-        return ok("device", f"serial port {port}", name)
-    real = os.path.realpath(port)
-    names = [port] + [n for n in _by_id(line.by_id_dir)
-                      if n != port and os.path.realpath(n) == real]
-    if real not in names:
-        names.append(real)
+    if configured == "auto":
+        groups = _by_device(present)
+    else:                           # the port, with the by-id names of its device
+        port = present[0]
+        others = _by_id(line.by_id_dir) if "://" not in port else []
+        groups = _by_device([port, *others])[:1]
+    shown = "; ".join(" = ".join(names) for names in groups)
     how = "port auto: " if configured == "auto" else ""
-    return ok("device", f"{how}serial port {' = '.join(names)}", name)
+    return ok("device", f"{how}serial port{'s' * (len(groups) > 1)} {shown}", name)
+
+
+def _by_device(names: list[str]) -> list[list[str]]:
+    """Names grouped by the device they lead to, each group ending with the device."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        real = n if "://" in n else os.path.realpath(n)
+        group = groups.setdefault(real, [])
+        if n not in group:
+            group.append(n)
+    return [g + ([real] if real not in g else []) for real, g in groups.items()]
 
 
 def _by_id(folder: str) -> list[str]:
