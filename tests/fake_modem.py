@@ -54,7 +54,7 @@ MODELS = {
         "ati0": "5601",
         "ati3": "U.S. Robotics 56K FAX USB V1.2.23",
         "vsm_list": _REFERENCE_VSM,                  # USRobotics reference, +VSM=? example
-        "vsm_args": ("8000",),                       # +VSM=<cml>,<vsr>
+        "vsm_args": ("8000", "8000,0,0"),            # +VSM=<cml>,<vsr>,<sds>,<sel>
         "vsd": {"128,0", "128,50"},
         "vtr": False,
         "vls_reply": "OK",
@@ -166,11 +166,15 @@ class FakeModem:
             text += "\r\n" + "".join(f"{k}{sep}{v}\r\n" for k, v in callerid.items())
         self._write(text.encode("latin-1"))
 
-    def key(self, digit: str) -> None:
-        """The far end pressed a key: the modem's <DLE> report, in whatever state it is in."""
+    def key(self, digit: str, repeats: int = 1) -> None:
+        """The far end pressed a key: the modem's <DLE> report, in whatever state it is in.
+
+        `repeats`: a shielding part that reports the digit again while the tone lasts
+        (V.253 DTMF duration reporting, as Intel's 536EX developer's manual 6.1 shows for
+        a 280 ms burst of 5: <DLE>/ then the digit repeated, then <DLE>~)."""
         report = bytes([DLE]) + digit.encode("ascii")
         if self.spec["dtmf_shielded"]:
-            report = b"\x10/" + report + b"\x10~"
+            report = b"\x10/" + report * repeats + b"\x10~"
         if self.data in ("rx", "duplex"):
             self._dle_out.append(report)
         else:

@@ -594,6 +594,21 @@ def test_keys_typed_over_a_prompt_on_a_half_duplex_modem(rig):
     assert [k.digit for k in of(events, DtmfEvent)] == ["7"]
 
 
+def test_a_held_key_reported_again_inside_its_shielding_is_one_key(rig):
+    """A shielding part may repeat the digit while the tone lasts (V.253 DTMF duration
+    reporting; Intel 536EX developer's manual 6.1: a 280 ms burst of 5 reports <DLE>/,
+    5 repeated, <DLE>~): one press is one key; the same key pressed again is a second."""
+    fake, line = rig("usr5637")
+    answered(line)
+    fake.key("1", repeats=4)
+    fake.key("1", repeats=3)
+    fake.key("2", repeats=2)
+    events, _ = run(line, until=lambda ev: len(of(ev, DtmfEvent)) >= 3, seconds=3)
+    events += run(line, frames=10)[0]
+    assert [k.digit for k in of(events, DtmfEvent)] == ["1", "1", "2"]
+    assert line.dtmf_reports == 9
+
+
 @pytest.mark.parametrize("fields, number, absent, datetime, name", [
     # DDN_NMBR only: the dialable number is the number (NCID's modem test data)
     ({"DATE": "0321", "TIME": "1405", "DDN_NMBR": "2015550123"}, "2015550123", None,
@@ -760,6 +775,30 @@ def test_auto_port_takes_the_image_name_then_the_by_id_name(tmp_path):
     with pytest.raises(LineError) as err:
         missing.open()
     assert "no modem port found" in str(err.value) and "callgate-modem0" in str(err.value)
+
+
+def test_auto_port_among_several_by_id_names_takes_the_cdc_acm_one(tmp_path):
+    """udev names every USB serial port in /dev/serial/by-id, each a link to ../../ttyXXX;
+    the supported modems are CDC-ACM (ttyACMn), a USB serial console is ttyUSBn. The
+    console's name sorts first; "auto" still opens the modem."""
+    by_id = tmp_path / "by-id"
+    by_id.mkdir()
+    (tmp_path / "ttyUSB0").write_text("")                     # not a tty: cannot be opened
+    (by_id / "usb-0403_FTDI_FT232R_A10K-if00-port0").symlink_to("../ttyUSB0")
+    fake = FakeModem(tmp_path / "ttyACM7", "cx93010")
+    (by_id / "usb-Conexant_USB_Modem_24680246-if00").symlink_to("../ttyACM7")
+    line = ModemLine("auto", auto_ports=(), by_id_dir=str(by_id), command_timeout=0.5)
+    try:
+        line.open()
+        assert line.port.endswith("usb-Conexant_USB_Modem_24680246-if00")
+    finally:
+        line.close()
+        fake.close()
+    (by_id / "usb-Conexant_USB_Modem_24680246-if00").unlink()
+    (by_id / "usb-Prolific_GPS-if00-port0").symlink_to("../ttyUSB1")
+    guess = ModemLine("auto", auto_ports=(), by_id_dir=str(by_id))
+    with pytest.raises(LineError, match=r"several serial ports .*FTDI.*GPS.*line\.modem\.port"):
+        guess.open()
 
 
 def test_keepalive_re_arms_caller_id_the_modem_dropped(rig):

@@ -84,6 +84,9 @@ def test_service_line_chosen_by_distinctive_ring():
     assert service_for_line(services, "line", "DRON=8").name == "support"
     assert service_for_line(services, "line", "A").name == "sales"
     assert service_for_line(services, "line", None).name == "sales"
+    # DRON= is a measured burst length (100 ms steps): 0.8 s reads 7, 8 or 9, not 6 or 20
+    assert [service_for_line(services, "line", f"DRON={n}").name
+            for n in (6, 7, 9, 20)] == ["sales", "support", "support", "sales"]
     with pytest.raises(ConfigError, match=r"service\[0\]\.x\.ring_patterns|ring_patterns"):
         load_services(Table({"service": [{"name": "x", "ring_patterns": "B"}]}))
 

@@ -15,7 +15,7 @@ from ..toneplans import load_toneplan
 class EngineConfig:
     """The [engine] table. Times in ms on the line's sample clock."""
 
-    rings: int | None = None          # answer on this ring; None ("auto"): once caller ID came
+    rings: int | None = None          # answer on this ring; None ("auto"): caller ID, else ring 3
     cpc_ms: int = 250                 # loop current drop that means the caller hung up
     silence_ms: int = 30000           # silence (both ways) that ends a call; 0: never
     abandon_ms: int = 8000            # no ring for this long: the caller gave up

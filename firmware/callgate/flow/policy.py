@@ -470,7 +470,8 @@ def service_for_line(services: list[Policy], line: str,
     `lines`; services kept for a ring pattern come last; else the first."""
     if ring_pattern is not None:
         for p in services:
-            if ring_pattern in p.ring_patterns and (not p.lines or line in p.lines):
+            if (any(_same_ring(ring_pattern, want) for want in p.ring_patterns)
+                    and (not p.lines or line in p.lines)):
                 return p
     plain = [p for p in services if not p.ring_patterns] or services
     for p in plain:
@@ -480,3 +481,17 @@ def service_for_line(services: list[Policy], line: str,
         if not p.lines:
             return p
     return plain[0]
+
+
+DRON_STEP_TOLERANCE = 1     # a modem measures a burst in 100 ms steps: 0.8 s is DRON=7..9
+
+
+def _same_ring(heard: str, wanted: str) -> bool:
+    """A distinctive ring as the line reported it against one a service names: the same
+    letter or number ("A", "1"), or a DRON= burst length within one 100 ms step."""
+    if heard.upper() == wanted.upper():
+        return True
+    h, w = heard.upper().partition("DRON="), wanted.upper().partition("DRON=")
+    if h[:2] == w[:2] == ("", "DRON=") and h[2].isdigit() and w[2].isdigit():
+        return abs(int(h[2]) - int(w[2])) <= DRON_STEP_TOLERANCE
+    return False

@@ -30,7 +30,8 @@ formats in audio.py):
   comes at the next off hook; 'L' -> PolarityReversal where a part reports it;
   local/extension phone -> ParallelHandset. A DTMF report, in any data state
   (the only way a key is heard while a half-duplex modem transmits), is a
-  DtmfEvent; the engine merges it with its own detector's keys. A keyed digit
+  DtmfEvent (a digit repeated inside <DLE>/ .. <DLE>~ shielding is one key); the
+  engine merges it with its own detector's keys. A keyed digit
   is never logged. A data state ends on OK or VCON.
 - faults: no answer to a command (on hook, an "AT+VCID?" every 30 s of quiet
   checks that it still answers, and re-arms caller ID if it dropped it), no
@@ -166,6 +167,7 @@ class ModemLine(Line):
         self._quiet_frames = 0
         self._callerid = v253.ModemCallerId()
         self._loop_broken = False
+        self._dtmf_held: str | None = None   # inside <DLE>/ .. <DLE>~: the digit reported
         self._next_tick: float | None = None
         self._last_heard = 0.0
         self._retry_at = 0.0
@@ -269,15 +271,26 @@ class ModemLine(Line):
     # ------------------------------------------------------------ the port's name
     def _candidates(self) -> list[str]:
         """Names to open, in order: the configured one ("auto": the image's udev name, the
-        one USB serial port udev names by id, /dev/ttyACM0), then the stable name found
-        at the last open, so a modem back under another ttyACM number is found again."""
+        USB serial port udev names by id that is the modem, /dev/ttyACM0), then the stable
+        name found at the last open, so a modem back under another ttyACM number is found
+        again."""
         if self.configured_port == "auto":
-            names = [*self.auto_ports, *self._by_id_names()[:1], "/dev/ttyACM0"]
+            names = [*self.auto_ports, *self._by_id_modem(), "/dev/ttyACM0"]
         else:
             names = [self.configured_port]
         if self._stable and self._stable not in names:
             names.append(self._stable)
         return names
+
+    def _by_id_modem(self) -> list[str]:
+        """The by-id name to try under "auto": the only one, or among several the only
+        CDC-ACM device (udev links ../../ttyACMn; the supported modems are CDC-ACM, a USB
+        serial console or GPS is ttyUSBn); none where that does not settle it."""
+        names = self._by_id_names()
+        if len(names) <= 1:
+            return names
+        acm = [n for n in names if _is_acm(n)]
+        return acm if len(acm) == 1 else []
 
     def _by_id_names(self) -> list[str]:
         try:
@@ -312,6 +325,11 @@ class ModemLine(Line):
         return self._stable
 
     def _open_error(self, err: Exception) -> str:
+        several = self._by_id_names() if self.configured_port == "auto" else []
+        if len(several) > 1 and not self._by_id_modem():
+            names = ", ".join(os.path.basename(n) for n in several[:4])
+            return (f"no modem port found: several serial ports in {self.by_id_dir} "
+                    f"({names}); set line.modem.port to the modem's")
         if self.configured_port == "auto" and not any(
                 os.path.exists(n) for n in self._candidates()):
             return (f"no modem port found (looked for {', '.join(self.auto_ports)}, "
@@ -385,6 +403,7 @@ class ModemLine(Line):
         self._finish_callerid()
         self._tone_seen.clear()
         self._ring_at = None
+        self._dtmf_held = None
         if self._loop_broken:
             self._loop_broken = False
             self._events.append(LoopCurrent(self._sample, present=True))
@@ -716,8 +735,17 @@ class ModemLine(Line):
             # a key, in any data state: in transmit it is the only way a key is heard
             # (the engine merges it with what its own detector hears); never log the digit
             self.dtmf_reports += 1
+            if self._dtmf_held == code:
+                return                      # the same tone, still on, reported again
+            if self._dtmf_held is not None:
+                self._dtmf_held = code
             if self._off_hook:
                 self._events.append(DtmfEvent(now, digit=code))
+            return
+        if code in "/~":
+            # DTMF shielding (V.253): between <DLE>/ and <DLE>~ a part may repeat the
+            # digit while the tone lasts, to give its duration; that is one key
+            self._dtmf_held = "" if code == "/" else None
             return
         kind = v253.DLE_EVENTS.get(code)
         if kind == "ring":
@@ -834,6 +862,15 @@ def _open_serial(port: str, baud: int) -> serial.SerialBase:
     """The real port: 8N1, no flow control (V.253 voice data is DLE-framed, not XON/XOFF)."""
     return serial.serial_for_url(port, baudrate=baud, timeout=POLL_S, write_timeout=2.0,
                                  exclusive=True)
+
+
+def _is_acm(link: str) -> bool:
+    """A by-id link to a CDC-ACM tty (its own target, or where it leads in the end)."""
+    try:
+        hops = (os.readlink(link), os.path.realpath(link))
+    except OSError:
+        return False
+    return any(os.path.basename(h).startswith("ttyACM") for h in hops)
 
 
 def _one_line(err: Exception) -> str:
