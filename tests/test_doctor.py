@@ -244,6 +244,24 @@ def test_a_half_duplex_modem_skips_the_echo_test(tmp_path):
     assert checks["audio out"].status == "skip" and "half duplex" in checks["audio out"].detail
 
 
+def test_a_modems_t35_country_is_not_taken_for_a_tone_plan(tmp_path):
+    """line.modem.country is the modem's AT+GCI code (B4: the UK), not a tone plan: the
+    engine and doctor keep to engine.toneplan, else us."""
+    from callgate.app import App, Settings
+
+    modem = FakeLineModem(tmp_path / "callgate-modem0")
+    path = config(tmp_path, f'[line]\nbackend = "modem"\n[line.modem]\nport = '
+                            f'"{modem.link}"\ncountry = "B4"\n')
+    try:
+        checks = by_name(run_checks(path))
+        app = App.from_settings(Settings.load(path))        # builds the engine, opens nothing
+    finally:
+        modem.close()
+    assert modem.country == "B4"                           # the modem was told
+    assert checks["dial tone"].status == "ok" and checks["dial tone"].detail == "heard (plan us)"
+    assert app.engine.plan.name == "us"
+
+
 def test_a_modem_without_a_line_behind_it_fails_audio_and_dial_tone(tmp_path, modem, capsys):
     code, out = doctor(capsys, modem_config(tmp_path, modem.link))
     assert code == 1
