@@ -148,6 +148,13 @@ def test_a_weak_dial_tone_fails_its_level(tmp_path):
     assert level.status == "fail" and "too weak" in level.detail
 
 
+def test_a_loud_dial_tone_warns_of_clipping_with_the_backends_fix(tmp_path):
+    dial = plan_tone_tx(load_toneplan("us"), "dial", 4.0, level_dbm0=-5.0)   # -2 dBm0 in all
+    level = by_name(run_checks(replay_config(tmp_path, dial)))["dial tone level"]
+    assert level.status == "warn" and "near clipping" in level.detail
+    assert "line.hat" not in level.fix and "amplifies" in level.fix
+
+
 # ------------------------------------------------------------------ modem on a pty
 
 

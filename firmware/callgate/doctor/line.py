@@ -306,8 +306,10 @@ def _dial_tone(name: str, heard: np.ndarray, plan: str, backend: str, rate: int)
                "the line")
         return [found, fail("dial tone level", f"{_db(level)}: too weak", fix, name)]
     if level > LOUD_DIAL_DBM0:
-        return [found, warn("dial tone level", f"{_db(level)}: near clipping",
-                            "lower the capture gain (line.hat.rx_gain_db, alsamixer)", name)]
+        fix = ("lower the capture gain (line.hat.rx_gain_db, alsamixer)" if backend == "hat"
+               else "the line is unusually loud: check nothing amplifies it before the "
+                    "device (a PBX port's gain, a line amplifier)")
+        return [found, warn("dial tone level", f"{_db(level)}: near clipping", fix, name)]
     return [found, ok("dial tone level", _db(level), name)]
 
 
