@@ -395,15 +395,29 @@ def test_a_modem_that_is_not_a_voice_modem_is_named_by_its_ati(tmp_path, monkeyp
 # ------------------------------------------------------------------ config and back end
 
 
-def test_a_bad_config_fails_and_still_checks_the_device(tmp_path, capsys):
+def test_a_bad_config_fails_and_still_checks_the_device(tmp_path, capsys, monkeypatch):
+    dev = tmp_path / "dev"
+    (dev / "serial" / "by-id").mkdir(parents=True)
+    (dev / "ttyACM0").touch()
+    (dev / "serial" / "by-id" / "usb-Conexant_USB_Modem-if00").symlink_to(dev / "ttyACM0")
+    monkeypatch.setattr(doctor_line, "DEV", str(dev))
+    monkeypatch.setattr(doctor_line, "GPIO_CHIPS", str(dev / "gpiochip*"))
+    monkeypatch.setattr(doctor_line, "SOUND_CARDS", str(tmp_path / "no-cards"))
     path = config(tmp_path, '[line]\nbackend = "sim"\n[line.sim]\nsede = 1\n')
     code, out = doctor(capsys, path)
     assert code == 1
     lines = out.splitlines()
     assert lines[0].startswith("FAIL  config: line.sim.sede: unknown key -- fix: correct it "
                                f"in {path}, then run `callgate check-config {path}`")
-    assert [ln.split(":")[0] for ln in lines[1:4]] == ["ok    clock", "ok    time zone",
+    by_id = dev / "serial" / "by-id" / "usb-Conexant_USB_Modem-if00"
+    assert lines[1] == (f"ok    hardware: serial ports: {by_id}, {dev / 'ttyACM0'}; "
+                        "GPIO chips: none; sound cards: none")
+    assert [ln.split(":")[0] for ln in lines[2:5]] == ["ok    clock", "ok    time zone",
                                                         "ok    free space"]
+    (dev / "ttyACM0").unlink()
+    (dev / "serial" / "by-id" / "usb-Conexant_USB_Modem-if00").unlink()
+    bare = by_name(run_checks(path), None)["hardware"]
+    assert bare.status == "warn" and "plug the modem in" in bare.fix
 
 
 def test_every_line_of_a_device_is_checked_or_the_one_asked_for(tmp_path, capsys):

@@ -5,7 +5,8 @@ one module per group:
 
     checks.py    the Check result and how it is printed (text or --json)
     config.py    the configuration, as `check-config` reads it
-    line.py      each line's hardware: found, opened (a modem identified by ATI, a
+    line.py      each line's hardware (or, with no readable config, what hardware
+                 there is): found, opened (a modem identified by ATI, a
                  HAT's pins and codec), caller ID reporting, then off hook: audio in,
                  loop current, dial tone and its level, our own audio heard back
     backend.py   the back end, as `callgate crm test` checks it (crm/sitecheck.py)

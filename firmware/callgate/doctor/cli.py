@@ -15,7 +15,7 @@ from typing import TextIO
 from .backend import check_backend
 from .checks import Check, summary
 from .config import check_config
-from .line import check_line
+from .line import check_line, survey
 from .system import check_clock, check_space, check_zone
 
 DEFAULT_CONFIG = "/etc/callgate/callgate.toml"
@@ -78,6 +78,8 @@ def run_checks(config: str | None, line: str | None = None,
             if line is None or name == line:
                 checks += check_line(name, built, settings.engine.toneplan)
         checks.append(check_backend(config, settings, phone))
+    else:
+        checks.append(survey())          # no line to test: what hardware is there
     checks += [check_clock(), check_zone(),
                check_space(settings.store_path if settings is not None else DEFAULT_DATA)]
     return checks

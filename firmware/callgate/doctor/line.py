@@ -40,6 +40,7 @@ MIN_AUDIO_DBM0 = -60.0          # quieter than this off hook: no audio from the 
 WEAK_DIAL_DBM0 = -35.0          # a dial tone weaker than this: long loop or low gain
 LOUD_DIAL_DBM0 = -3.0           # louder: the codec's input gain clips
 ECHO_MARGIN_DB = 10.0           # the echo must stand this far above the quiet line
+DEV = "/dev"
 GPIO_CHIPS = "/dev/gpiochip*"
 SOUND_CARDS = "/proc/asound/cards"
 AUTO_FALLBACK = "/dev/ttyACM0"    # port "auto"'s last try (line/modem/line.py)
@@ -105,6 +106,20 @@ def _found(name: str, line, backend: str) -> Check:
     if backend == "replay":
         return ok("device", f"recording {line.path}" if line.path else "recording", name)
     return ok("device", f"{backend} line (no hardware)", name)
+
+
+def survey() -> Check:
+    """The line hardware this device has, whatever the configuration says: shown when
+    the configuration cannot be read, so the technician sees what there is to set."""
+    ports = serial_ports(DEV)
+    chips = sorted(glob.glob(GPIO_CHIPS))
+    cards = _sound_cards(SOUND_CARDS)
+    detail = (f"serial ports: {', '.join(ports) or 'none'}; GPIO chips: "
+              f"{', '.join(chips) or 'none'}; sound cards: {', '.join(cards) or 'none'}")
+    if not ports and not cards:
+        return warn("hardware", detail, "plug the modem in (hw/README.md lists the "
+                    "supported ones) or seat the HAT and its USB codec; check `dmesg`")
+    return ok("hardware", detail)
 
 
 def _modem_port(name: str, line) -> Check:
