@@ -532,7 +532,7 @@ def test_init_and_country_keys_are_checked():
         return make_line(Table({"backend": "modem", "modem": modem}, "line"))
 
     line = make(init=["AT!4886=00", "AT-SCID=1"], country="b5")
-    assert line.init == ("AT!4886=00", "AT-SCID=1") and line.country == "B5"
+    assert line.init == ("AT!4886=00", "AT-SCID=1") and line.t35_country == "B5"
     fine = ["ATE0V1X4", "AT&K3", "ATS0=0", "ATS7=60", "AT+VDR=1,0;+VIT=0", "AT#CID=1"]
     assert make(init=fine).init == tuple(fine)
     for bad, key, why in [({"init": "AT!4886=00"}, "line.modem.init", "list"),

@@ -267,3 +267,45 @@ def test_the_web_unit_lets_only_the_lan_in(tmp_path):
     assert "systemctl edit callgate-web" in text        # how a site sets its own list
     found = security_findings(analyze(), WEB_UNIT, tmp_path)
     assert "does not define an IP address allow list" not in found
+
+
+# ---------------------------------------------------------------- one unit per line
+
+LINE_UNIT = ROOT / "systemd" / "callgate@.service"
+
+
+def test_the_line_template_runs_its_instance_line_and_verifies_clean(tmp_path):
+    """systemd/callgate@.service: instance NAME runs `callgate run --line NAME` from the
+    release's venv, hardened as the single-line unit, and verifies clean as an instance."""
+    tool = analyze()
+    text = LINE_UNIT.read_text()
+    assert re.search(r"^ExecStart=/opt/callgate/current/bin/callgate run --config "
+                     r"/etc/callgate/callgate\.toml --line %i$", text, re.M)
+    for line in ("Type=notify", "User=callgate", "StateDirectory=callgate",
+                 "NoNewPrivileges=yes", "ProtectSystem=strict", "DevicePolicy=closed",
+                 "Conflicts=callgate.service", "RuntimeDirectory=callgate/%i"):
+        assert re.search(rf"^{re.escape(line)}$", text, re.M), line
+    rc, lines = verify(tool, LINE_UNIT)
+    assert [ln for ln in lines if "/opt/callgate/current/bin/callgate" not in ln] == [], lines
+    for name in ("office", "shop-2"):
+        copy = tmp_path / f"callgate@{name}.service"
+        copy.write_text(re.sub(r"^ExecStart=\S+", f"ExecStart={shutil.which('true')}", text,
+                               flags=re.M))
+        rc, lines = verify(tool, copy)
+        assert rc == 0 and lines == [], (name, lines)
+    proc = subprocess.run([tool, "security", "--offline=true", "--no-pager", str(copy)],
+                          capture_output=True, text=True, timeout=60)
+    found = re.search(r"Overall exposure level for callgate@shop-2.service: ([\d.]+)",
+                      proc.stdout)
+    assert found, proc.stdout[-500:] + proc.stderr[-500:]
+    assert float(found.group(1)) <= 3.0
+
+
+def test_verify_catches_a_broken_line_template(tmp_path):
+    tool = analyze()
+    text = re.sub(r"^ExecStart=\S+", f"ExecStart={shutil.which('true')}",
+                  LINE_UNIT.read_text(), flags=re.M).replace("Type=notify", "Type=notifyy")
+    copy = tmp_path / "callgate@office.service"
+    copy.write_text(text)
+    _, lines = verify(tool, copy)
+    assert "notifyy" in "\n".join(lines)

@@ -34,6 +34,7 @@ from .engine import Engine, EngineConfig, ScriptedHandler
 from .engine.prompts import default_prompt_root
 from .flow import IdvFlow, Policy, load_services, service_for_line
 from .line import Line, LineError, make_line
+from .lines import DEFAULT_LINE, check_devices, choose_line, configured_lines, lines_dir_of
 from .localzone import device_zone
 from .printable import PrintableFormatter
 from .store.records import StoreError, store_path
@@ -43,7 +44,7 @@ from .store.recorder import Recorder
 log = logging.getLogger("callgate")
 
 TABLES = ("engine", "line", "crm", "service", "store", "web", "writeback", "telemetry")
-LINE_NAME = "line"
+LINE_NAME = DEFAULT_LINE        # the name of a device's only line
 LOG_QUEUE = 1000                 # log lines waiting for stderr at most
 
 
@@ -57,17 +58,25 @@ class Settings:
     services: list[Policy]
     store_path: Path
     writeback: object | None         # crm.writeback.WritebackSettings
+    name: str = LINE_NAME            # the line this process answers (lines.py)
+    line_table: Table | None = None  # its [line] table
+    lines: dict[str, Line] | None = None   # every configured line, built, not opened
     telemetry: object | None = None  # telemetry.settings.MqttSettings
     remote_serial: int | None = None # the signed remote config this runs (None: the file)
 
     @classmethod
-    def load(cls, path: str | Path | None) -> "Settings":
-        """Read and check the file (None: the embedded defaults); ConfigError names the
-        first bad key, unknown key or missing prompt."""
-        return cls.from_table(load(path) if path else Table({}))
+    def load(cls, path: str | Path | None, line: str | None = None,
+             pick: bool = True) -> "Settings":
+        """Read and check the file (None: the embedded defaults) and the line files of
+        lines/ beside it; ConfigError names the first bad key, unknown key or missing
+        prompt. `line` names the line to run; `pick` False checks every line and picks
+        none (check-config, doctor)."""
+        return cls.from_table(load(path) if path else Table({}), line=line,
+                              lines_dir=lines_dir_of(path), pick=pick)
 
     @classmethod
-    def from_table(cls, table: Table) -> "Settings":
+    def from_table(cls, table: Table, line: str | None = None, lines_dir: Path | None = None,
+                   pick: bool = True) -> "Settings":
         from .crm.writeback import load_writeback
         from .telemetry.settings import load_telemetry
         from .web.settings import WebSettings
@@ -76,7 +85,10 @@ class Settings:
             if key not in TABLES:
                 raise ConfigError(f"{key}: unknown key (known: {', '.join(TABLES)})")
         engine = EngineConfig.from_table(table.sub("engine"))
-        line = _check_line(table.sub("line"))
+        specs = configured_lines(table, lines_dir)
+        built = {spec.name: _check_line(spec.table) for spec in specs}
+        check_devices(built)
+        chosen = choose_line(specs, line) if pick else specs[0]
         country = _check_crm(table.sub("crm"))
         WebSettings.from_table(table)
         writeback = load_writeback(table.sub("writeback"))
@@ -95,7 +107,8 @@ class Settings:
         else:
             names = ()
         _check_prompts(engine, services, names)
-        return cls(table, engine, line, services, store_path(table), writeback, telemetry)
+        return cls(table, engine, built[chosen.name], services, store_path(table), writeback,
+                   telemetry=telemetry, name=chosen.name, line_table=chosen.table, lines=built)
 
     def with_remote_config(self) -> "Settings":
         """The settings `run` uses: those of the signed remote config applied earlier
@@ -111,14 +124,14 @@ class Settings:
                                         Settings.from_table)
         if serial is None:
             return self
-        settings = Settings.from_table(table)
+        settings = Settings.from_table(table, line=self.name)
         settings.remote_serial = serial
         return settings
 
     @property
     def policy(self) -> Policy | None:
         """The service line of the line this device answers (None: the scripted handler)."""
-        return service_for_line(self.services, LINE_NAME) if self.services else None
+        return service_for_line(self.services, self.name) if self.services else None
 
 
 def _has_flow(table: Table) -> bool:
@@ -136,7 +149,7 @@ def _check_line(line: Table) -> Line:
         return built
     except (LineError, ValueError, OSError) as err:
         text = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"line: {text}") from None
+        raise ConfigError(f"{line.path}: {text}") from None
 
 
 def _check_crm(crm: Table) -> str:
@@ -249,7 +262,9 @@ class App:
         from .crm import make_crm
         from .line.recording import RecordingLine
 
-        line = RecordingLine.from_config(settings.line, settings.table.sub("line").sub("record"))
+        line_table = settings.line_table or settings.table.sub("line")
+        line = RecordingLine.from_config(settings.line, line_table.sub("record"))
+        kw.setdefault("name", settings.name)
         policy = settings.policy
         crm = None
         if policy is not None:

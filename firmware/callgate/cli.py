@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE", help="TOML configuration file")
     run.add_argument("--calls", type=int, metavar="N", help="stop after N calls")
     run.add_argument("--json", action="store_true", help="one JSON object per call")
+    run.add_argument("--line", metavar="NAME",
+                     help="the line to answer when several are configured ([[line]] or "
+                          "lines/NAME.toml; one process per line: callgate@NAME.service)")
     run.set_defaults(func=cmd_run)
     _directory_parser(sub)
     _check_config_parser(sub)
@@ -68,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     from .crm.outbox_cli import add_parser as _outbox; _outbox(sub)
     from .crm.sitecheck import add_parser as _crm; _crm(sub)
     from .web.cli import add_parser as _web; _web(sub)
+    from .doctor.cli import add_parser as _doctor; _doctor(sub)
     from .scenario.cli import add_parser as _simulate; _simulate(sub)
     from .prompts_tool import add_parser as _prompts; _prompts(sub)
     from .report.cli import add_parser as _report; _report(sub)
@@ -133,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 emit(json.dumps(record) if args.json else _call_text(record))
 
             try:
-                local = Settings.load(args.config)
+                local = Settings.load(args.config, args.line)
                 settings = local.with_remote_config()
                 while True:
                     try:
@@ -416,17 +420,27 @@ def _check_config_parser(sub) -> None:
     chk.set_defaults(func=cmd_check_config)
 
 
-def check_config(path: str, warnings: list[str] | None = None) -> list[str]:
-    """Validate the file at `path` as `run` reads it (app.Settings); ConfigError (one
-    line naming the key) if anything is wrong. Returns the names of the service lines;
-    `warnings` gets one line per destination no call can reach. Opens no line and no
-    back end."""
+def check_config(path: str, warnings: list[str] | None = None,
+                 lines: list[str] | None = None) -> list[str]:
+    """Validate the file at `path` as `run` reads it (app.Settings), with every line
+    it and lines/ beside it configure; ConfigError (one line naming the key) if
+    anything is wrong. Returns the names of the service lines; `warnings` gets one
+    line per destination no call can reach and, where the lines are named ([[line]],
+    lines/), per service line naming a line that is not; `lines` the lines' names. Opens no line and no back end."""
     from .app import Settings
 
-    services = Settings.load(path).services
+    from .lines import DEFAULT_LINE
+
+    settings = Settings.load(path, pick=False)
+    services = settings.services
+    named = list(settings.lines) != [DEFAULT_LINE]     # [[line]] or lines/ name the lines
     if warnings is not None:
         for policy in services:
             warnings.extend(policy.unreachable())
+            warnings.extend(f"service.{policy.name}.lines: no line {name!r} is configured"
+                            for name in policy.lines if named and name not in settings.lines)
+    if lines is not None:
+        lines.extend(settings.lines)
     return [p.name for p in services]
 
 
@@ -434,13 +448,16 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from .config import ConfigError
 
     warnings: list[str] = []
+    lines: list[str] = []
     try:
-        names = check_config(args.file, warnings)
+        names = check_config(args.file, warnings, lines)
     except ConfigError as err:
         print(f"callgate check-config: {err}", file=sys.stderr)
         return 2
     for line in warnings:
         print(f"callgate check-config: warning: {line}", file=sys.stderr)
+    if len(lines) > 1:
+        print(f"{args.file}: {len(lines)} lines: {', '.join(lines)}")
     if names:
         print(f"{args.file}: ok ({len(names)} service line{'s' * (len(names) != 1)}: "
               f"{', '.join(names)})")

@@ -140,7 +140,8 @@ class ModemLine(Line):
         self._stable: str | None = None     # a by-id/udev name of the port, found at open
         self.baud = baud
         self.init = tuple(init)
-        self.country = country
+        # the T.35 code for AT+GCI; not Line.country, which names a tone plan
+        self.t35_country = country
         self.profile_name = profile
         self.fmt = fmt
         self.flash_ms = flash_ms
@@ -454,9 +455,9 @@ class ModemLine(Line):
                             timeout_ok=True),
                       _Step("ATZ", v253.command("ATZ")), _Step("ATE0", v253.command("ATE0")),
                       _Step("ATV1", v253.command("ATV1"))]
-            if self.country:
+            if self.t35_country:
                 # some parts forget their country at power-down and then show no caller ID
-                gci = f"AT+GCI={self.country}"
+                gci = f"AT+GCI={self.t35_country}"
                 steps.append(_Step(gci, v253.command(gci), what_key="country"))
         if identify_modem:
             steps += [_Step("ATI0", v253.command("ATI0"), then=self._got_ati("0")),
