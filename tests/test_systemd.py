@@ -309,3 +309,10 @@ def test_verify_catches_a_broken_line_template(tmp_path):
     copy.write_text(text)
     _, lines = verify(tool, copy)
     assert "notifyy" in "\n".join(lines)
+
+
+def test_a_line_instance_is_bounded_and_confined_as_the_single_line_engine():
+    """callgate@NAME is the same engine: killed last, bounded, no privileged calls."""
+    engine, line = unit_keys(UNIT), unit_keys(LINE_UNIT)
+    for key in ("OOMScoreAdjust", "MemoryMax", "ProcSubset", "SystemCallFilter"):
+        assert line.get(key) == engine.get(key), key
