@@ -29,6 +29,7 @@ FSTAB = (f"proc            /proc           proc    defaults          0       0\n
 OS_RELEASE = {
     "bookworm": ('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\n'
                  'VERSION_ID="12"\nVERSION="12 (bookworm)"\nVERSION_CODENAME=bookworm\nID=debian\n'),
+    "bullseye": ('PRETTY_NAME="Debian GNU/Linux 11 (bullseye)"\nVERSION_CODENAME=bullseye\nID=debian\n'),
 }
 PASSWD = ("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
           "systemd-network:x:998:998:systemd Network Management:/:/usr/sbin/nologin\n"
@@ -45,7 +46,12 @@ RPI_WATCHDOG = "[Manager]\nRuntimeWatchdogSec=16\nRebootWatchdogSec=1m\n"
 XATTR = ("user.callgate-fake", "kept")
 
 
-def _root_tree(top: Path, release: str) -> None:
+def elf_header(machine: int) -> bytes:
+    """The first bytes of a 64-bit little-endian ELF executable for `machine` (183 arm64, 40 arm)."""
+    return b"\x7fELF\x02\x01\x01" + b"\0" * 9 + (2).to_bytes(2, "little") + machine.to_bytes(2, "little")
+
+
+def _root_tree(top: Path, release: str, python_machine: int | None) -> None:
     files = {
         "usr/lib/os-release": OS_RELEASE[release],
         "etc/fstab": FSTAB,
@@ -67,11 +73,14 @@ def _root_tree(top: Path, release: str) -> None:
     for d in ("etc/systemd/system/multi-user.target.wants", "opt", "var/lib", "var/log",
               "boot/firmware", "home/pi"):
         (top / d).mkdir(parents=True, exist_ok=True)
+    if python_machine is not None:
+        (top / "usr/bin/python3.11").write_bytes(elf_header(python_machine))
     (top / "etc/os-release").symlink_to("../usr/lib/os-release")
     (top / "usr/bin/python3").symlink_to("python3.11")
 
 
-def make_image(path: Path, work: Path, release: str = "bookworm") -> Path:
+def make_image(path: Path, work: Path, release: str = "bookworm",
+               python_machine: int | None = None) -> Path:
     """Write the fake image to `path` (a plain .img); returns it."""
     work.mkdir(parents=True, exist_ok=True)
     boot, root, tree = work / "boot.vfat", work / "root.ext4", work / "rootfs"
@@ -84,7 +93,7 @@ def make_image(path: Path, work: Path, release: str = "bookworm") -> Path:
         (work / name).write_text(text)
         subprocess.run(["mcopy", "-i", str(boot), str(work / name), f"::{name}"], check=True,
                        env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"})
-    _root_tree(tree, release)
+    _root_tree(tree, release, python_machine)
     with open(root, "wb") as fh:
         fh.truncate(ROOT_MIB * MIB)
     # the fake's own root may be made with -d: it is not the official one being edited

@@ -218,6 +218,11 @@ def test_every_file_from_tools_image_with_owner_mode_and_content(built):
             ("regular", want, 0, 0), path
         text = src.read_text().replace("@CALLGATE_UID@", str(built.uid)) \
                               .replace("@CALLGATE_GID@", str(built.gid))
+        if "@MODEM_MATCHES@" in text:
+            head, tail = text.split("@MODEM_MATCHES@")
+            got = root.cat(path)
+            assert got.startswith(head) and got.endswith(tail), path
+            continue
         assert root.cat(path) == text, path
     assert root.stat("/usr/lib/callgate/grow-data")["mode"] & 0o7777 == 0o755
     for unit in sorted((ROOT / "systemd").glob("*.service")):
@@ -232,6 +237,25 @@ def test_every_file_from_tools_image_with_owner_mode_and_content(built):
         info = root.stat(path)
         assert (info["type"], info["mode"] & 0o7777, info["uid"], info["gid"]) == \
             ("directory", mode, uid, gid), path
+
+
+def supported_modems() -> set[tuple[str, str]]:
+    """The USB ids the udev rule must give callgate: the modem profiles', else the image's list."""
+    from callgate.line.modem import profiles
+    if hasattr(profiles, "usb_ids"):
+        return {(u.vendor.lower(), u.product.lower()) for u in profiles.usb_ids()}
+    return {tuple(line.split()[:2]) for line in (IMAGE / "modem-usb-ids").read_text().splitlines()
+            if line.strip() and not line.startswith("#")}
+
+
+def test_udev_gives_callgate_every_supported_modem_under_a_stable_name(built):
+    rules = built.root.cat("/etc/udev/rules.d/60-callgate-modem.rules")
+    matched = set(re.findall(r'ATTRS\{idVendor\}=="([0-9a-f]{4})", ATTRS\{idProduct\}=="([0-9a-f]{4})", '
+                             r'GOTO="callgate_modem"', rules))
+    assert matched == supported_modems() and ("0baf", "0303") in matched      # USR5637
+    assert 'GROUP="callgate", MODE="0660", SYMLINK+="callgate-modem%n"' in rules
+    assert 'ENV{ID_MM_DEVICE_IGNORE}="1"' in rules
+    assert "@" not in rules.replace("%n", "")
 
 
 def test_the_release_venv_is_written_for_the_target(built):
@@ -250,9 +274,10 @@ def test_the_release_venv_is_written_for_the_target(built):
     assert "callgate" in root.ls(site)
     # bytecode made here (same Python 3.11), checked by hash: no cache to write on a read-only /opt
     assert any(n.startswith("cli.cpython-311") for n in root.ls(f"{site}/callgate/__pycache__"))
-    for folder in ("hw", "prompts_wav"):
-        assert root.ls(f"{rel}/lib/python3.11/{folder}") == sorted(p.name for p in (ROOT / folder).iterdir())
-    assert root.ls(f"{rel}/lib/python3.11/prompts_wav/en") == sorted(
+    for folder in ("hw", "prompts_wav"):          # in the release, as `callgate update` puts them
+        assert root.ls(f"{rel}/{folder}") == sorted(p.name for p in (ROOT / folder).iterdir())
+        assert root.stat(f"{rel}/lib/python3.11/{folder}")["link"] == f"../../{folder}"
+    assert root.ls(f"{rel}/prompts_wav/en") == sorted(
         p.name for p in (ROOT / "prompts_wav" / "en").iterdir())
     info = root.stat(f"{site}/callgate/cli.py")
     assert (info["mode"] & 0o7777, info["uid"], info["gid"]) == (0o644, 0, 0)
@@ -361,6 +386,20 @@ def test_no_secret_anywhere_in_the_image(built):
         "callgate.rpi-imager-manifest").read_text()
 
 
+def test_the_lock_covers_every_runtime_dependency():
+    """A dependency added to setup.cfg must be locked, or the image's venv would lack it."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    wanted = {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", r.strip()).group(0)).lower()
+              for r in cfg["options"]["install_requires"].strip().splitlines() if r.strip()}
+    lock = (IMAGE / "wheels.lock").read_text().splitlines()
+    pinned = {line.split("==")[0] for line in lock if line and not line.startswith("#")}
+    assert wanted <= pinned, wanted - pinned
+    for line in lock:
+        if line and not line.startswith("#"):
+            assert re.fullmatch(r"[a-z0-9-]+==\S+( --hash=sha256:[0-9a-f]{64})+", line), line
+
+
 def test_outputs_sha256_imager_manifest_and_summary(built):
     digest = hashlib.sha256(built.out.read_bytes()).hexdigest()
     assert built.out.with_name("callgate.img.xz.sha256").read_text() == f"{digest}  callgate.img.xz\n"
@@ -401,6 +440,16 @@ def test_refuses_a_wrong_sha256_an_unknown_layout_and_a_bad_config(tmp_path, bui
     assert not out.exists()
 
 
+def test_refuses_a_32_bit_image_and_an_unknown_release(tmp_path):
+    armhf = fake.make_image(tmp_path / "armhf.img", tmp_path / "a", python_machine=40)
+    proc = build(str(armhf), "-o", str(tmp_path / "a.img.xz"))
+    assert proc.returncode == 1 and "not arm64" in proc.stderr, proc.stderr
+    old = fake.make_image(tmp_path / "old.img", tmp_path / "b", release="bullseye")
+    proc = build(str(old), "-o", str(tmp_path / "b.img.xz"))
+    assert proc.returncode == 1 and "'bullseye'" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 2     # the step line, then the one reason
+
+
 # ------------------------------------------------------------------ the venv runs on arm64
 
 
@@ -410,7 +459,8 @@ from callgate.engine.prompts import default_prompt_root
 from callgate.line.hat.board import find_board
 import numpy, scipy
 print(json.dumps({"prefix": sys.prefix, "machine": platform.machine(), "numpy": numpy.__file__,
-                  "prompts": str(default_prompt_root()), "board": str(find_board("xe0092-usb"))}),
+                  "prompts": str(default_prompt_root()), "board": str(find_board("xe0092-usb")),
+                  "prompts_en": sorted(p.name for p in (default_prompt_root() / "en").iterdir())}),
       file=sys.stderr)
 sys.argv = ["/opt/callgate/current/bin/callgate", "decode", "--json", sys.argv[1]]
 runpy.run_path(sys.argv[0], run_name="__main__")
@@ -437,7 +487,9 @@ def test_the_installed_venv_decodes_under_qemu_like_x86(built, tmp_path):
     lib = f"{built.release}/lib/python3.11"
     assert diag["machine"] == "aarch64" and diag["prefix"] == built.release
     assert diag["numpy"].startswith(f"{lib}/site-packages/numpy/")
-    assert diag["prompts"] == f"{lib}/prompts_wav" and diag["board"] == f"{lib}/hw/xe0092-usb.toml"
+    assert diag["prompts"] in (f"{lib}/prompts_wav", f"{built.release}/prompts_wav")
+    assert diag["board"] in (f"{lib}/hw/xe0092-usb.toml", f"{built.release}/hw/xe0092-usb.toml")
+    assert diag["prompts_en"] == sorted(p.name for p in (ROOT / "prompts_wav/en").iterdir())
     x86 = subprocess.run([sys.executable, "-c", CLI, "decode", "--json", str(wav)],
                          capture_output=True, text=True, check=True)
     events = [json.loads(line) for line in arm.stdout.splitlines()]
