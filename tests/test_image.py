@@ -503,3 +503,34 @@ def test_the_installed_venv_decodes_under_qemu_like_x86(built, tmp_path):
     events = [json.loads(line) for line in arm.stdout.splitlines()]
     assert events == [json.loads(line) for line in x86.stdout.splitlines()]
     assert {e["event"] for e in events} >= {"callerid", "dtmf"}
+
+
+# ------------------------------------------------------------------ the image's own units
+
+
+def verify(unit: Path) -> list[str]:
+    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True,
+                          text=True, timeout=60)
+    return [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+
+
+def with_true(text: str) -> str:
+    """The unit as it stands, its program swapped for one this machine has."""
+    return re.sub(r"^ExecStart=\S+", f"ExecStart={shutil.which('true')}", text, flags=re.M)
+
+
+def test_grow_data_unit_and_the_reboot_drop_in_pass_systemd_analyze_verify(tmp_path):
+    grow = tmp_path / "callgate-grow-data.service"
+    grow.write_text(with_true((IMAGE / "rootfs/etc/systemd/system/callgate-grow-data.service")
+                              .read_text()))
+    assert verify(grow) == []
+    line = tmp_path / "callgate.service"
+    line.write_text(with_true((ROOT / "systemd/callgate.service").read_text()))
+    dropin = tmp_path / "callgate.service.d" / "60-callgate-reboot.conf"
+    dropin.parent.mkdir()
+    dropin.write_text((IMAGE / "units.d/60-callgate-reboot.conf").read_text())
+    assert verify(line) == []
+    # the drop-in is read: a bad value in it is reported
+    dropin.write_text(dropin.read_text().replace("=reboot", "=rebot"))
+    assert any("rebot" in msg for msg in verify(line))
+    assert subprocess.run(["sh", "-n", str(IMAGE / "rootfs/usr/lib/callgate/grow-data")]).returncode == 0
