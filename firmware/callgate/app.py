@@ -38,7 +38,7 @@ from .localzone import device_zone
 from .store.records import StoreError, store_path
 from .store.recorder import Recorder
 
-TABLES = ("engine", "line", "crm", "service", "store", "web", "writeback")
+TABLES = ("engine", "line", "crm", "service", "store", "web", "writeback", "system")
 LINE_NAME = "line"
 LOG_QUEUE = 1000                 # log lines waiting for stderr at most
 
@@ -62,6 +62,7 @@ class Settings:
 
     @classmethod
     def from_table(cls, table: Table) -> "Settings":
+        from .appliance.system import SystemSettings
         from .crm.writeback import load_writeback
         from .web.settings import WebSettings
 
@@ -72,6 +73,7 @@ class Settings:
         line = _check_line(table.sub("line"))
         country = _check_crm(table.sub("crm"))
         WebSettings.from_table(table)
+        SystemSettings.from_table(table)
         writeback = load_writeback(table.sub("writeback"))
         services = (load_services(table, country, device_zone()) if _has_flow(table)
                     else [])
