@@ -1,0 +1,244 @@
+"""First-boot provisioning against a temporary root and boot folder: modes and owners,
+secrets moved and blanked, applied once, a bad file applying nothing with a clear reason,
+a new file applied again, [system], customers.csv, and the web's one-time setup code."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from callgate.appliance.layout import Layout
+from callgate.appliance.provision import provision
+
+TOKEN = "pat-na1-SECRET-7f3c9e"
+WB_TOKEN = "wb-SECRET-55aa"
+UID, GID = (4242, 4343) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+ROOT_UID = 0 if os.geteuid() == 0 else os.getuid()
+
+GOOD = f"""\
+# the technician's file
+[system]
+timezone = "Europe/Paris"
+
+[crm]
+kind = "hubspot"
+base_url = "https://crm.example.com"
+
+[crm.auth]
+kind = "bearer"
+token = "{TOKEN}"
+
+[writeback]
+url = "https://crm.example.com/notes"
+
+[writeback.auth]
+kind = "bearer"
+token = "{WB_TOKEN}"
+"""
+
+
+@pytest.fixture()
+def layout(tmp_path):
+    root, boot = tmp_path / "root", tmp_path / "boot"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text(f"root:x:{ROOT_UID}:{ROOT_UID}::/root:/bin/sh\n"
+                                         f"callgate:x:{UID}:{GID}::/var/lib/callgate:"
+                                         "/usr/sbin/nologin\n")
+    (root / "sys" / "class" / "leds" / "ACT").mkdir(parents=True)
+    (root / "sys" / "class" / "leds" / "ACT" / "trigger").write_text("mmc0")
+    boot.mkdir()
+    return Layout(root, boot)
+
+
+def mode_owner(path: Path) -> tuple[int, int, int]:
+    st = path.lstat()
+    return stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+
+
+def every_file(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()]
+
+
+def assert_no_secret(folder: Path, *secrets: str) -> None:
+    for p in every_file(folder):
+        data = p.read_bytes()
+        for s in secrets:
+            assert s.encode() not in data, p
+
+
+def test_a_good_file_is_applied_once(layout, tmp_path):
+    (layout.boot / "callgate.toml").write_text(GOOD)
+    console = tmp_path / "console"
+    out = provision(layout, console=console, clock=lambda: 1.8e9)
+    assert out.state == "applied", out.lines
+    etc = layout.root / "etc" / "callgate"
+    assert mode_owner(etc) == (0o750, ROOT_UID, GID)
+    assert mode_owner(etc / "callgate.toml") == (0o640, ROOT_UID, GID)
+    token = etc / "crm-auth-token.secret"
+    assert mode_owner(token) == (0o600, UID, GID)
+    assert token.read_text() == TOKEN + "\n"
+    assert (etc / "writeback-auth-token.secret").read_text() == WB_TOKEN + "\n"
+    assert sorted(p.name for p in etc.iterdir()) == [
+        "callgate.toml", "crm-auth-token.secret", "writeback-auth-token.secret"]
+    config = tomllib.loads((etc / "callgate.toml").read_text())
+    assert config["crm"]["auth"] == {"kind": "bearer",
+                                     "token_file": "/etc/callgate/crm-auth-token.secret"}
+    assert config["writeback"]["auth"]["token_file"] == "/etc/callgate/writeback-auth-token.secret"
+    assert config["crm"]["base_url"] == "https://crm.example.com"
+    assert WB_TOKEN not in (etc / "callgate.toml").read_text()
+    assert TOKEN not in (etc / "callgate.toml").read_text()
+    # the boot partition: applied copy with blanks, the technician's comment kept, no secret
+    assert not (layout.boot / "callgate.toml").exists()
+    applied = (layout.boot / "callgate.toml.applied").read_text()
+    assert applied.startswith("# the technician's file")
+    assert tomllib.loads(applied)["crm"]["auth"]["token"] == ""
+    assert_no_secret(layout.boot, TOKEN, WB_TOKEN)
+    log = (layout.boot / "callgate-provision.log").read_text()
+    assert "applied callgate.toml" in log and "2 secrets moved to" in log
+    # [system]: the time zone as timedatectl leaves it, overlayroot off by default
+    assert os.readlink(layout.root / "etc" / "localtime") == "/usr/share/zoneinfo/Europe/Paris"
+    assert (layout.root / "etc" / "timezone").read_text() == "Europe/Paris\n"
+    assert 'overlayroot=""' in (layout.root / "etc" / "overlayroot.local.conf").read_text()
+    # the web app's key, and the setup code shown on the console only
+    state = layout.root / "var" / "lib" / "callgate"
+    assert mode_owner(state) == (0o700, UID, GID)
+    assert mode_owner(state / "web-secret.key") == (0o600, UID, GID)
+    assert mode_owner(state / "web-setup.code") == (0o600, UID, GID)
+    code = re.search(r"setup code: ([A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4})",
+                     console.read_text()).group(1)
+    assert code not in log and code not in (state / "web-setup.code").read_text()
+    assert_no_secret(layout.root, code)
+    assert_no_secret(layout.boot, code)
+    assert (layout.root / "sys/class/leds/ACT/trigger").read_text() == "mmc0"
+
+    # applied once: the next boot finds nothing to do and changes nothing
+    before = {p: p.read_bytes() for p in every_file(layout.root) + every_file(layout.boot)}
+    again = provision(layout, console=console)
+    assert again.state == "nothing"
+    assert {p: p.read_bytes() for p in every_file(layout.root) + every_file(layout.boot)} \
+        == before
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (GOOD.replace('kind = "hubspot"', 'kind = "hubspot"\nbase_ulr = "x"'),
+     "crm.base_ulr: unknown key"),
+    (GOOD.replace('timezone = "Europe/Paris"', 'timezone = "Europe/Pariss"'),
+     "system.timezone: 'Europe/Pariss' is not a time zone"),
+    (GOOD.replace("[system]", "[system]\nread_only_root = \"yes\""),
+     "system.read_only_root: expected true or false"),
+    (GOOD.replace(f'token = "{TOKEN}"', f'token = "{TOKEN}"\ntoken_file = "/x"', 1),
+     "crm.auth.token: give token or token_file, not both"),
+    (GOOD.replace("[writeback]", "[writeback"), "callgate.toml: not valid TOML"),
+    (GOOD + "\n[mystery]\n", "mystery: unknown key"),
+])
+def test_a_bad_file_applies_nothing_and_says_why(layout, tmp_path, bad, reason):
+    (layout.boot / "callgate.toml").write_text(GOOD)
+    assert provision(layout, console=tmp_path / "console").state == "applied"
+    before = {p: p.read_bytes() for p in every_file(layout.root / "etc")}
+    links = os.readlink(layout.root / "etc" / "localtime")
+    (layout.boot / "callgate.toml").write_text(bad.replace(TOKEN, "NEW-" + TOKEN))
+    out = provision(layout, console=tmp_path / "console")
+    assert out.state == "refused"
+    assert {p: p.read_bytes() for p in every_file(layout.root / "etc")} == before
+    assert os.readlink(layout.root / "etc" / "localtime") == links
+    assert [p.name for p in (layout.root / "etc" / "callgate").iterdir()
+            if p.name.startswith(".")] == []                  # no staging left behind
+    assert (layout.boot / "callgate.toml").exists()           # left for the technician to fix
+    log = (layout.boot / "callgate-provision.log").read_text().splitlines()
+    refused = [ln for ln in log if "refused callgate.toml" in ln]
+    assert len(refused) == 1 and reason in refused[0], log
+    assert "nothing was applied" in log[-1]
+    assert "NEW-" + TOKEN not in "\n".join(log)
+    assert (layout.root / "sys/class/leds/ACT/trigger").read_text() == "timer"
+    assert (layout.root / "var/lib/callgate/provision.json").read_text().count('"refused"') == 1
+
+
+def test_a_new_file_later_is_applied_again(layout, tmp_path):
+    (layout.boot / "callgate.toml").write_text(GOOD)
+    provision(layout, console=tmp_path / "console")
+    (layout.boot / "callgate.toml").write_text(
+        GOOD.replace(TOKEN, "rotated-" + TOKEN).replace("Europe/Paris", "America/Chicago"))
+    out = provision(layout, console=tmp_path / "console")
+    assert out.state == "applied", out.lines
+    etc = layout.root / "etc" / "callgate"
+    assert (etc / "crm-auth-token.secret").read_text() == "rotated-" + TOKEN + "\n"
+    assert mode_owner(etc / "crm-auth-token.secret") == (0o600, UID, GID)
+    assert os.readlink(layout.root / "etc" / "localtime").endswith("America/Chicago")
+    assert not (layout.boot / "callgate.toml").exists()
+    assert_no_secret(layout.boot, TOKEN, "rotated-" + TOKEN)
+    assert (layout.boot / "callgate-provision.log").read_text().count("applied callgate.toml") == 2
+
+
+def test_read_only_root_switches_on_overlayroot_for_the_root_only(layout, tmp_path):
+    (layout.boot / "callgate.toml").write_text(
+        GOOD.replace("[system]", "[system]\nread_only_root = true"))
+    assert provision(layout, console=tmp_path / "c").state == "applied"
+    conf = (layout.root / "etc" / "overlayroot.local.conf").read_text()
+    assert re.search(r'^overlayroot="tmpfs:recurse=0"$', conf, re.M)
+
+
+def test_customers_csv_is_imported_and_removed(layout, tmp_path):
+    from callgate.crm.directory import Directory
+
+    (layout.boot / "callgate.toml").write_text('[crm]\nkind = "directory"\n'
+                                               'directory = "/var/lib/callgate/dir.sqlite"\n')
+    (layout.boot / "customers.csv").write_text("id,name,phones,pin\n"
+                                               "1001,Ada Lovelace,+15551234567,2468\n"
+                                               "1002,Alan Turing,+15557654321,1357\n")
+    out = provision(layout, console=tmp_path / "c")
+    assert out.state == "applied", out.lines
+    db = layout.root / "var" / "lib" / "callgate" / "dir.sqlite"
+    assert mode_owner(db) == (0o600, UID, GID)
+    with Directory(db) as d:
+        assert sorted(c["id"] for c in d.customers()) == ["1001", "1002"]
+    assert not (layout.boot / "customers.csv").exists()
+    assert "imported 2 customers" in (layout.boot / "callgate-provision.log").read_text()
+
+
+def test_a_bad_customers_csv_applies_nothing(layout, tmp_path):
+    (layout.boot / "callgate.toml").write_text('[crm]\nkind = "directory"\n')
+    (layout.boot / "customers.csv").write_text("id,name\nnot-digits,Someone\n")
+    out = provision(layout, console=tmp_path / "c")
+    assert out.state == "refused"
+    assert not (layout.root / "etc" / "callgate" / "callgate.toml").exists()
+    assert (layout.boot / "customers.csv").exists() and (layout.boot / "callgate.toml").exists()
+    log = (layout.boot / "callgate-provision.log").read_text()
+    assert "refused callgate.toml: customers.csv:" in log
+
+
+def test_without_the_callgate_user_nothing_is_applied(layout, tmp_path):
+    (layout.root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    (layout.boot / "callgate.toml").write_text(GOOD)
+    out = provision(layout, console=tmp_path / "c")
+    assert out.state == "refused" and "no user 'callgate'" in out.lines[0]
+    assert not (layout.root / "etc" / "callgate").exists()
+
+
+def test_the_cli_exits_1_on_a_refused_file_and_prints_no_secret(layout, tmp_path):
+    (layout.boot / "callgate.toml").write_text(GOOD.replace("Europe/Paris", "Mars/Olympus"))
+    proc = subprocess.run([sys.executable, "-m", "callgate.cli", "provision", "--root",
+                           str(layout.root), "--boot", str(layout.boot), "--console",
+                           str(tmp_path / "c")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "refused callgate.toml: system.timezone" in proc.stderr
+    assert TOKEN not in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_check_config_knows_the_system_table(tmp_path):
+    from callgate.cli import check_config
+    from callgate.config import ConfigError
+
+    good = tmp_path / "good.toml"
+    good.write_text('[system]\ntimezone = "UTC"\nread_only_root = true\nstatus_led = "led0"\n')
+    check_config(str(good))
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[system]\nread_only = true\n')
+    with pytest.raises(ConfigError, match="system.read_only: unknown key"):
+        check_config(str(bad))
