@@ -173,3 +173,15 @@ def test_version_flag():
     proc = subprocess.run([sys.executable, "-m", "callgate.cli", "--version"],
                           capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == f"callgate {__version__}"
+
+
+def test_two_updates_at_once_are_refused(tmp_path, device):
+    import fcntl
+
+    updater, _, _ = device
+    good = bundle(tmp_path, "9.1.0")
+    with open(updater.install.prefix / ".update.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(UpdateError, match="another update is running"):
+            updater.update(good)
+    assert not updater.install.current.exists()

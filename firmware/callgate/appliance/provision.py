@@ -179,7 +179,8 @@ def check(data: dict, secret_file: Callable[[Secret], str], secrets: list[Secret
 def _apply(layout: Layout, source: Path, data: dict, secrets: list[Secret],
            console: Path | None) -> Outcome:
     uid, gid = layout.account()
-    _dir(layout.config_dir, 0o750, (0, gid))
+    root_uid = layout.account("root")[0]
+    _dir(layout.config_dir, 0o750, (root_uid, gid))
     staging = Path(tempfile.mkdtemp(prefix=".provision-", dir=layout.config_dir))
     try:
         staged = {s: staging / s.device_file.name for s in secrets}
@@ -199,7 +200,7 @@ def _apply(layout: Layout, source: Path, data: dict, secrets: list[Secret],
     device = with_files(data, secrets, lambda s: str(s.device_file))
     _write(layout.config, _toml_text(device, "/etc/callgate/callgate.toml, written by callgate "
                                              "provisioning from the boot partition's "
-                                             f"{BOOT_FILE}"), 0o640, (0, gid))
+                                             f"{BOOT_FILE}"), 0o640, (root_uid, gid))
     lines.append(f"wrote {CONFIG_DIR / 'callgate.toml'}")
     lines += apply_system(system, layout)
     made = _web_first_run(layout, data, (uid, gid), console)

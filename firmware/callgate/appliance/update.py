@@ -83,8 +83,18 @@ class Updater:
     def update(self, bundle: Path) -> str:
         """Install and switch to the bundle's release; its version. UpdateError otherwise
         (after a roll-back when the new release did not start)."""
-        before = self.install.running()
+        import fcntl
+
         self.install.releases.mkdir(parents=True, exist_ok=True)
+        with open(self.install.prefix / ".update.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise UpdateError("another update is running") from None
+            return self._update(bundle)
+
+    def _update(self, bundle: Path) -> str:
+        before = self.install.running()
         with tempfile.TemporaryDirectory(prefix=".bundle-", dir=self.install.prefix) as tmp:
             try:
                 manifest = extract(bundle, Path(tmp))
