@@ -242,3 +242,39 @@ def test_check_config_knows_the_system_table(tmp_path):
     bad.write_text('[system]\nread_only = true\n')
     with pytest.raises(ConfigError, match="system.read_only: unknown key"):
         check_config(str(bad))
+
+
+def test_with_the_read_only_root_on_the_setup_also_lands_below_the_overlay(layout, tmp_path):
+    """overlayroot: / is an overlay in RAM, the real root read-only at /media/root-ro.
+    What is applied must reach the real root too, opened for the time of the writes."""
+    lower = layout.root / "media" / "root-ro"
+    (lower / "etc").mkdir(parents=True)
+    (lower / "etc" / "passwd").write_text((layout.root / "etc" / "passwd").read_text())
+    mounts = tmp_path / "mounts"
+    mounts.write_text("overlayroot / overlay rw,relatime,lowerdir=/media/root-ro 0 0\n"
+                      "/dev/mmcblk0p2 /media/root-ro ext4 ro,relatime 0 0\n"
+                      "/dev/mmcblk0p3 /var/lib/callgate ext4 rw,noatime 0 0\n")
+    calls = []
+
+    def fake_remount(path, writable):
+        calls.append((path, writable))
+
+    (layout.boot / "callgate.toml").write_text(
+        GOOD.replace("[system]", "[system]\nread_only_root = true"))
+    out = provision(layout, console=tmp_path / "c", mounts=mounts, remount=fake_remount)
+    assert out.state == "applied", out.lines
+    assert calls == [(lower, True), (lower, False)]
+    for root in (layout.root, lower):
+        etc = root / "etc" / "callgate"
+        assert (etc / "crm-auth-token.secret").read_text() == TOKEN + "\n"
+        assert mode_owner(etc / "crm-auth-token.secret") == (0o600, UID, GID)
+        assert mode_owner(etc / "callgate.toml") == (0o640, ROOT_UID, GID)
+        assert os.readlink(root / "etc" / "localtime").endswith("Europe/Paris")
+        assert "recurse=0" in (root / "etc" / "overlayroot.local.conf").read_text()
+    # an ordinary root: nothing is remounted
+    calls.clear()
+    mounts.write_text("/dev/mmcblk0p2 / ext4 rw 0 0\n")
+    (layout.boot / "callgate.toml").write_text(GOOD)
+    assert provision(layout, console=tmp_path / "c", mounts=mounts,
+                     remount=fake_remount).state == "applied"
+    assert calls == []

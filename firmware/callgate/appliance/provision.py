@@ -76,8 +76,11 @@ class Outcome:
 
 
 def provision(layout: Layout, console: Path | None = Path("/dev/console"),
-              clock: Callable[[], float] = time.time) -> Outcome:
-    """Apply the boot partition's callgate.toml if there is one; never raises for a bad file."""
+              clock: Callable[[], float] = time.time, mounts: Path = Path("/proc/self/mounts"),
+              remount: Callable[[Path, bool], None] | None = None) -> Outcome:
+    """Apply the boot partition's callgate.toml if there is one; never raises for a bad file.
+    `mounts` tells whether the read-only root is on; `remount(path, writable)` opens and
+    closes the real root under it (mount -o remount)."""
     source = layout.boot / BOOT_FILE
     if not source.is_file():
         return Outcome("nothing")
@@ -85,7 +88,8 @@ def provision(layout: Layout, console: Path | None = Path("/dev/console"),
     try:
         data = _read(source)
         secrets = find_secrets(data)
-        outcome = _apply(layout, source, data, secrets, console)
+        outcome = _apply(layout, source, data, secrets, console,
+                         overlay_lower(layout, mounts), remount)
     except (ProvisionError, ConfigError, LayoutError) as err:
         reason = _scrub(str(err).splitlines()[0] if str(err) else type(err).__name__, secrets)
         outcome = Outcome("refused", [f"refused {BOOT_FILE}: {reason}",
@@ -177,7 +181,8 @@ def check(data: dict, secret_file: Callable[[Secret], str], secrets: list[Secret
 
 
 def _apply(layout: Layout, source: Path, data: dict, secrets: list[Secret],
-           console: Path | None) -> Outcome:
+           console: Path | None, lower: Layout | None = None,
+           remount: Callable[[Path, bool], None] | None = None) -> Outcome:
     uid, gid = layout.account()
     root_uid = layout.account("root")[0]
     _dir(layout.config_dir, 0o750, (root_uid, gid))
@@ -187,28 +192,78 @@ def _apply(layout: Layout, source: Path, data: dict, secrets: list[Secret],
         for s, path in staged.items():
             _private(path, s.value + "\n", (uid, gid))
         system = check(data, lambda s: str(staged[s]), secrets)
-        lines = [f"applied {BOOT_FILE}"]
-        lines += _customers(layout, data, (uid, gid))
-        # from here on the file is good: put everything in place
-        for s, path in staged.items():
-            os.replace(path, layout.inside(s.device_file))
-        if secrets:
-            lines.append(f"{len(secrets)} secret{'s' * (len(secrets) != 1)} moved to "
-                         + ", ".join(str(s.device_file) for s in secrets))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    device = with_files(data, secrets, lambda s: str(s.device_file))
-    _write(layout.config, _toml_text(device, "/etc/callgate/callgate.toml, written by callgate "
-                                             "provisioning from the boot partition's "
-                                             f"{BOOT_FILE}"), 0o640, (root_uid, gid))
-    lines.append(f"wrote {CONFIG_DIR / 'callgate.toml'}")
-    lines += apply_system(system, layout)
+    lines = [f"applied {BOOT_FILE}"]
+    lines += _customers(layout, data, (uid, gid))
+    # from here on the file is good: put everything in place, in the root that runs and,
+    # with the read-only root on, in the real root under the overlay (it lasts a reboot)
+    roots = [layout] + ([lower] if lower else [])
+    if lower is not None:
+        (remount or _remount)(lower.root, True)
+    try:
+        for target in roots:
+            _commit(target, data, secrets, (root_uid, uid, gid))
+            done = apply_system(system, target)
+    finally:
+        if lower is not None:
+            try:
+                (remount or _remount)(lower.root, False)
+            except ProvisionError as err:          # read-only again at the next boot anyway
+                lines.append(str(err))
+    if secrets:
+        lines.append(f"{len(secrets)} secret{'s' * (len(secrets) != 1)} moved to "
+                     + ", ".join(str(s.device_file) for s in secrets))
+    lines.append(f"wrote {CONFIG_DIR / 'callgate.toml'}"
+                 + (" (also below the read-only root's overlay)" if lower else ""))
+    lines += done
     made = _web_first_run(layout, data, (uid, gid), console)
     if made:
         lines.append(made)
     _retire(layout, source, data, secrets)
     lines.append(f"the boot copy is now {APPLIED}, its secrets blanked")
     return Outcome("applied", lines, setup_code=bool(made and "setup code" in made))
+
+
+def _commit(target: Layout, data: dict, secrets: list[Secret],
+            owners: tuple[int, int, int]) -> None:
+    """The secret files and /etc/callgate/callgate.toml in one root."""
+    root_uid, uid, gid = owners
+    _dir(target.config_dir, 0o750, (root_uid, gid))
+    for s in secrets:
+        _private(target.inside(s.device_file), s.value + "\n", (uid, gid))
+    device = with_files(data, secrets, lambda s: str(s.device_file))
+    _write(target.config, _toml_text(device, "/etc/callgate/callgate.toml, written by callgate "
+                                             "provisioning from the boot partition's "
+                                             f"{BOOT_FILE}"), 0o640, (root_uid, gid))
+
+
+OVERLAY_LOWER = "/media/root-ro"          # where overlayroot mounts the real root
+
+
+def overlay_lower(layout: Layout, mounts: Path) -> Layout | None:
+    """With overlayroot on, / is an overlay in RAM and the real root is mounted read-only
+    at /media/root-ro: what provisioning writes must go there too, or it is lost at the
+    next boot. None when the root is an ordinary one."""
+    try:
+        table = [line.split() for line in mounts.read_text().splitlines()]
+    except OSError:
+        return None
+    points = {fields[1]: fields[2] for fields in table if len(fields) >= 3}
+    if points.get("/") == "overlay" and OVERLAY_LOWER in points:
+        return Layout(layout.inside(OVERLAY_LOWER), layout.boot)
+    return None
+
+
+def _remount(path: Path, writable: bool) -> None:
+    import subprocess
+
+    mode = "rw" if writable else "ro"
+    proc = subprocess.run(["mount", "-o", f"remount,{mode}", str(path)], capture_output=True,
+                          text=True, timeout=120)
+    if proc.returncode != 0:
+        raise ProvisionError(f"cannot remount {path} {mode}: "
+                             f"{(proc.stderr.strip().splitlines() or ['mount failed'])[0]}")
 
 
 def _customers(layout: Layout, data: dict, owner: tuple[int, int]) -> list[str]:
@@ -364,13 +419,16 @@ def _dir(path: Path, mode: int, owner: tuple[int, int]) -> None:
 
 
 def _private(path: Path, text: str, owner: tuple[int, int]) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """A 0600 file of `owner`, put in place by rename (never a half-written secret)."""
+    tmp = path.with_name(f".{path.name}.new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
-    os.chown(path, *owner)
-    os.chmod(path, 0o600)
+    os.chown(tmp, *owner)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
 
 
 def _write(path: Path, text: str, mode: int, owner: tuple[int, int]) -> None:
