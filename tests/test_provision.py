@@ -278,3 +278,17 @@ def test_with_the_read_only_root_on_the_setup_also_lands_below_the_overlay(layou
     assert provision(layout, console=tmp_path / "c", mounts=mounts,
                      remount=fake_remount).state == "applied"
     assert calls == []
+
+
+def test_a_provisioning_file_can_be_checked_before_it_goes_on_the_card(tmp_path):
+    good = tmp_path / "callgate.toml"
+    good.write_text(GOOD)
+    cmd = [sys.executable, "-m", "callgate.cli", "provision", "--check"]
+    proc = subprocess.run([*cmd, str(good)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "ok (2 secrets to move: crm.auth.token, writeback.auth.token)" in proc.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text(GOOD.replace('kind = "bearer"', 'kind = "bearer"\nschem = "x"', 1))
+    proc = subprocess.run([*cmd, str(bad)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "crm.auth.schem: unknown key" in proc.stderr
+    assert TOKEN not in proc.stdout + proc.stderr

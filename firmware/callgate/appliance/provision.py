@@ -457,6 +457,23 @@ def _sync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def check_file(path: Path) -> list[Secret]:
+    """`callgate provision --check FILE`: the checks of provisioning, applying nothing; the
+    inline secrets found. ProvisionError or ConfigError (one line, no secret) if bad."""
+    secrets: list[Secret] = []
+    try:
+        data = read_toml(path)
+        secrets = find_secrets(data)
+        with tempfile.TemporaryDirectory() as tmp:
+            staged = {s: Path(tmp) / s.device_file.name for s in secrets}
+            for s, file in staged.items():
+                _private(file, s.value + "\n", (os.getuid(), os.getgid()))
+            check(data, lambda s: str(staged[s]), secrets)
+    except (ProvisionError, ConfigError) as err:
+        raise type(err)(f"{path}: {_scrub(str(err), secrets)}") from None
+    return secrets
+
+
 def new_setup_code(layout: Layout, config: Path | None = None) -> str:
     """`callgate provision --setup-code`: a fresh code while no admin exists (ProvisionError
     otherwise); the caller shows it on the terminal that asked."""
@@ -491,6 +508,9 @@ def add_parser(sub) -> None:
                    help="the boot partition (default /boot/firmware)")
     p.add_argument("--console", default="/dev/console", metavar="FILE",
                    help="where the one-time web setup code is shown (default /dev/console)")
+    p.add_argument("--check", metavar="FILE",
+                   help="only check a provisioning file (e.g. on a laptop before copying it "
+                        "to the card): check-config's rules, with its inline secrets")
     p.add_argument("--setup-code", action="store_true",
                    help="only make a new web setup code and print it here (while no admin "
                         "exists)")
@@ -501,6 +521,15 @@ def cmd_provision(args) -> int:
     import sys
 
     layout = Layout(Path(args.root), Path(args.boot))
+    if args.check:
+        try:
+            secrets = check_file(Path(args.check))
+        except (ProvisionError, ConfigError) as err:
+            print(f"callgate provision: {err}", file=sys.stderr)
+            return 2
+        print(f"{args.check}: ok ({len(secrets)} secret{'s' * (len(secrets) != 1)} to move"
+              + (": " + ", ".join(s.name for s in secrets) if secrets else "") + ")")
+        return 0
     if args.setup_code:
         try:
             code = new_setup_code(layout)
