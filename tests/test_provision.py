@@ -292,3 +292,17 @@ def test_a_provisioning_file_can_be_checked_before_it_goes_on_the_card(tmp_path)
     proc = subprocess.run([*cmd, str(bad)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "crm.auth.schem: unknown key" in proc.stderr
     assert TOKEN not in proc.stdout + proc.stderr
+
+
+def test_a_device_booted_without_a_file_still_gets_its_first_setup_code(layout, tmp_path):
+    console = tmp_path / "console"
+    out = provision(layout, console=console)
+    assert out.state == "first-run" and out.setup_code
+    state = layout.root / "var" / "lib" / "callgate"
+    assert mode_owner(state / "web-secret.key") == (0o600, UID, GID)
+    assert (state / "web-setup.code").exists()
+    assert re.search(r"setup code: [A-Z2-9]{4}-", console.read_text())
+    assert not (layout.root / "etc" / "callgate").exists()      # no config is made up
+    console.write_text("")
+    assert provision(layout, console=console).state == "nothing"   # once
+    assert console.read_text() == ""

@@ -233,7 +233,9 @@ def test_the_provisioning_unit_runs_once_before_the_engine_and_the_web_app(tmp_p
     unit, svc = parser["Unit"], parser["Service"]
     assert svc["Type"] == "oneshot"
     assert set(unit["Before"].split()) >= {"callgate.service", "callgate-web.service"}
-    assert unit["ConditionPathExists"] == "/boot/firmware/callgate.toml"
+    conditions = re.findall(r"^ConditionPathExists=(.+)$", text, re.M)
+    assert sorted(conditions) == ["|!/var/lib/callgate/web-secret.key",
+                                  "|/boot/firmware/callgate.toml"]
     assert "/boot/firmware" in unit["RequiresMountsFor"].split()
     assert svc["ExecStart"].split()[:2] == ["/opt/callgate/current/bin/callgate", "provision"]
     assert parser["Install"]["WantedBy"] == "multi-user.target"

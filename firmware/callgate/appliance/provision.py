@@ -83,7 +83,9 @@ def provision(layout: Layout, console: Path | None = Path("/dev/console"),
     closes the real root under it (mount -o remount)."""
     source = layout.boot / BOOT_FILE
     if not source.is_file():
-        return Outcome("nothing")
+        outcome = _first_run(layout, console)
+        _log(layout, outcome, clock())
+        return outcome
     secrets: list[Secret] = []
     try:
         data = _read(source)
@@ -289,6 +291,24 @@ def _customers(layout: Layout, data: dict, owner: tuple[int, int]) -> list[str]:
     csv.unlink()                          # it holds PINs in plain text: not left on the card
     return [f"imported {n} customer{'s' * (n != 1)} from {CUSTOMERS} into {device_path} "
             f"and deleted {CUSTOMERS}"]
+
+
+def _first_run(layout: Layout, console: Path | None) -> Outcome:
+    """No file on the boot partition: on a device whose web app was never set up (no
+    signing key yet), make its key and a setup code anyway, so the first admin can sign
+    in; otherwise nothing."""
+    from ..config import load
+    from ..web.settings import WebSettings
+
+    try:
+        table = load(layout.config) if layout.config.exists() else Table({})
+        web = WebSettings.from_table(table)
+        if layout.inside(web.secret_key_file).exists():
+            return Outcome("nothing")
+        made = _web_first_run(layout, table.data, layout.account(), console)
+    except (ConfigError, LayoutError, OSError) as err:
+        return Outcome("nothing", [f"web first run skipped: {str(err).splitlines()[0]}"])
+    return Outcome("first-run", [made] if made else [], setup_code=bool(made))
 
 
 def _web_first_run(layout: Layout, data: dict, owner: tuple[int, int],
