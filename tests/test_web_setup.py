@@ -22,6 +22,11 @@ def fresh(tmp_path):
     return app, path, new_code(path)
 
 
+def location(response) -> str:
+    assert response.status_code == 302
+    return urlsplit(response.headers["Location"]).path
+
+
 def post_setup(client, code, name="boss", password=PASSWORD, again=None):
     token = csrf_of(client.get("/signin").data)
     return client.post("/setup", data={"csrf_token": token, "code": code, "username": name,
@@ -46,8 +51,8 @@ def test_the_setup_code_makes_the_first_admin_once(fresh):
     assert users.get("boss").role == "admin" and users.authenticate("boss", PASSWORD)
     assert not path.exists()
     other = app.test_client()
-    assert other.get("/setup").status_code == 404
-    assert post_setup(other, code, name="intruder").status_code == 404
+    assert location(other.get("/setup")) == "/signin"
+    assert location(post_setup(other, code, name="intruder")) == "/signin"
     assert users.get("intruder") is None
     assert 'id="setup-link"' not in other.get("/signin").get_data(as_text=True)
 
@@ -57,8 +62,8 @@ def test_no_setup_page_once_an_admin_exists(tmp_path):
     path = code_file(app.extensions["callgate"].settings.db)
     code = new_code(path)
     client = app.test_client()
-    assert client.get("/setup").status_code == 404
-    assert post_setup(client, code, name="second").status_code == 404
+    assert location(client.get("/setup")) == "/signin"
+    assert location(post_setup(client, code, name="second")) == "/signin"
     assert app.extensions["callgate"].users.get("second") is None
 
 

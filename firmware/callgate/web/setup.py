@@ -15,7 +15,7 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import Blueprint, abort, redirect, render_template, request
+from flask import Blueprint, redirect, render_template, request, url_for
 
 from ..crm import hashed
 from .context import state
@@ -74,8 +74,8 @@ def pending(path: Path, users) -> bool:
 def page():
     st = state()
     path = code_file(st.settings.db)
-    if not pending(path, st.users):
-        abort(404)
+    if not pending(path, st.users):            # used, or never needed: the sign-in page
+        return redirect(url_for("auth.signin"))
     if request.method == "GET":
         return render_template("setup.html", username="")
     now = st.clock()
@@ -101,7 +101,7 @@ def page():
     try:
         path.unlink()                     # used once: a second request finds no code
     except FileNotFoundError:
-        abort(404)
+        return redirect(url_for("auth.signin"))
     user = st.users.add(name, "admin", password)
     st.users.clear_failures(key)
     from .auth import _start_session, home_for
