@@ -306,3 +306,45 @@ def test_a_device_booted_without_a_file_still_gets_its_first_setup_code(layout, 
     console.write_text("")
     assert provision(layout, console=console).state == "nothing"   # once
     assert console.read_text() == ""
+
+
+@pytest.mark.parametrize("text, reason", [
+    ('[crm]\nkind = "hubspot"\nbase_url = "https://crm.example.com"\nauth = "TOPSECRET-1"\n',
+     "crm.auth: expected a table"),
+    (GOOD.replace('"https://crm.example.com"', '"https://ops:TOPSECRET-2@crm.example.com"', 1),
+     "crm.base_url: a password in the URL"),
+    ('[crm]\nkind = "directory"\n[writeback]\nurl = "https://crm.example.com/notes"\n'
+     'auth = ["TOPSECRET-3"]\n', "writeback.auth: expected a table"),
+    (GOOD.replace('kind = "hubspot"', 'kind = "hubspot"\ntoken = "TOPSECRET-4"'),
+     "crm.token: unknown key"),
+])
+def test_a_secret_in_an_unexpected_place_is_refused_without_being_quoted(layout, tmp_path,
+                                                                          text, reason):
+    """check-config's messages quote a bad value ("expected a table, got '...'"): a secret
+    the technician put in the wrong place must not reach the log on the boot partition."""
+    (layout.boot / "callgate.toml").write_text(text)
+    out = provision(layout, console=tmp_path / "c")
+    assert out.state == "refused" and reason in out.lines[0], out.lines
+    (layout.boot / "callgate.toml").unlink()          # the technician's own file
+    assert_no_secret(layout.boot, "TOPSECRET")
+    assert_no_secret(layout.root, "TOPSECRET")
+    assert "TOPSECRET" not in "\n".join(out.lines)
+
+
+def test_the_secrets_of_telemetry_and_metrics_are_found_and_moved_to_files():
+    """[telemetry.mqtt] keeps its password in password_file and [web.metrics] its token in
+    token_file (issue 14): an inline one in a provisioning file is moved like an auth's."""
+    from callgate.appliance.provision import find_secrets, with_files
+
+    data = tomllib.loads(GOOD + '[telemetry.mqtt]\nhost = "mq"\nusername = "u"\n'
+                                'password = "MQTT-SECRET"\n'
+                                '[web.metrics]\nenabled = true\ntoken = "METRICS-SECRET-0123"\n')
+    found = {s.name: s for s in find_secrets(data)}
+    assert sorted(found) == ["crm.auth.token", "telemetry.mqtt.password", "web.metrics.token",
+                             "writeback.auth.token"]
+    device = with_files(data, list(found.values()), lambda s: str(s.device_file))
+    assert device["telemetry"]["mqtt"] == {
+        "host": "mq", "username": "u",
+        "password_file": "/etc/callgate/telemetry-mqtt-password.secret"}
+    assert device["web"]["metrics"]["token_file"] == "/etc/callgate/web-metrics-token.secret"
+    assert "SECRET" not in repr(device)

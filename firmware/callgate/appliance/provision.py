@@ -42,6 +42,11 @@ LOG_FILE = "callgate-provision.log"
 CUSTOMERS = "customers.csv"
 # inline secrets of an auth table and the key that names their file in the device config
 SECRET_KEYS = ("token", "key", "password", "client_secret", "refresh_token")
+# tables other than auth tables whose secret lives in a `*_file` ([telemetry.mqtt]
+# password_file, [web.metrics] token_file): the inline key provisioning moves
+SECRET_TABLES = {("telemetry", "mqtt"): ("password",), ("web", "metrics"): ("token",)}
+# key names whose string values are kept out of every message even when misplaced
+_SECRETISH = ("auth", "token", "key", "secret", "password")
 LED_BLINK = {"trigger": "timer", "delay_on": "100", "delay_off": "100"}
 
 
@@ -87,13 +92,16 @@ def provision(layout: Layout, console: Path | None = Path("/dev/console"),
         _log(layout, outcome, clock())
         return outcome
     secrets: list[Secret] = []
+    hidden: list[str] = []
     try:
         data = _read(source)
+        hidden = suspects(data)
         secrets = find_secrets(data)
         outcome = _apply(layout, source, data, secrets, console,
                          overlay_lower(layout, mounts), remount)
     except (ProvisionError, ConfigError, LayoutError) as err:
-        reason = _scrub(str(err).splitlines()[0] if str(err) else type(err).__name__, secrets)
+        reason = _scrub(str(err).splitlines()[0] if str(err) else type(err).__name__,
+                        [*(s.value for s in secrets), *hidden])
         outcome = Outcome("refused", [f"refused {BOOT_FILE}: {reason}",
                                       "nothing was applied; the device keeps its previous "
                                       f"setup. Fix {BOOT_FILE} on the boot partition and "
@@ -119,7 +127,8 @@ def _read(source: Path) -> dict:
 
 def find_secrets(data: dict) -> list[Secret]:
     """The inline secrets of every auth table ([crm.auth], [writeback.auth], a service
-    line's); ProvisionError naming the key when one is not a usable string."""
+    line's) and of SECRET_TABLES; ProvisionError naming the key (never its value) when one
+    is not a usable string or an auth is not a table."""
     found: list[Secret] = []
 
     def walk(node, path: tuple[str, ...]) -> None:
@@ -127,10 +136,16 @@ def find_secrets(data: dict) -> list[Secret]:
             for i, item in enumerate(node):
                 walk(item, (*path, str(i)))
             return
+        if isinstance(node, str):
+            if _url_password(node):
+                raise ProvisionError(f"{'.'.join(path)}: a password in the URL; give it "
+                                     "in the auth table, which moves it to a 0600 file")
+            return
         if not isinstance(node, dict):
             return
-        if path and path[-1] == "auth":
-            for key in SECRET_KEYS:
+        keys = SECRET_KEYS if path and path[-1] == "auth" else SECRET_TABLES.get(path, ())
+        if keys:
+            for key in keys:
                 if key not in node:
                     continue
                 name = ".".join((*path, key))
@@ -143,9 +158,45 @@ def find_secrets(data: dict) -> list[Secret]:
                     raise ProvisionError(f"{name}: give {key} or {key}_file, not both")
                 found.append(Secret(path, key, value))
         for k, v in node.items():
+            if k == "auth" and not isinstance(v, dict):
+                # check-config would echo the value ("expected a table, got '...'")
+                raise ProvisionError(f"{'.'.join((*path, k))}: expected a table "
+                                     "([...auth] with kind and the secret)")
             walk(v, (*path, k))
 
     walk(data, ())
+    return found
+
+
+def _url_password(text: str) -> bool:
+    """https://user:password@host: it would stay in the config and the boot copy."""
+    from urllib.parse import urlsplit
+
+    if "://" not in text or "@" not in text:
+        return False
+    try:
+        return urlsplit(text.strip()).password is not None
+    except ValueError:
+        return False
+
+
+def suspects(data: dict) -> list[str]:
+    """Every string under a key that sounds like a secret, wherever it is (a secret in
+    the wrong place is refused by check-config, whose message may quote it)."""
+    found: list[str] = []
+
+    def walk(node, key: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, str(k))
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+        elif isinstance(node, str) and node and not key.endswith("_file") \
+                and any(word in key.lower() for word in _SECRETISH):
+            found.append(node)
+
+    walk(data, "")
     return found
 
 
@@ -380,9 +431,9 @@ def _toml_text(data: dict, header: str) -> str:
     return f"# {header}\n" + tomli_w.dumps(data)
 
 
-def _scrub(text: str, secrets: list[Secret]) -> str:
-    for s in secrets:
-        text = text.replace(s.value, "***")
+def _scrub(text: str, values: list[str]) -> str:
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, "***")
     return text
 
 
@@ -481,8 +532,10 @@ def check_file(path: Path) -> list[Secret]:
     """`callgate provision --check FILE`: the checks of provisioning, applying nothing; the
     inline secrets found. ProvisionError or ConfigError (one line, no secret) if bad."""
     secrets: list[Secret] = []
+    hidden: list[str] = []
     try:
         data = read_toml(path)
+        hidden = suspects(data)
         secrets = find_secrets(data)
         with tempfile.TemporaryDirectory() as tmp:
             staged = {s: Path(tmp) / s.device_file.name for s in secrets}
@@ -490,7 +543,8 @@ def check_file(path: Path) -> list[Secret]:
                 _private(file, s.value + "\n", (os.getuid(), os.getgid()))
             check(data, lambda s: str(staged[s]), secrets)
     except (ProvisionError, ConfigError) as err:
-        raise type(err)(f"{path}: {_scrub(str(err), secrets)}") from None
+        raise type(err)(f"{path}: {_scrub(str(err), [*(s.value for s in secrets), *hidden])}") \
+            from None
     return secrets
 
 
