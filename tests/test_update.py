@@ -185,3 +185,42 @@ def test_two_updates_at_once_are_refused(tmp_path, device):
         with pytest.raises(UpdateError, match="another update is running"):
             updater.update(good)
     assert not updater.install.current.exists()
+
+
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE,
+                                  tarfile.BLKTYPE, tarfile.FIFOTYPE, tarfile.DIRTYPE])
+def test_extract_refuses_links_devices_and_folders_even_when_listed(tmp_path, kind):
+    """A member named in the manifest but not a plain file (a symlink or hard link to
+    /etc/shadow, a device node) is refused before anything is written through it."""
+    good = bundle(tmp_path, "9.1.0")
+
+    def swap(member, data):
+        if member.name.startswith("data/hw/") and not getattr(swap, "done", False):
+            swap.done = True
+            odd = tarfile.TarInfo(member.name)
+            odd.type, odd.linkname = kind, "/etc/shadow"
+            odd.devmajor, odd.devminor = 1, 3
+            yield odd, b""
+        else:
+            yield member, data
+
+    into = tmp_path / "into"
+    with pytest.raises(BundleError, match="not a plain file"):
+        extract(_retar(good, tmp_path / "odd.bundle", swap), into)
+    assert not any(p.is_symlink() or not (p.is_file() or p.is_dir())
+                   for p in into.rglob("*")) if into.exists() else True
+
+
+def test_extract_refuses_a_member_given_twice(tmp_path):
+    good = bundle(tmp_path, "9.1.0")
+
+    def twice(member, data):
+        yield member, data
+        if member.name.startswith("data/hw/") and not getattr(twice, "done", False):
+            twice.done = True
+            again = tarfile.TarInfo(member.name.replace("data/hw/", "data/hw/./", 1))
+            again.size = len(data)
+            yield again, data
+
+    with pytest.raises(BundleError, match="not in the manifest"):
+        extract(_retar(good, tmp_path / "twice.bundle", twice), tmp_path / "t")
