@@ -244,3 +244,26 @@ def test_the_provisioning_unit_runs_once_before_the_engine_and_the_web_app(tmp_p
                            flags=re.M))
     rc, lines = verify(tool, copy)
     assert rc == 0 and lines == []
+
+
+def test_provisioning_comes_before_every_unit_that_runs_the_engine_or_the_web_app():
+    """A unit that reads /etc/callgate must not start on the setup provisioning is about to
+    replace. The provisioning unit's Before= can only name plain units; a template
+    (callgate@.service, one instance per line) has to say After= itself."""
+    before = set()
+    for line in re.findall(r"^Before=(.+)$", PROVISION_UNIT.read_text(), re.M):
+        before |= set(line.split())
+    engines = []
+    for unit in sorted((ROOT / "systemd").glob("*.service")):
+        text = unit.read_text()
+        start = re.search(r"^ExecStart=\S+ (\S+)", text, re.M)
+        if not start or start.group(1) not in ("run", "web"):
+            continue
+        engines.append(unit.name)
+        after = set()
+        for line in re.findall(r"^After=(.+)$", text, re.M):
+            after |= set(line.split())
+        ordered = "callgate-provision.service" in after or \
+            ("@" not in unit.name and unit.name in before)
+        assert ordered, f"{unit.name}: add After=callgate-provision.service"
+    assert {"callgate.service", "callgate-web.service"} <= set(engines)
