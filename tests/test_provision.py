@@ -348,3 +348,16 @@ def test_the_secrets_of_telemetry_and_metrics_are_found_and_moved_to_files():
         "password_file": "/etc/callgate/telemetry-mqtt-password.secret"}
     assert device["web"]["metrics"]["token_file"] == "/etc/callgate/web-metrics-token.secret"
     assert "SECRET" not in repr(device)
+
+
+def test_strings_under_secret_like_keys_are_kept_out_of_messages_wherever_they_are():
+    from callgate.appliance.provision import _scrub, suspects
+
+    data = tomllib.loads('[crm]\nsecret = "misplaced-1"\n[crm.auth]\nkind = "oauth2"\n'
+                         'token_url = "https://crm.example.com/token"\n'
+                         'token_file = "/etc/callgate/t.secret"\n'
+                         '[[service]]\nname = "s"\nadmin_password = "misplaced-2"\n'
+                         'key = ["misplaced-3"]\n')
+    assert sorted(suspects(data)) == ["misplaced-1", "misplaced-2", "misplaced-3"]
+    said = _scrub("service.s.key: expected a string, got ['misplaced-3']", suspects(data))
+    assert said == "service.s.key: expected a string, got ['***']"

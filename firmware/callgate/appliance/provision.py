@@ -45,8 +45,10 @@ SECRET_KEYS = ("token", "key", "password", "client_secret", "refresh_token")
 # tables other than auth tables whose secret lives in a `*_file` ([telemetry.mqtt]
 # password_file, [web.metrics] token_file): the inline key provisioning moves
 SECRET_TABLES = {("telemetry", "mqtt"): ("password",), ("web", "metrics"): ("token",)}
-# key names whose string values are kept out of every message even when misplaced
-_SECRETISH = ("auth", "token", "key", "secret", "password")
+# keys whose string values are kept out of every message even when misplaced (not
+# token_url, header...: their values make the messages that name them useful)
+_SECRETISH_KEYS = frozenset(("auth", *SECRET_KEYS))
+_SECRETISH_WORDS = ("secret", "password", "passwd")
 LED_BLINK = {"trigger": "timer", "delay_on": "100", "delay_off": "100"}
 
 
@@ -192,8 +194,9 @@ def suspects(data: dict) -> list[str]:
         elif isinstance(node, list):
             for v in node:
                 walk(v, key)
-        elif isinstance(node, str) and node and not key.endswith("_file") \
-                and any(word in key.lower() for word in _SECRETISH):
+        elif isinstance(node, str) and len(node) >= 4 and not key.endswith("_file") and (
+                key.lower() in _SECRETISH_KEYS
+                or any(word in key.lower() for word in _SECRETISH_WORDS)):
             found.append(node)
 
     walk(data, "")
