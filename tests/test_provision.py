@@ -361,3 +361,44 @@ def test_strings_under_secret_like_keys_are_kept_out_of_messages_wherever_they_a
     assert sorted(suspects(data)) == ["misplaced-1", "misplaced-2", "misplaced-3"]
     said = _scrub("service.s.key: expected a string, got ['misplaced-3']", suspects(data))
     assert said == "service.s.key: expected a string, got ['***']"
+
+
+def test_links_left_in_the_data_partition_are_never_written_through(layout, tmp_path):
+    """/var/lib/callgate belongs to the callgate user; provisioning runs as root before any
+    callgate process. A symbolic link left there in place of a file root writes must not
+    make root write (or chown) the file it points at."""
+    victim = tmp_path / "victim"
+    victim.write_text("root's file\n")
+    state = layout.root / "var" / "lib" / "callgate"
+    state.mkdir(parents=True)
+    (state / ".provision.json.new").symlink_to(victim)
+    (state / f".web-setup.code.{os.getpid()}").symlink_to(victim)
+    (layout.boot / "callgate.toml").write_text(GOOD)
+    out = provision(layout, console=tmp_path / "c")
+    assert out.state == "applied", out.lines
+    assert victim.read_text() == "root's file\n"
+    assert (state / "web-setup.code").read_text().startswith("scrypt$")
+    assert '"applied"' in (state / "provision.json").read_text()
+    # the directory's database as a link: refused, the link's target untouched
+    (state / "dir.sqlite").symlink_to(victim)
+    (layout.boot / "callgate.toml").write_text('[crm]\nkind = "directory"\n'
+                                               'directory = "/var/lib/callgate/dir.sqlite"\n')
+    (layout.boot / "customers.csv").write_text("id,name,phones,pin\n1001,Ada,+15551234567,2468\n")
+    out = provision(layout, console=tmp_path / "c")
+    assert out.state == "refused" and "dir.sqlite is a symbolic link" in out.lines[0]
+    assert victim.read_text() == "root's file\n"
+
+
+def test_a_damaged_web_users_file_does_not_stop_the_setup(layout, tmp_path):
+    """A card's damaged web.sqlite: the setup is still applied (and the boot copy retired,
+    its secrets blanked); only the setup code is not made, and the log says why."""
+    state = layout.root / "var" / "lib" / "callgate"
+    state.mkdir(parents=True)
+    (state / "web.sqlite").write_bytes(b"not a database at all " * 200)
+    (layout.boot / "callgate.toml").write_text(GOOD)
+    out = provision(layout, console=tmp_path / "c")
+    assert out.state == "applied", out.lines
+    assert any("web setup code not made: /var/lib/callgate/web.sqlite cannot be read" in ln
+               for ln in out.lines), out.lines
+    assert not (layout.boot / "callgate.toml").exists()
+    assert_no_secret(layout.boot, TOKEN, WB_TOKEN)

@@ -26,6 +26,7 @@ import copy
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -332,6 +333,10 @@ def _customers(layout: Layout, data: dict, owner: tuple[int, int]) -> list[str]:
     crm = Table(data).sub("crm")
     device_path = crm.get("directory", str, str(DEFAULT_PATH)) or str(DEFAULT_PATH)
     path = layout.inside(device_path)
+    links = [f for f in (path.parent, path, path.with_name(path.name + "-wal"),
+                         path.with_name(path.name + "-shm")) if f.is_symlink()]
+    if links:                             # root would chown or write what it points at
+        raise ProvisionError(f"crm.directory: {links[0]} is a symbolic link")
     _dir(path.parent, 0o700, owner)
     try:
         with Directory(path, default_country=crm.get("default_country", str, "US")) as d:
@@ -368,6 +373,7 @@ def _first_run(layout: Layout, console: Path | None) -> Outcome:
 def _web_first_run(layout: Layout, data: dict, owner: tuple[int, int],
                    console: Path | None) -> str | None:
     """The web app's signing key, and a setup code while no admin exists."""
+    from ..store.records import StoreError
     from ..web.keyfile import make_secret_key
     from ..web.settings import WebSettings
     from ..web.setup import code_file, new_code
@@ -377,12 +383,17 @@ def _web_first_run(layout: Layout, data: dict, owner: tuple[int, int],
     _dir(layout.state_dir, 0o700, owner)
     key = layout.inside(web.secret_key_file)
     if make_secret_key(key):
-        os.chown(key, *owner)
+        os.chown(key, *owner, follow_symlinks=False)
     db = layout.inside(web.db)
+    if db.is_symlink():
+        return f"web setup code not made: {web.db} is a symbolic link"
     if db.exists():
-        with Users(db) as users:
-            if users.enabled_admins():
-                return None
+        try:
+            with Users(db) as users:
+                if users.enabled_admins():
+                    return None
+        except (sqlite3.Error, StoreError):   # a damaged card: the setup is applied anyway
+            return f"web setup code not made: {web.db} cannot be read"
     code = new_code(layout.inside(code_file(web.db)), owner)
     shown = _show(console, "callgate: the first web admin is made at /setup with this "
                            f"one-time setup code: {code}")
@@ -463,9 +474,12 @@ def _status(layout: Layout, outcome: Outcome, now: float) -> None:
         path = layout.provision_status
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.new")
-        tmp.write_text(json.dumps({"state": outcome.state, "at": now,
-                                   "lines": outcome.lines}) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o644)
+        tmp.unlink(missing_ok=True)       # never written through a link left in its place
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"state": outcome.state, "at": now,
+                                "lines": outcome.lines}) + "\n")
+            os.fchmod(f.fileno(), 0o644)
         os.replace(tmp, path)
     except OSError:
         pass
@@ -608,9 +622,11 @@ def cmd_provision(args) -> int:
               + (": " + ", ".join(s.name for s in secrets) if secrets else "") + ")")
         return 0
     if args.setup_code:
+        from ..store.records import StoreError
+
         try:
             code = new_setup_code(layout)
-        except (ProvisionError, ConfigError, LayoutError, OSError) as err:
+        except (ProvisionError, ConfigError, LayoutError, OSError, StoreError) as err:
             print(f"callgate provision: {err}", file=sys.stderr)
             return 1
         print(f"one-time setup code for the first web admin (at /setup): {code}")

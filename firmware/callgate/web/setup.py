@@ -41,11 +41,12 @@ def new_code(path: Path, owner: tuple[int, int] | None = None) -> str:
                     for _ in range(GROUPS))
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
+    tmp.unlink(missing_ok=True)           # provisioning runs as root in callgate's folder:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:   # never through a link left there
         f.write(hashed.make(_plain(code)) + "\n")
-    if owner is not None:
-        os.chown(tmp, *owner)
+        if owner is not None:
+            os.fchown(f.fileno(), *owner)
     os.replace(tmp, path)
     return code
 
