@@ -124,7 +124,7 @@ def test_unit_has_the_keys_the_appliance_relies_on():
     assert {d.split()[0] for d in device_allow} >= {"char-ttyACM", "char-gpiochip", "char-alsa"}
     assert all(d.split()[1] == "rw" for d in device_allow)
     exec_start = svc["ExecStart"].split()
-    assert exec_start[0] == "/opt/callgate/.venv/bin/callgate" and exec_start[1] == "run"
+    assert exec_start[0] == "/opt/callgate/current/bin/callgate" and exec_start[1] == "run"
     assert exec_start[2:] == ["--config", "/etc/callgate/callgate.toml"]
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
@@ -147,7 +147,7 @@ def test_systemd_analyze_verify_finds_nothing_but_the_missing_binary(tmp_path):
     tool = analyze()
     rc, lines = verify(tool, UNIT)
     # on a build machine the venv is not installed; that must be the only complaint
-    other = [ln for ln in lines if "/opt/callgate/.venv/bin/callgate" not in ln]
+    other = [ln for ln in lines if "/opt/callgate/current/bin/callgate" not in ln]
     assert other == [], lines
     # with ExecStart pointing at a program that exists, the unit is clean
     copy = tmp_path / "callgate.service"
@@ -195,7 +195,7 @@ def test_the_web_unit_verifies_clean_and_is_hardened(tmp_path):
     """systemd/callgate-web.service: `callgate web` as the callgate user, no devices."""
     tool = analyze()
     text = WEB_UNIT.read_text()
-    assert re.search(r"^ExecStart=/opt/callgate/\.venv/bin/callgate web --config "
+    assert re.search(r"^ExecStart=/opt/callgate/current/bin/callgate web --config "
                      r"/etc/callgate/callgate\.toml$", text, re.M)
     for line in ("Type=notify", "User=callgate", "StateDirectory=callgate",
                  "PrivateDevices=yes", "NoNewPrivileges=yes", "ProtectSystem=strict"):
@@ -316,3 +316,60 @@ def test_a_line_instance_is_bounded_and_confined_as_the_single_line_engine():
     engine, line = unit_keys(UNIT), unit_keys(LINE_UNIT)
     for key in ("OOMScoreAdjust", "MemoryMax", "ProcSubset", "SystemCallFilter"):
         assert line.get(key) == engine.get(key), key
+
+
+# ---------------------------------------------------------------- provisioning and releases
+
+PROVISION_UNIT = ROOT / "systemd" / "callgate-provision.service"
+
+
+def test_every_unit_runs_the_current_release():
+    """`callgate update` switches /opt/callgate/current; every unit must follow it."""
+    for unit in sorted((ROOT / "systemd").glob("*.service")):
+        execs = re.findall(r"^Exec\w+=(\S+)", unit.read_text(), re.M)
+        assert execs and all(e == "/opt/callgate/current/bin/callgate" for e in execs), unit
+
+
+def test_the_provisioning_unit_runs_once_before_the_engine_and_the_web_app(tmp_path):
+    tool = analyze()
+    text = PROVISION_UNIT.read_text()
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read_string(text)
+    unit, svc = parser["Unit"], parser["Service"]
+    assert svc["Type"] == "oneshot"
+    assert set(unit["Before"].split()) >= {"callgate.service", "callgate-web.service"}
+    conditions = re.findall(r"^ConditionPathExists=(.+)$", text, re.M)
+    assert sorted(conditions) == ["|!/var/lib/callgate/web-secret.key",
+                                  "|/boot/firmware/callgate.toml"]
+    assert "/boot/firmware" in unit["RequiresMountsFor"].split()
+    assert svc["ExecStart"].split()[:2] == ["/opt/callgate/current/bin/callgate", "provision"]
+    assert parser["Install"]["WantedBy"] == "multi-user.target"
+    copy = tmp_path / "callgate-provision.service"
+    copy.write_text(re.sub(r"^ExecStart=\S+", f"ExecStart={shutil.which('true')}", text,
+                           flags=re.M))
+    rc, lines = verify(tool, copy)
+    assert rc == 0 and lines == []
+
+
+def test_provisioning_comes_before_every_unit_that_runs_the_engine_or_the_web_app():
+    """A unit that reads /etc/callgate must not start on the setup provisioning is about to
+    replace. The provisioning unit's Before= can only name plain units; a template
+    (callgate@.service, one instance per line) has to say After= itself."""
+    before = set()
+    for line in re.findall(r"^Before=(.+)$", PROVISION_UNIT.read_text(), re.M):
+        before |= set(line.split())
+    engines = []
+    for unit in sorted((ROOT / "systemd").glob("*.service")):
+        text = unit.read_text()
+        start = re.search(r"^ExecStart=\S+ (\S+)", text, re.M)
+        if not start or start.group(1) not in ("run", "web"):
+            continue
+        engines.append(unit.name)
+        after = set()
+        for line in re.findall(r"^After=(.+)$", text, re.M):
+            after |= set(line.split())
+        ordered = "callgate-provision.service" in after or \
+            ("@" not in unit.name and unit.name in before)
+        assert ordered, f"{unit.name}: add After=callgate-provision.service"
+    assert {"callgate.service", "callgate-web.service"} <= set(engines)

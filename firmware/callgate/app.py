@@ -43,7 +43,8 @@ from .store.recorder import Recorder
 
 log = logging.getLogger("callgate")
 
-TABLES = ("engine", "line", "crm", "service", "store", "web", "writeback", "telemetry")
+TABLES = ("engine", "line", "crm", "service", "store", "web", "writeback", "telemetry",
+          "system")
 LINE_NAME = DEFAULT_LINE        # the name of a device's only line
 LOG_QUEUE = 1000                 # log lines waiting for stderr at most
 
@@ -77,6 +78,7 @@ class Settings:
     @classmethod
     def from_table(cls, table: Table, line: str | None = None, lines_dir: Path | None = None,
                    pick: bool = True) -> "Settings":
+        from .appliance.system import SystemSettings
         from .crm.writeback import load_writeback
         from .telemetry.settings import load_telemetry
         from .web.settings import WebSettings
@@ -91,6 +93,7 @@ class Settings:
         chosen = choose_line(specs, line) if pick else specs[0]
         country = _check_crm(table.sub("crm"))
         WebSettings.from_table(table)
+        SystemSettings.from_table(table)
         writeback = load_writeback(table.sub("writeback"))
         services = (load_services(table, country, device_zone()) if _has_flow(table)
                     else [])

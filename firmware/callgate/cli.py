@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     from .prompts_tool import add_parser as _prompts; _prompts(sub)
     from .report.cli import add_parser as _report; _report(sub)
     from .telemetry.fleet import add_parser as _fleet; _fleet(sub)
+    from .appliance.provision import add_parser as _provision; _provision(sub)
+    from .appliance.update import add_parser as _update; _update(sub)
     return parser
 
 

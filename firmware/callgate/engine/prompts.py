@@ -7,6 +7,7 @@ never a silence in the middle of one.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,10 @@ _HERE = Path(__file__).resolve()
 
 
 def default_prompt_root() -> Path:
-    """prompts_wav/ of the source tree (an editable install), else the system copy."""
-    for candidate in (_HERE.parents[3] / "prompts_wav", Path("/usr/share/callgate/prompts_wav")):
+    """prompts_wav/ of the source tree (an editable install), else the release's own (an
+    update bundle installs it in the venv: appliance/update.py), else the system copy."""
+    for candidate in (_HERE.parents[3] / "prompts_wav", Path(sys.prefix) / "prompts_wav",
+                      Path("/usr/share/callgate/prompts_wav")):
         if candidate.is_dir():
             return candidate
     return _HERE.parents[3] / "prompts_wav"

@@ -25,6 +25,7 @@ from werkzeug.routing import BuildError
 from ..config import Table
 from .checks import PasswordChecks
 from .context import WebState
+from .context import state as app_state
 from .keyfile import read_secret_key
 from .limits import SigninLimits
 from .memory import keep_big_blocks_apart
@@ -86,9 +87,10 @@ def create_app(config: Table | WebSettings, clock=time.time, secret_key: bytes |
     from .agent import bp as agent_bp
     from .auth import bp as auth_bp
     from .reports import bp as reports_bp
+    from .setup import bp as setup_bp
     from .status import bp as status_bp
     from .switches import bp as switches_bp
-    for bp in (auth_bp, agent_bp, status_bp, users_bp, reports_bp, switches_bp):
+    for bp in (auth_bp, agent_bp, status_bp, users_bp, reports_bp, switches_bp, setup_bp):
         app.register_blueprint(bp)
     from .metrics import install as install_metrics
     install_metrics(app, settings)                 # /metrics, when [web.metrics] is on
@@ -123,8 +125,13 @@ def _security_headers(response):
 def _template_globals() -> dict:
     from .auth import current_user
 
+    from .. import __version__
+    from .setup import code_file, pending
+
     user = current_user()
-    return {"me": user, "nav": _nav(user) if user else []}
+    st = app_state()
+    return {"me": user, "nav": _nav(user) if user else [], "version": __version__,
+            "setup_pending": user is None and pending(code_file(st.settings.db), st.users)}
 
 
 def _nav(user) -> list[tuple[str, str, bool]]:

@@ -9,6 +9,7 @@ tree's hw/ (hw/README.md describes the format).
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def hw_dirs(hw_dir: str | None = None) -> list[Path]:
     if os.environ.get(HW_ENV):
         dirs.append(Path(os.environ[HW_ENV]))
     dirs.append(Path(__file__).resolve().parents[4] / "hw")
+    dirs.append(Path(sys.prefix) / "hw")          # a release's own (appliance/update.py)
     dirs += [Path("/etc/callgate/hw"), Path("/usr/share/callgate/hw")]
     return dirs
 
