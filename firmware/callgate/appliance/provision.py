@@ -508,15 +508,7 @@ def _dir(path: Path, mode: int, owner: tuple[int, int]) -> None:
 
 def _private(path: Path, text: str, owner: tuple[int, int]) -> None:
     """A 0600 file of `owner`, put in place by rename (never a half-written secret)."""
-    tmp = path.with_name(f".{path.name}.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chown(tmp, *owner)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    _write(path, text, 0o600, owner)
 
 
 def _write(path: Path, text: str, mode: int, owner: tuple[int, int]) -> None:

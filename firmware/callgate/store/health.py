@@ -157,13 +157,13 @@ def count_finished_call(db: sqlite3.Connection, call_id: str) -> None:
 
 def read_call_totals(db: sqlite3.Connection) -> list[tuple[str, str, str, int]]:
     """(line, status, reason, finished calls), "none" for a status or reason not set."""
-    return [(r["line"], r["status"], r["reason"], r["count"]) for r in _rows(
+    return [(r["line"], r["status"], r["reason"], r["count"]) for r in rows_of(
         db, "SELECT line, status, reason, count FROM call_totals ORDER BY 1, 2, 3")]
 
 
 def read_line_health(db: sqlite3.Connection) -> dict[str, dict]:
     """Each line's last health row, by line name."""
-    rows = _rows(db, f"SELECT {', '.join(_LINE_COLUMNS)} FROM line_health ORDER BY line")
+    rows = rows_of(db, f"SELECT {', '.join(_LINE_COLUMNS)} FROM line_health ORDER BY line")
     for r in rows:
         r["present"] = bool(r["present"])
     return {r["line"]: r for r in rows}
@@ -171,10 +171,10 @@ def read_line_health(db: sqlite3.Connection) -> dict[str, dict]:
 
 def read_backend_health(db: sqlite3.Connection) -> list[dict]:
     """Each back end's counts, last answers and breaker, with its errors by kind."""
-    rows = _rows(db, "SELECT backend, requests, errors, last_success, last_error, "
+    rows = rows_of(db, "SELECT backend, requests, errors, last_success, last_error, "
                      "last_error_kind, breaker, breaker_until, seconds_total, updated "
                      "FROM backend_health ORDER BY backend")
-    errors = _rows(db, "SELECT backend, kind, count FROM backend_errors ORDER BY kind")
+    errors = rows_of(db, "SELECT backend, kind, count FROM backend_errors ORDER BY kind")
     for r in rows:
         r["errors_by_kind"] = {e["kind"]: e["count"] for e in errors
                                if e["backend"] == r["backend"]}
@@ -185,9 +185,9 @@ def read_backend_latency(db: sqlite3.Connection) -> dict[str, dict]:
     """Each back end's request-time histogram: {"buckets": [(le, cumulative count)...,
     ("+Inf", total)], "count": total, "sum": seconds}, buckets in LATENCY_BUCKETS_S order."""
     sums = {r["backend"]: r["seconds_total"]
-            for r in _rows(db, "SELECT backend, seconds_total FROM backend_health")}
+            for r in rows_of(db, "SELECT backend, seconds_total FROM backend_health")}
     counts: dict[str, dict[str, int]] = {}
-    for r in _rows(db, "SELECT backend, le, count FROM backend_latency"):
+    for r in rows_of(db, "SELECT backend, le, count FROM backend_latency"):
         counts.setdefault(r["backend"], {})[r["le"]] = r["count"]
     out = {}
     for backend, by_le in counts.items():
@@ -200,7 +200,8 @@ def read_backend_latency(db: sqlite3.Connection) -> dict[str, dict]:
     return out
 
 
-def _rows(db: sqlite3.Connection | None, sql: str) -> list[dict]:
+def rows_of(db: sqlite3.Connection | None, sql: str) -> list[dict]:
+    """Rows as dicts; none from a table an older store does not have yet (or no store)."""
     if db is None:
         return []
     try:

@@ -60,7 +60,7 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from ..store.health import read_backend_health, read_line_health
+from ..store.health import read_backend_health, read_line_health, rows_of
 from .board import Board, disk_space
 
 log = logging.getLogger("callgate.telemetry")
@@ -123,7 +123,7 @@ def open_read_only(path: Path) -> sqlite3.Connection | None:
 
 
 def _lines(db: sqlite3.Connection | None) -> list[dict]:
-    status = {r["line"]: r for r in _rows(
+    status = {r["line"]: r for r in rows_of(
         db, "SELECT line, state, step, since FROM line_status ORDER BY line")}
     health = read_line_health(db) if db is not None else {}
     out = []
@@ -170,22 +170,9 @@ def _backend(db: sqlite3.Connection | None, now: float) -> dict | None:
 def _outbox(db: sqlite3.Connection | None, now: float) -> dict:
     # delivered rows stay until `callgate outbox purge` (one per call written back): only
     # the two states counted are read, through the (state, next_at) index
-    rows = _rows(db, "SELECT state, COUNT(*) AS n, MIN(created) AS oldest FROM outbox "
+    rows = rows_of(db, "SELECT state, COUNT(*) AS n, MIN(created) AS oldest FROM outbox "
                      "WHERE state IN ('pending', 'dead') GROUP BY state")
     by = {r["state"]: r for r in rows}
     oldest = by.get("pending", {}).get("oldest")
     return {"pending": by.get("pending", {}).get("n", 0), "dead": by.get("dead", {}).get("n", 0),
             "oldest_pending_s": None if oldest is None else round(max(0.0, now - oldest), 1)}
-
-
-def _rows(db: sqlite3.Connection | None, sql: str) -> list[dict]:
-    if db is None:
-        return []
-    try:
-        cur = db.execute(sql)
-    except sqlite3.OperationalError as err:
-        if "no such table" in str(err):
-            return []
-        raise
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
